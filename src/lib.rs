@@ -1,0 +1,10 @@
+//! portvakt: registers OAuth2/OIDC clients in ID-porten, Maskinporten and Entra ID
+//! from nais.io/v1 custom resources, and writes their credentials into Secrets.
+
+pub mod clock;
+pub mod conditions;
+pub mod controller;
+pub mod crd;
+pub mod digdir;
+pub mod keys;
+pub mod sim;

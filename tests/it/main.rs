@@ -1,0 +1,8 @@
+//! The one integration-test binary (one link step keeps CI fast).
+
+mod crd_schema;
+mod digdir_client;
+mod digdir_controllers;
+mod digdir_sim;
+mod kube_server;
+mod kubectl;
