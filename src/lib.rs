@@ -8,3 +8,9 @@ pub mod crd;
 pub mod digdir;
 pub mod keys;
 pub mod sim;
+
+/// Installs rustls' ring provider as the process default; kube and reqwest both use it.
+/// Calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

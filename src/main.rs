@@ -1,1 +1,68 @@
-fn main() {}
+//! The portvakt binary: the operator, its simulators and its demo.
+
+use std::path::PathBuf;
+
+mod cli;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "portvakt", version, about = "OAuth2/OIDC clients in ID-porten, Maskinporten and Entra ID, from nais.io/v1 resources")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions portvakt owns (exactly what crds/ holds).
+    Crds {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+    /// Run the embedded Kubernetes API server (and simulators) on loopback until stopped.
+    Sim(cli::SimArgs),
+    /// Start everything embedded, apply examples/, show the result and exit.
+    Demo(cli::DemoArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    portvakt::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Crds { write: None } => {
+                print!("{}", portvakt::crd::crds_yaml());
+                Ok(())
+            }
+            Command::Crds { write: Some(dir) } => {
+                for (file, yaml) in portvakt::crd::crd_files() {
+                    let path = dir.join(file);
+                    std::fs::write(&path, yaml)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+                Ok(())
+            }
+            Command::Sim(args) => cli::run_sim(args).await,
+            Command::Demo(args) => cli::run_demo(args).await,
+        }
+    })
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PORTVAKT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,portvakt=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
