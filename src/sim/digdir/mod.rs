@@ -1,1 +1,752 @@
-//! (being written)
+//! A faithful simulator of Digdir: the self-service API (`/api/v1`), Maskinporten
+//! (`/maskinporten/...`) and ID-porten (`/idporten/...`), enforcing the documented rules
+//! (../shared/reference/external-api-rules.md, sections A–E) with Digdir's error shapes.
+//!
+//! Everything is one axum router on plain HTTP. Issuers follow the URL the simulator is
+//! served at: Maskinporten `{base}/maskinporten/` (trailing slash, as the real issuer),
+//! ID-porten `{base}/idporten` (none). `serve` fixes `{base}` to `http://{addr}`; when the
+//! router is served some other way, `{base}` comes from the request's `Host` header.
+//!
+//! Choices where the documentation is silent or contradicts itself:
+//! - POST `/clients` and POST `/jwks` answer 200 (OAPI); DELETE answers 200 with no body.
+//! - A `kid` is unique across all clients (including deactivated ones); re-posting a key
+//!   the client already has renews its `exp` (a year from the re-post). A kid held by
+//!   another client answers 409.
+//! - Posted keys must be RSA, `use: sig`, RS256/RS384/RS512, at least 2048 bits; an empty
+//!   set is refused (use DELETE).
+//! - Changes reach the token endpoints after `Seed::propagation_delay_secs` (default 0;
+//!   Digdir documents 0–2 minutes): a new key or client is unknown until then, a removed
+//!   key or deactivated client still works until then.
+//! - The admin client is registered "by Digdir": it is not listed by `/clients`, its
+//!   key carries the business certificate in `x5c` (so both `x5c` and `kid` grants work)
+//!   and expires ten years after start, so tests that move the clock a year keep working.
+//! - Maskinporten clients must have a scope (digdirator#108) that exists, is active,
+//!   allows the integration type and is not `accessible_for_all`; the consumer org's access
+//!   is checked when a token is issued (MP-250).
+
+mod admin_api;
+pub mod app;
+pub mod crypto;
+pub mod error;
+pub mod faults;
+mod oidc;
+pub mod seed;
+mod state;
+mod token;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
+
+use crate::clock::Clock;
+pub use crypto::RsaKey;
+pub use error::{ApiError, OAuthError, SimError};
+pub use faults::{CallRecord, FaultAction, FaultRule, FaultTimes};
+pub use oidc::{AuthorizeOutcome, AuthorizeRequest};
+pub use oidc::{CLIENT_ASSERTION_TYPE, CODE_LIFETIME_SECS};
+pub use seed::{Organisation, Seed, SeedDelegationSource, SeedScope};
+use state::{Client, ClientFields, ClientJwks, State, StoredJwk};
+pub use state::{JWT_BEARER, KEY_LIFETIME_SECS, MAX_KEYS};
+pub use token::{CLOCK_SKEW_SECS, MAX_GRANT_LIFETIME_SECS};
+
+const JOURNAL_CAP: usize = 200_000;
+
+/// The issuers as seen by one request.
+#[derive(Clone, Debug)]
+pub struct Issuers {
+    pub base: String,
+    /// `{base}/maskinporten/`
+    pub maskinporten: String,
+    /// `{base}/idporten`
+    pub idporten: String,
+}
+
+impl Issuers {
+    fn for_base(base: &str) -> Self {
+        let base = base.trim_end_matches('/').to_string();
+        Self {
+            maskinporten: format!("{base}/maskinporten/"),
+            idporten: format!("{base}/idporten"),
+            base,
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) clock: Clock,
+    state: Mutex<State>,
+    faults: Mutex<faults::Faults>,
+    journal: Mutex<VecDeque<CallRecord>>,
+    latency_ms: AtomicU64,
+    base_url: RwLock<Option<String>>,
+    pub(crate) ca: crypto::TestCa,
+    pub(crate) mp_key: RsaKey,
+    pub(crate) idp_key: RsaKey,
+    admin: AdminCredentials,
+}
+
+impl Inner {
+    pub(crate) fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn issuers(&self, headers: &HeaderMap) -> Issuers {
+        if let Some(base) = self.base_url.read().ok().and_then(|b| b.clone()) {
+            return Issuers::for_base(&base);
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        Issuers::for_base(&format!("http://{host}"))
+    }
+}
+
+/// What the operator needs to authenticate as the admin client.
+#[derive(Clone)]
+pub struct AdminCredentials {
+    pub client_id: String,
+    pub orgno: String,
+    /// PKCS#8 PEM of the admin key (the business certificate's key, also registered as `kid`).
+    pub private_key_pem: String,
+    /// The business certificate chain, leaf first, PEM.
+    pub certificate_chain_pem: String,
+    /// The simulator's CA certificate (the chain's root), PEM.
+    pub ca_certificate_pem: String,
+    /// kid of the admin key as registered on the admin client.
+    pub kid: String,
+    /// Scopes the admin client is granted.
+    pub scopes: Vec<String>,
+    key: RsaKey,
+    leaf_der: Vec<u8>,
+    ca_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for AdminCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminCredentials")
+            .field("client_id", &self.client_id)
+            .field("orgno", &self.orgno)
+            .field("kid", &self.kid)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminCredentials {
+    /// The admin key as a private JWK.
+    pub fn private_jwk(&self) -> Value {
+        self.key.private_jwk()
+    }
+
+    fn claims(&self, audience: &str, scopes: &str, now_unix: i64) -> Value {
+        serde_json::json!({
+            "iss": self.client_id, "aud": audience, "scope": scopes,
+            "iat": now_unix, "nbf": now_unix, "exp": now_unix + 120,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    /// A JWT grant with `kid` in the header (test helper; the operator builds its own).
+    pub fn grant_with_kid(
+        &self,
+        audience: &str,
+        scopes: &str,
+        now_unix: i64,
+    ) -> Result<String, SimError> {
+        self.key.sign(&self.claims(audience, scopes, now_unix))
+    }
+
+    /// A JWT grant with the certificate chain in `x5c` (test helper).
+    pub fn grant_with_x5c(
+        &self,
+        audience: &str,
+        scopes: &str,
+        now_unix: i64,
+    ) -> Result<String, SimError> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.typ = Some("JWT".into());
+        header.x5c = Some(vec![
+            crypto::x5c_encode(&self.leaf_der),
+            crypto::x5c_encode(&self.ca_der),
+        ]);
+        self.key
+            .sign_with_header(&header, &self.claims(audience, scopes, now_unix))
+    }
+
+    /// The admin signing key (for tests that craft unusual grants).
+    pub fn key(&self) -> &RsaKey {
+        &self.key
+    }
+}
+
+/// URLs of one provider when the simulator is served at a base URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderUrls {
+    pub issuer: String,
+    pub well_known_url: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    /// ID-porten only.
+    pub authorization_endpoint: Option<String>,
+}
+
+/// All URLs of the simulator served at a base URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WellKnownUrls {
+    /// Self-service API base (the client appends `/api/v1`).
+    pub admin_base_url: String,
+    /// `{admin_base_url}/api/v1`.
+    pub admin_api_url: String,
+    pub maskinporten: ProviderUrls,
+    pub idporten: ProviderUrls,
+}
+
+/// The simulator. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct DigdirSim {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for DigdirSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigdirSim").finish_non_exhaustive()
+    }
+}
+
+/// A running simulator; shuts down when dropped.
+pub struct SimHandle {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// `http://{addr}`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl DigdirSim {
+    /// A simulator seeded with `seed`; panics only if key generation fails.
+    pub fn new(clock: Clock, seed: Seed) -> Self {
+        #[allow(clippy::expect_used)]
+        Self::try_new(clock, seed).expect("generating the Digdir simulator's keys")
+    }
+
+    pub fn try_new(clock: Clock, mut seed: Seed) -> Result<Self, SimError> {
+        let now = clock.now();
+        if seed.admin_client_id.is_empty() {
+            seed.admin_client_id = uuid::Uuid::new_v4().to_string();
+        }
+        let ca = crypto::TestCa::generate()?;
+        let mp_key = RsaKey::generate(format!("mp-{}", uuid::Uuid::new_v4().simple()))?;
+        let idp_key = RsaKey::generate(format!("idp-{}", uuid::Uuid::new_v4().simple()))?;
+        let admin_key = RsaKey::generate(uuid::Uuid::new_v4().to_string())?;
+        let org_name = seed
+            .org_name(&seed.admin_orgno)
+            .unwrap_or("ADMIN ORGANISATION")
+            .to_string();
+        let (leaf_der, leaf_pem) =
+            ca.issue_business_certificate(&seed.admin_orgno, &org_name, &admin_key)?;
+        let admin = AdminCredentials {
+            client_id: seed.admin_client_id.clone(),
+            orgno: seed.admin_orgno.clone(),
+            private_key_pem: admin_key.private_key_pem()?,
+            certificate_chain_pem: format!("{leaf_pem}{}", ca.cert_pem),
+            ca_certificate_pem: ca.cert_pem.clone(),
+            kid: admin_key.kid.clone(),
+            scopes: seed.admin_scopes.clone(),
+            key: admin_key.clone(),
+            leaf_der: leaf_der.clone(),
+            ca_der: ca.cert_der.clone(),
+        };
+        let long_ago = now
+            .checked_sub(SignedDuration::from_hours(24 * 30))
+            .unwrap_or(now);
+        let admin_client = Client {
+            client_id: admin.client_id.clone(),
+            hidden: true,
+            fields: ClientFields {
+                client_name: Some(format!("{org_name} admin client")),
+                description: Some("Self-service API admin client (registered by Digdir)".into()),
+                integration_type: "maskinporten".into(),
+                application_type: "web".into(),
+                scopes: seed.admin_scopes.clone(),
+                grant_types: vec![state::JWT_BEARER.into()],
+                token_endpoint_auth_method: "private_key_jwt".into(),
+                access_token_lifetime: seed.admin_access_token_lifetime,
+                authorization_lifetime: 7200,
+                refresh_token_lifetime: 600,
+                refresh_token_usage: "ONETIME".into(),
+                code_challenge_method: "S256".into(),
+                ..ClientFields::default()
+            },
+            client_orgno: seed.admin_orgno.clone(),
+            active: true,
+            created: long_ago,
+            last_updated: long_ago,
+            deactivated: None,
+            client_secret: None,
+            jwks: Some(ClientJwks {
+                keys: vec![StoredJwk {
+                    kid: admin_key.kid.clone(),
+                    alg: "RS256".into(),
+                    n: admin_key.n(),
+                    e: admin_key.e(),
+                    x5c: Some(vec![crypto::x5c_encode(&leaf_der)]),
+                    exp: now.as_second() + 10 * state::KEY_LIFETIME_SECS,
+                    created: long_ago,
+                    last_updated: long_ago,
+                    posted: long_ago,
+                }],
+                created: long_ago,
+                last_updated: long_ago,
+            }),
+            retired: vec![],
+        };
+        let mut state = State::new(seed, now);
+        state
+            .clients
+            .insert(admin_client.client_id.clone(), admin_client);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                clock,
+                state: Mutex::new(state),
+                faults: Mutex::new(faults::Faults::default()),
+                journal: Mutex::new(VecDeque::new()),
+                latency_ms: AtomicU64::new(0),
+                base_url: RwLock::new(None),
+                ca,
+                mp_key,
+                idp_key,
+                admin,
+            }),
+        })
+    }
+
+    /// Everything on one router: `/api/v1`, `/maskinporten/...`, `/idporten/...`.
+    pub fn router(&self) -> Router {
+        let runtime = Router::new()
+            .route(
+                "/maskinporten/.well-known/oauth-authorization-server",
+                get(oidc::maskinporten_metadata),
+            )
+            .route("/maskinporten/jwk", get(oidc::maskinporten_jwks))
+            .route("/maskinporten/jwks", get(oidc::maskinporten_jwks))
+            .route("/maskinporten/token", post(token::maskinporten_token))
+            .route(
+                "/idporten/.well-known/openid-configuration",
+                get(oidc::idporten_metadata),
+            )
+            .route("/idporten/jwks.json", get(oidc::idporten_jwks))
+            .route("/idporten/authorize", get(oidc::authorize_endpoint))
+            .route("/idporten/token", post(oidc::idporten_token));
+        Router::new()
+            .nest("/api/v1", admin_api::routes())
+            .merge(runtime)
+            .fallback(not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                self.inner.clone(),
+                journal_and_faults,
+            ))
+            .with_state(self.inner.clone())
+    }
+
+    /// Serves the router on `addr` (port 0 for any free port).
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SimHandle> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_unspecified() {
+            self.set_base_url(&format!("http://{addr}"));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = self.router();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(SimHandle {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// Fixes the base URL the issuers are derived from (instead of the `Host` header).
+    pub fn set_base_url(&self, base_url: &str) {
+        if let Ok(mut b) = self.inner.base_url.write() {
+            *b = Some(base_url.trim_end_matches('/').to_string());
+        }
+    }
+
+    pub fn admin_credentials(&self) -> AdminCredentials {
+        self.inner.admin.clone()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// The URLs of this simulator when served at `base_url`.
+    pub fn well_known_urls(&self, base_url: &str) -> WellKnownUrls {
+        let i = Issuers::for_base(base_url);
+        WellKnownUrls {
+            admin_base_url: i.base.clone(),
+            admin_api_url: format!("{}/api/v1", i.base),
+            maskinporten: ProviderUrls {
+                well_known_url: format!("{}.well-known/oauth-authorization-server", i.maskinporten),
+                token_endpoint: format!("{}token", i.maskinporten),
+                jwks_uri: format!("{}jwk", i.maskinporten),
+                authorization_endpoint: None,
+                issuer: i.maskinporten.clone(),
+            },
+            idporten: ProviderUrls {
+                well_known_url: format!("{}/.well-known/openid-configuration", i.idporten),
+                token_endpoint: format!("{}/token", i.idporten),
+                jwks_uri: format!("{}/jwks.json", i.idporten),
+                authorization_endpoint: Some(format!("{}/authorize", i.idporten)),
+                issuer: i.idporten.clone(),
+            },
+        }
+    }
+
+    // ---- test hooks ----
+
+    /// Every client of the admin API (active and deactivated), as GET renders them.
+    pub fn clients(&self) -> Vec<Value> {
+        let state = self.inner.lock_state();
+        let mut clients: Vec<&Client> = state.clients.values().filter(|c| !c.hidden).collect();
+        clients.sort_by_key(|c| c.created);
+        clients.iter().map(|c| c.render(false)).collect()
+    }
+
+    pub fn client(&self, client_id: &str) -> Option<Value> {
+        let state = self.inner.lock_state();
+        state
+            .clients
+            .get(client_id)
+            .filter(|c| !c.hidden)
+            .map(|c| c.render(false))
+    }
+
+    /// The client's JWKS as GET `/clients/{id}/jwks` renders it (`None`: no keys).
+    pub fn jwks(&self, client_id: &str) -> Option<Value> {
+        let state = self.inner.lock_state();
+        state.clients.get(client_id).and_then(Client::render_jwks)
+    }
+
+    /// Every scope (all owners, active and not).
+    pub fn scopes(&self) -> Vec<Value> {
+        let state = self.inner.lock_state();
+        state.scopes.values().map(state::Scope::render).collect()
+    }
+
+    /// Every scope access (active ones; revoked ones have `active: false` internally).
+    pub fn scope_accesses(&self) -> Vec<Value> {
+        let state = self.inner.lock_state();
+        state
+            .accesses
+            .iter()
+            .filter(|a| a.active)
+            .map(|a| a.render(&state.seed))
+            .collect()
+    }
+
+    pub fn journal(&self) -> Vec<CallRecord> {
+        let journal = self.inner.journal.lock().unwrap_or_else(|p| p.into_inner());
+        journal.iter().cloned().collect()
+    }
+
+    pub fn clear_journal(&self) {
+        let mut journal = self.inner.journal.lock().unwrap_or_else(|p| p.into_inner());
+        journal.clear();
+    }
+
+    pub fn inject_fault(&self, rule: FaultRule) {
+        let mut faults = self.inner.faults.lock().unwrap_or_else(|p| p.into_inner());
+        faults.add(rule);
+    }
+
+    pub fn clear_faults(&self) {
+        let mut faults = self.inner.faults.lock().unwrap_or_else(|p| p.into_inner());
+        faults.clear();
+    }
+
+    /// A fixed (real-time) latency on every admin API call (`/api/v1`).
+    pub fn set_latency(&self, latency: Duration) {
+        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.inner.latency_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// How long (simulated time) changes take to reach the token endpoints.
+    pub fn set_propagation_delay(&self, delay: Duration) {
+        let mut state = self.inner.lock_state();
+        state.propagation_delay = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX / 4);
+    }
+
+    /// Grants `consumer_orgno` access to `scope` as its owner would (creating nothing else).
+    pub fn grant_scope_access(&self, scope: &str, consumer_orgno: &str) {
+        let now = self.inner.clock.now();
+        let mut state = self.inner.lock_state();
+        let owner = state
+            .scopes
+            .get(scope)
+            .map(|s| s.owner_orgno.clone())
+            .unwrap_or_default();
+        state.accesses.push(state::ScopeAccess {
+            scope: scope.into(),
+            consumer_orgno: consumer_orgno.into(),
+            owner_orgno: owner,
+            state: "APPROVED".into(),
+            active: true,
+            created: now,
+            last_updated: now,
+        });
+    }
+
+    /// Changes a client as a person in Samarbeidsportalen would (drift): `patch` fields
+    /// replace the stored ones, validated like a PUT.
+    pub fn edit_client(&self, client_id: &str, patch: &Value) -> Result<(), ApiError> {
+        let now = self.inner.clock.now();
+        let mut state = self.inner.lock_state();
+        let Some(existing) = state.clients.get(client_id).filter(|c| !c.hidden).cloned() else {
+            return Err(ApiError::not_found(format!("client {client_id} not found")));
+        };
+        let mut merged = existing.render(false);
+        if let (Some(map), Some(patch)) = (merged.as_object_mut(), patch.as_object()) {
+            for (k, v) in patch {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        let fields = state::parse_client(&merged, Some(&existing), &state)?;
+        if let Some(c) = state.clients.get_mut(client_id) {
+            c.fields = fields;
+            c.last_updated = now;
+        }
+        Ok(())
+    }
+
+    /// Removes one key from a client's set by hand (drift); true if it was there.
+    pub fn remove_key(&self, client_id: &str, kid: &str) -> bool {
+        let now = self.inner.clock.now();
+        let mut state = self.inner.lock_state();
+        let Some(client) = state.clients.get_mut(client_id) else {
+            return false;
+        };
+        let Some(jwks) = client.jwks.as_mut() else {
+            return false;
+        };
+        let Some(pos) = jwks.keys.iter().position(|k| k.kid == kid) else {
+            return false;
+        };
+        let key = jwks.keys.remove(pos);
+        jwks.last_updated = now;
+        if jwks.keys.is_empty() {
+            client.jwks = None;
+        }
+        client.retired.push((key, now));
+        true
+    }
+
+    /// Performs an ID-porten login without HTTP: the same checks as `/idporten/authorize`.
+    /// Returns the authorization code and the Location the browser would be sent to.
+    pub fn authorize_login(
+        &self,
+        base_url: &str,
+        req: &AuthorizeRequest,
+    ) -> Result<(String, String), SimError> {
+        let issuers = Issuers::for_base(base_url);
+        match oidc::authorize(&self.inner, &issuers, req) {
+            AuthorizeOutcome::Redirect {
+                location,
+                code: Some(code),
+            } => Ok((code, location)),
+            AuthorizeOutcome::Redirect {
+                location,
+                code: None,
+            } => Err(SimError::Login(location)),
+            AuthorizeOutcome::Refused(e) => {
+                Err(SimError::Login(format!("{}: {}", e.error, e.description)))
+            }
+        }
+    }
+}
+
+async fn not_found(req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    ApiError::not_found(format!("no such resource: {path}")).into_response()
+}
+
+fn fault_response(path: &str, status: StatusCode, retry_after: Option<u64>) -> Response {
+    let description = format!("injected fault: {status}");
+    let mut response = if path.starts_with("/api/") {
+        ApiError::new(status, "server_error", description).into_response()
+    } else {
+        let mut e = OAuthError::new(
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                "slow_down"
+            } else {
+                "server_error"
+            },
+            description,
+        );
+        e.status = status;
+        e.into_response()
+    };
+    if let Some(secs) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+/// Journals every call, applies injected faults and the fixed admin API latency, and
+/// makes sure every error answer has a JSON body.
+async fn journal_and_faults(
+    AxState(inner): AxState<Arc<Inner>>,
+    req: Request<Body>,
+    next: Next,
+) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let time: Timestamp = inner.clock.now();
+    let actions = {
+        let mut faults = inner.faults.lock().unwrap_or_else(|p| p.into_inner());
+        faults.take(&method, &path, time)
+    };
+    let latency = inner.latency_ms.load(Ordering::SeqCst);
+    if latency > 0 && path.starts_with("/api/") {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let mut faulted = false;
+    let mut early = None;
+    let mut after = None;
+    let mut slow_answer = None;
+    for action in &actions {
+        match action {
+            FaultAction::Latency(d) => tokio::time::sleep(*d).await,
+            FaultAction::Status {
+                status,
+                retry_after,
+            } if early.is_none() => {
+                early = Some(fault_response(&path, *status, *retry_after));
+            }
+            FaultAction::StatusAfterHandling(status) if after.is_none() => after = Some(*status),
+            FaultAction::LatencyAfterHandling(d) => slow_answer = Some(*d),
+            _ => {}
+        }
+    }
+    let response = match early {
+        Some(r) => {
+            faulted = true;
+            r
+        }
+        None => {
+            // Spawned, so the call's effect happens even if the client hangs up.
+            let handled = tokio::spawn(next.run(req));
+            let r = match handled.await {
+                Ok(r) => r,
+                Err(_) => ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "the simulator failed to handle the call",
+                )
+                .into_response(),
+            };
+            if let Some(d) = slow_answer {
+                faulted = true;
+                tokio::time::sleep(d).await;
+            }
+            match after {
+                Some(status) => {
+                    faulted = true;
+                    fault_response(&path, status, None)
+                }
+                None => ensure_json_error(&path, r).await,
+            }
+        }
+    };
+    let record = CallRecord {
+        method,
+        path,
+        query,
+        status: response.status().as_u16(),
+        time,
+        faulted,
+    };
+    let mut journal = inner.journal.lock().unwrap_or_else(|p| p.into_inner());
+    if journal.len() >= JOURNAL_CAP {
+        journal.pop_front();
+    }
+    journal.push_back(record);
+    response
+}
+
+/// Rewrites an error answer without a JSON body (e.g. axum's own 405) into one.
+async fn ensure_json_error(path: &str, response: Response) -> Response {
+    let status = response.status();
+    if status.as_u16() < 400 {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let description = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    if path.starts_with("/api/") {
+        ApiError::new(status, "invalid_request", description).into_response()
+    } else {
+        let mut e = OAuthError::new("invalid_request", description);
+        e.status = status;
+        e.into_response()
+    }
+}
