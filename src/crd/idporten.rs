@@ -23,13 +23,21 @@ use super::DigdiratorStatus;
 )]
 pub struct IDPortenClientSpec {
     /// Maximum lifetime in seconds of access tokens from ID-porten (1..=3600).
-    #[serde(rename = "accessTokenLifetime", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessTokenLifetime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_token_lifetime: Option<i64>,
     /// URL to the client, shown as a 'back' button or on errors (pattern `IDPORTEN_URI_PATTERN`).
     #[serde(rename = "clientURI", default, skip_serializing_if = "Option::is_none")]
     pub client_uri: Option<String>,
     /// Client name registered at Digdir.
-    #[serde(rename = "clientName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_name: Option<String>,
     /// Integration type; immutable (CEL `self == oldSelf`); defaults to `idporten`.
     #[serde(rename = "integrationType", default)]
@@ -49,10 +57,18 @@ pub struct IDPortenClientSpec {
     )]
     pub post_logout_redirect_uris: Option<Vec<String>>,
     /// Deprecated single redirect URI; merged into `redirectURIs`.
-    #[serde(rename = "redirectURI", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "redirectURI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub redirect_uri: Option<String>,
     /// Redirect URIs registered at Digdir.
-    #[serde(rename = "redirectURIs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "redirectURIs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub redirect_uris: Option<Vec<String>>,
     /// Name of the Secret to write the credentials into (required; may be empty per the schema).
     #[serde(rename = "secretName")]
@@ -61,10 +77,18 @@ pub struct IDPortenClientSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
     /// Maximum session lifetime in seconds (3600..=28800).
-    #[serde(rename = "sessionLifetime", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sessionLifetime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub session_lifetime: Option<i64>,
     /// Disables SSO for this client.
-    #[serde(rename = "ssoDisabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ssoDisabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sso_disabled: Option<bool>,
 }
 

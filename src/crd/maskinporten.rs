@@ -22,7 +22,11 @@ use super::DigdiratorStatus;
 )]
 pub struct MaskinportenClientSpec {
     /// Client name registered at Digdir.
-    #[serde(rename = "clientName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_name: Option<String>,
     /// Consumed and exposed scopes. Go always serializes this struct; treat `None` as empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,16 +66,28 @@ pub struct ExposedScope {
     #[serde(rename = "atMaxAge", default, skip_serializing_if = "Option::is_none")]
     pub at_max_age: Option<i64>,
     /// Allowed integrations (minItems 1); the operator defaults it to `["maskinporten"]`.
-    #[serde(rename = "allowedIntegrations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "allowedIntegrations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub allowed_integrations: Option<Vec<String>>,
     /// External organisations granted access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers: Option<Vec<ExposedScopeConsumer>>,
     /// Allow any organisation to access the scope.
-    #[serde(rename = "accessibleForAll", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessibleForAll",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accessible_for_all: Option<bool>,
     /// Delegation source (only `altinn`); requires `separator: "/"`.
-    #[serde(rename = "delegationSource", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "delegationSource",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delegation_source: Option<DelegationSource>,
     /// Separator between product and name: one of `/`, `:`, `.`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

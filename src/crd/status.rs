@@ -16,16 +16,28 @@ pub struct DigdiratorStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<Condition>>,
     /// The ID of the processing transaction last performed on this resource.
-    #[serde(rename = "correlationID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "correlationID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub correlation_id: Option<String>,
     /// The key IDs of the JWKs registered for the client at Digdir.
     #[serde(rename = "keyIDs", default, skip_serializing_if = "Option::is_none")]
     pub key_ids: Option<Vec<String>>,
     /// The `metadata.generation` most recently observed.
-    #[serde(rename = "observedGeneration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "observedGeneration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub observed_generation: Option<i64>,
     /// The hash of the spec (digdirator's `Hash()`).
-    #[serde(rename = "synchronizationHash", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "synchronizationHash",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub synchronization_hash: Option<String>,
     /// `spec.secretName` at the last successful synchronization.
     #[serde(
@@ -35,9 +47,17 @@ pub struct DigdiratorStatus {
     )]
     pub synchronization_secret_name: Option<String>,
     /// The last known state during synchronization (an event reason such as `Synchronized`).
-    #[serde(rename = "synchronizationState", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "synchronizationState",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub synchronization_state: Option<String>,
     /// The last time the resource was synchronized successfully.
-    #[serde(rename = "synchronizationTime", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "synchronizationTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub synchronization_time: Option<Time>,
 }
