@@ -1,1 +1,24 @@
-//! (being written)
+//! The Digdir self-service API (ID-porten / Maskinporten client registration): admin authentication,
+//! a typed client with retries, wire types and environment presets.
+//!
+//! ```text
+//! let config = DigdirConfig::preset(DigdirEnvironment::Test, "admin-client-id");
+//! let signer = Arc::new(FileSigner::from_files(key, Some(chain), None)?);
+//! let digdir = DigdirClient::new(&config, signer, Clock::system())?;
+//! let clients = digdir.list_clients(false).await?;
+//! ```
+
+pub mod auth;
+pub mod client;
+pub mod env;
+pub mod error;
+pub mod types;
+
+pub use auth::{AccessToken, AdminAuth, JWT_BEARER_GRANT};
+pub use client::{CallStats, DigdirClient};
+pub use env::{
+    DEFAULT_ADMIN_SCOPES, DigdirConfig, DigdirEnvironment, ProviderMetadata, RetryPolicy,
+    fetch_metadata,
+};
+pub use error::{ApiError, AuthError, DigdirError};
+pub use types::*;

@@ -1,0 +1,654 @@
+//! The Digdir self-service API client (`{base}/api/v1`).
+//!
+//! - Every call carries `Authorization: Bearer <admin token>` and `Content-Type: application/json`
+//!   (digdirator.md §3.3). A 401 drops the cached token and tries once more with a new grant.
+//! - Retries with exponential backoff and jitter on 5xx, 429 (Retry-After in seconds or as an HTTP date,
+//!   honoured up to [`RetryPolicy::max_retry_after`]), timeouts and connection errors; never on other 4xx.
+//! - Creates (POST `/clients`, POST `/scopes`) are not idempotent: after an answer that leaves it open
+//!   whether the server acted (timeout, 5xx, connection lost after sending), the object is looked up
+//!   (clients by `description` + `integration_type`, scopes by name) before the POST is tried again.
+//! - Counters of calls made ([`DigdirClient::stats`]) for the benchmark and for tests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::auth::{AccessToken, AdminAuth};
+use super::env::{DigdirConfig, RetryPolicy};
+use super::error::DigdirError;
+use super::types::{
+    ClientRegistration, ConsumerRegistration, DelegationSource, IntegrationType, Jwk, JwksRequest,
+    JwksResponse, ScopeRegistration,
+};
+use crate::clock::Clock;
+use crate::keys::Signer;
+
+type Result<T, E = DigdirError> = std::result::Result<T, E>;
+
+/// Characters escaped in a path segment (client ids are UUIDs; this guards against anything else).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn seg(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// A reqwest error as text, with its causes (no secrets: URLs and socket errors only).
+pub fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Calls made so far, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallStats {
+    /// HTTP requests sent to the API (every attempt counts).
+    pub requests: u64,
+    pub gets: u64,
+    pub posts: u64,
+    pub puts: u64,
+    pub deletes: u64,
+    /// Requests that were retries of an earlier failed attempt.
+    pub retries: u64,
+    /// Lookups made after an ambiguous create failure.
+    pub create_lookups: u64,
+    /// Grants posted to Maskinporten's token endpoint.
+    pub token_grants: u64,
+}
+
+impl CallStats {
+    /// POST + PUT + DELETE.
+    pub fn writes(&self) -> u64 {
+        self.posts + self.puts + self.deletes
+    }
+}
+
+#[derive(Default, Debug)]
+struct Counters {
+    requests: AtomicU64,
+    gets: AtomicU64,
+    posts: AtomicU64,
+    puts: AtomicU64,
+    deletes: AtomicU64,
+    retries: AtomicU64,
+    create_lookups: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    api: String,
+    auth: AdminAuth,
+    retry: RetryPolicy,
+    clock: Clock,
+    counters: Counters,
+}
+
+/// The Digdir API client. Cheap to clone (shared state, one token cache).
+#[derive(Clone, Debug)]
+pub struct DigdirClient {
+    inner: Arc<Inner>,
+}
+
+/// One request, replayable on retry.
+struct Request {
+    method: Method,
+    /// Relative to `/api/v1`, starting with `/`.
+    path: String,
+    query: Vec<(&'static str, String)>,
+    body: Option<Bytes>,
+    auth: bool,
+}
+
+impl Request {
+    fn new(method: Method, path: impl Into<String>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            body: None,
+            auth: true,
+        }
+    }
+
+    fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((key, value.into()));
+        self
+    }
+
+    fn json(mut self, body: &impl Serialize) -> Result<Self> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| DigdirError::Config(format!("encoding request body: {e}")))?;
+        self.body = Some(Bytes::from(bytes));
+        Ok(self)
+    }
+
+    fn no_auth(mut self) -> Self {
+        self.auth = false;
+        self
+    }
+}
+
+impl DigdirClient {
+    /// Builds the HTTP client (rustls with ring; the process-wide provider is installed if missing)
+    /// and the admin authentication.
+    pub fn new(config: &DigdirConfig, signer: Arc<dyn Signer>, clock: Clock) -> Result<Self> {
+        config.validate().map_err(DigdirError::Config)?;
+        crate::keys::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("portvakt/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| DigdirError::Config(format!("HTTP client: {}", describe_reqwest(&e))))?;
+        let auth = AdminAuth::new(http.clone(), config, signer, clock.clone());
+        Ok(Self::from_parts(http, config, auth, clock))
+    }
+
+    /// Assembles a client from an HTTP client and an [`AdminAuth`] (e.g. one with fixed metadata).
+    pub fn from_parts(
+        http: reqwest::Client,
+        config: &DigdirConfig,
+        auth: AdminAuth,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                http,
+                api: config.api_v1_url(),
+                auth,
+                retry: config.retry.clone(),
+                clock,
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    pub fn auth(&self) -> &AdminAuth {
+        &self.inner.auth
+    }
+
+    /// The HTTP client (shares the connection pool; for metadata fetches).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    pub fn stats(&self) -> CallStats {
+        let c = &self.inner.counters;
+        CallStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            gets: c.gets.load(Ordering::Relaxed),
+            posts: c.posts.load(Ordering::Relaxed),
+            puts: c.puts.load(Ordering::Relaxed),
+            deletes: c.deletes.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            create_lookups: c.create_lookups.load(Ordering::Relaxed),
+            token_grants: self.inner.auth.grant_count(),
+        }
+    }
+
+    // ---- clients ----
+
+    /// `GET /clients` (with `?inactive=true` to include deactivated clients).
+    pub async fn list_clients(&self, inactive: bool) -> Result<Vec<ClientRegistration>> {
+        let mut req = Request::new(Method::GET, "/clients");
+        if inactive {
+            req = req.query("inactive", "true");
+        }
+        self.json_call(req).await
+    }
+
+    /// `GET /clients/{id}`.
+    pub async fn get_client(&self, client_id: &str) -> Result<ClientRegistration> {
+        self.json_call(Request::new(
+            Method::GET,
+            format!("/clients/{}", seg(client_id)),
+        ))
+        .await
+    }
+
+    /// The active client with this `description` and `integration_type` (digdirator's identity), if any.
+    pub async fn find_client(
+        &self,
+        description: &str,
+        integration_type: &IntegrationType,
+    ) -> Result<Option<ClientRegistration>> {
+        Ok(self.list_clients(false).await?.into_iter().find(|c| {
+            c.is_active() && c.description == description && &c.integration_type == integration_type
+        }))
+    }
+
+    /// `POST /clients`. Safe against duplicates: after a timeout or 5xx it looks for a client with the same
+    /// description and integration type before posting again, and returns it if found.
+    pub async fn create_client(
+        &self,
+        registration: &ClientRegistration,
+    ) -> Result<ClientRegistration> {
+        let req = || Request::new(Method::POST, "/clients").json(registration);
+        let description = registration.description.as_str();
+        let integration_type = &registration.integration_type;
+        self.create_with_lookup(req, || self.find_client(description, integration_type))
+            .await
+    }
+
+    /// `PUT /clients/{id}` (the full registration).
+    pub async fn update_client(
+        &self,
+        client_id: &str,
+        registration: &ClientRegistration,
+    ) -> Result<ClientRegistration> {
+        let req =
+            Request::new(Method::PUT, format!("/clients/{}", seg(client_id))).json(registration)?;
+        self.json_call(req).await
+    }
+
+    /// `DELETE /clients/{id}` (Digdir deactivates). A 404 counts as done.
+    pub async fn delete_client(&self, client_id: &str) -> Result<()> {
+        let req = Request::new(Method::DELETE, format!("/clients/{}", seg(client_id)));
+        match self.call(req).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /clients/{id}/jwks`. `None` when Digdir answers 404 (no JWKS registered).
+    pub async fn get_jwks(&self, client_id: &str) -> Result<Option<JwksResponse>> {
+        let req = Request::new(Method::GET, format!("/clients/{}/jwks", seg(client_id)));
+        match self.json_call(req).await {
+            Ok(jwks) => Ok(Some(jwks)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /clients/{id}/jwks`: replaces the whole set with `keys` (public JWKs, at most 5).
+    pub async fn register_jwks(&self, client_id: &str, keys: &[Jwk]) -> Result<JwksResponse> {
+        let body = JwksRequest {
+            keys: keys.to_vec(),
+        };
+        let req =
+            Request::new(Method::POST, format!("/clients/{}/jwks", seg(client_id))).json(&body)?;
+        // Idempotent: the same set posted twice leaves the same state.
+        self.json_call(req).await
+    }
+
+    /// `DELETE /clients/{id}/jwks`: removes every key. A 404 counts as done.
+    pub async fn delete_jwks(&self, client_id: &str) -> Result<()> {
+        let req = Request::new(Method::DELETE, format!("/clients/{}/jwks", seg(client_id)));
+        match self.call(req).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    // ---- scopes ----
+
+    /// `GET /scopes` (own organisation's scopes; `inactive=true` includes deactivated ones).
+    pub async fn list_scopes(&self, inactive: bool) -> Result<Vec<ScopeRegistration>> {
+        let mut req = Request::new(Method::GET, "/scopes");
+        if inactive {
+            req = req.query("inactive", "true");
+        }
+        self.json_call(req).await
+    }
+
+    /// `GET /scopes/all?accessible_for_all=true`: public scopes every organisation may use.
+    pub async fn list_open_scopes(&self) -> Result<Vec<ScopeRegistration>> {
+        self.json_call(Request::new(Method::GET, "/scopes/all").query("accessible_for_all", "true"))
+            .await
+    }
+
+    /// Own scope `prefix:subscope` (active or not), found in the listing.
+    pub async fn find_scope(&self, name: &str) -> Result<Option<ScopeRegistration>> {
+        Ok(self
+            .list_scopes(true)
+            .await?
+            .into_iter()
+            .find(|s| s.full_name() == name))
+    }
+
+    /// `POST /scopes`. Safe against duplicates like [`DigdirClient::create_client`] (looked up by name).
+    pub async fn create_scope(&self, scope: &ScopeRegistration) -> Result<ScopeRegistration> {
+        let name = scope.full_name();
+        let req = || Request::new(Method::POST, "/scopes").json(scope);
+        self.create_with_lookup(req, || self.find_scope(&name))
+            .await
+    }
+
+    /// `PUT /scopes?scope=<name>` (update or reactivate).
+    pub async fn update_scope(
+        &self,
+        name: &str,
+        scope: &ScopeRegistration,
+    ) -> Result<ScopeRegistration> {
+        let req = Request::new(Method::PUT, "/scopes")
+            .query("scope", name)
+            .json(scope)?;
+        self.json_call(req).await
+    }
+
+    /// `DELETE /scopes?scope=<name>` (deactivates).
+    pub async fn delete_scope(&self, name: &str) -> Result<ScopeRegistration> {
+        self.json_call(Request::new(Method::DELETE, "/scopes").query("scope", name))
+            .await
+    }
+
+    /// `GET /scopes/access?scope=<name>`: the ACL of one of our scopes.
+    pub async fn list_scope_access(&self, name: &str) -> Result<Vec<ConsumerRegistration>> {
+        self.json_call(Request::new(Method::GET, "/scopes/access").query("scope", name))
+            .await
+    }
+
+    /// `GET /scopes/access/all`: accesses granted to our organisation by others.
+    pub async fn list_access_granted_to_us(&self) -> Result<Vec<ConsumerRegistration>> {
+        self.json_call(Request::new(Method::GET, "/scopes/access/all"))
+            .await
+    }
+
+    /// `PUT /scopes/access/{consumer_orgno}?scope=<name>` (no body): grant access.
+    pub async fn grant_scope_access(
+        &self,
+        consumer_orgno: &str,
+        name: &str,
+    ) -> Result<ConsumerRegistration> {
+        self.json_call(
+            Request::new(
+                Method::PUT,
+                format!("/scopes/access/{}", seg(consumer_orgno)),
+            )
+            .query("scope", name),
+        )
+        .await
+    }
+
+    /// `DELETE /scopes/access/{consumer_orgno}?scope=<name>`: revoke access.
+    pub async fn revoke_scope_access(
+        &self,
+        consumer_orgno: &str,
+        name: &str,
+    ) -> Result<ConsumerRegistration> {
+        self.json_call(
+            Request::new(
+                Method::DELETE,
+                format!("/scopes/access/{}", seg(consumer_orgno)),
+            )
+            .query("scope", name),
+        )
+        .await
+    }
+
+    /// `GET /delegationsources` (no token, as digdirator calls it).
+    pub async fn delegation_sources(&self) -> Result<Vec<DelegationSource>> {
+        self.json_call(Request::new(Method::GET, "/delegationsources").no_auth())
+            .await
+    }
+
+    // ---- machinery ----
+
+    async fn json_call<T: DeserializeOwned>(&self, req: Request) -> Result<T> {
+        let method = req.method.to_string();
+        let path = req.path.clone();
+        let body = self.call(req).await?;
+        decode(&method, &path, &body)
+    }
+
+    /// Sends with retries (for idempotent requests).
+    async fn call(&self, req: Request) -> Result<Bytes> {
+        let mut attempt = 0;
+        let mut reauthenticated = false;
+        loop {
+            attempt += 1;
+            match self.send_once(&req, &mut reauthenticated).await {
+                Ok(body) => return Ok(body),
+                Err(e) => match self.retry_delay(&e, attempt) {
+                    Some(delay) => {
+                        tracing::warn!(
+                            method = %req.method, path = %req.path, attempt, ?delay, error = %e,
+                            "Digdir call failed; retrying"
+                        );
+                        tokio::time::sleep(delay).await;
+                        self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// A non-idempotent create: after an ambiguous failure, wait, look the object up, and only post again
+    /// if it is not there.
+    async fn create_with_lookup<T, R, L, Fut>(&self, req: R, lookup: L) -> Result<T>
+    where
+        T: DeserializeOwned,
+        R: Fn() -> Result<Request>,
+        L: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<T>>>,
+    {
+        let mut attempt = 0;
+        let mut reauthenticated = false;
+        loop {
+            attempt += 1;
+            let request = req()?;
+            let err = match self.send_once(&request, &mut reauthenticated).await {
+                Ok(body) => {
+                    return decode(request.method.as_str(), &request.path, &body);
+                }
+                Err(e) => e,
+            };
+            let Some(delay) = self.retry_delay(&err, attempt) else {
+                return Err(err);
+            };
+            tracing::warn!(
+                method = %request.method, path = %request.path, attempt, ?delay, error = %err,
+                "Digdir create failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            if err.is_ambiguous() {
+                self.inner
+                    .counters
+                    .create_lookups
+                    .fetch_add(1, Ordering::Relaxed);
+                match lookup().await {
+                    Ok(Some(found)) => {
+                        tracing::info!(
+                            path = %request.path,
+                            "the create had gone through after all; using the existing object"
+                        );
+                        return Ok(found);
+                    }
+                    Ok(None) => {}
+                    Err(lookup_err) => {
+                        // Unknown whether the create happened: do not post again, let the caller retry
+                        // later (it looks before creating).
+                        tracing::warn!(error = %lookup_err, "lookup after a failed create failed too");
+                        return Err(err);
+                    }
+                }
+            }
+            self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How long to wait before retrying after `err` on attempt `attempt`, or `None` to give up.
+    fn retry_delay(&self, err: &DigdirError, attempt: u32) -> Option<Duration> {
+        let policy = &self.inner.retry;
+        // Grant failures were already retried inside AdminAuth.
+        if matches!(err, DigdirError::Auth(_))
+            || !err.is_retryable()
+            || attempt >= policy.max_attempts
+        {
+            return None;
+        }
+        match err.retry_after() {
+            Some(wait) if wait > policy.max_retry_after => None,
+            Some(wait) => Some(wait),
+            None => Some(policy.backoff(attempt)),
+        }
+    }
+
+    async fn send_once(&self, req: &Request, reauthenticated: &mut bool) -> Result<Bytes> {
+        loop {
+            let token = if req.auth {
+                Some(self.inner.auth.token().await?)
+            } else {
+                None
+            };
+            match self.send_with(req, token.as_ref()).await {
+                Err(e) if e.status() == Some(401) && !*reauthenticated => {
+                    if let Some(token) = &token {
+                        // The token was rejected (revoked, clock skew): get a new one, once.
+                        *reauthenticated = true;
+                        self.inner.auth.invalidate(token).await;
+                        tracing::info!(path = %req.path, "Digdir answered 401; renewing the admin token");
+                        continue;
+                    }
+                    return Err(e);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_with(&self, req: &Request, token: Option<&AccessToken>) -> Result<Bytes> {
+        let c = &self.inner.counters;
+        c.requests.fetch_add(1, Ordering::Relaxed);
+        match req.method {
+            Method::GET => &c.gets,
+            Method::POST => &c.posts,
+            Method::PUT => &c.puts,
+            _ => &c.deletes,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+
+        let url = format!("{}{}", self.inner.api, req.path);
+        let mut builder = self
+            .inner
+            .http
+            .request(req.method.clone(), &url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if !req.query.is_empty() {
+            builder = builder.query(&req.query);
+        }
+        if let Some(token) = token {
+            builder = builder.bearer_auth(token.secret());
+        }
+        if let Some(body) = &req.body {
+            builder = builder.body(body.clone());
+        }
+        let method = req.method.as_str();
+        let transport = |e: reqwest::Error| DigdirError::Transport {
+            method: method.to_string(),
+            path: req.path.clone(),
+            problem: describe_reqwest(&e),
+            timeout: e.is_timeout(),
+            connect: e.is_connect(),
+        };
+        let resp = builder.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let correlation_id = ["x-correlation-id", "correlation-id", "x-request-id"]
+            .iter()
+            .find_map(|h| resp.headers().get(*h))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, &self.inner.clock));
+        let body = resp.bytes().await.map_err(transport)?;
+        tracing::debug!(method, path = %req.path, status, "Digdir call");
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err(DigdirError::from_response(
+                method,
+                &req.path,
+                status,
+                correlation_id,
+                retry_after,
+                &body,
+            ))
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(method: &str, path: &str, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| DigdirError::Decode {
+        method: method.to_string(),
+        path: path.to_string(),
+        problem: e.to_string(),
+    })
+}
+
+/// `Retry-After`: delta-seconds or an HTTP date (relative to `clock`).
+pub fn parse_retry_after(value: &str, clock: &Clock) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    if let Ok(secs) = value.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Some(Duration::from_secs_f64(secs));
+    }
+    static PARSER: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
+    let at = PARSER.parse_timestamp(value).ok()?;
+    let wait = at.duration_since(clock.now());
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let clock = Clock::system();
+        assert_eq!(parse_retry_after("3", &clock), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("0.05", &clock),
+            Some(Duration::from_millis(50))
+        );
+        let in_ten = clock
+            .now()
+            .checked_add(jiff::SignedDuration::from_secs(10))
+            .expect("time");
+        let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&in_ten)
+            .expect("date");
+        let wait = parse_retry_after(&date, &clock).expect("parsed");
+        assert!(
+            wait > Duration::from_secs(8) && wait <= Duration::from_secs(10),
+            "{wait:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:01 GMT", &clock),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", &clock), None);
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(seg("a1b2-c3"), "a1b2-c3");
+        assert_eq!(seg("../x"), "..%2Fx");
+    }
+}
