@@ -24,6 +24,8 @@ enum Command {
     },
     /// Run the embedded Kubernetes API server (and simulators) on loopback until stopped.
     Sim(cli::SimArgs),
+    /// Run the controllers against the cluster of the kubeconfig (or in-cluster) and Digdir.
+    Run(Box<cli::RunArgs>),
     /// Start everything embedded, apply examples/, show the result and exit.
     Demo(cli::DemoArgs),
 }
@@ -50,6 +52,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Command::Run(args) => cli::run(*args).await,
             Command::Sim(args) => cli::run_sim(args).await,
             Command::Demo(args) => cli::run_demo(args).await,
         }

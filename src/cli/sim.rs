@@ -1,11 +1,16 @@
-//! `portvakt sim`: the embedded API server on loopback, with a kubeconfig for kubectl.
+//! `portvakt sim`: the embedded API server and the Digdir simulator on loopback, with a
+//! kubeconfig for kubectl and the settings `portvakt run` needs to talk to the simulator.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
 use portvakt::clock::Clock;
+use portvakt::sim::digdir::{DigdirSim, Seed};
 use portvakt::sim::kube::ApiServer;
+use serde_json::json;
 
 #[derive(clap::Args, Debug)]
 pub struct SimArgs {
@@ -18,33 +23,87 @@ pub struct SimArgs {
     /// Install portvakt's CRDs on start (otherwise `kubectl apply -f crds/` does it).
     #[arg(long)]
     pub install_crds: bool,
+    /// Address of the Digdir simulator (self-service API, Maskinporten, ID-porten).
+    #[arg(long, default_value = "127.0.0.1:0", env = "PORTVAKT_SIM_DIGDIR_LISTEN")]
+    pub digdir_listen: SocketAddr,
+    /// Fixed latency added to every Digdir self-service API call (e.g. 20ms).
+    #[arg(long, default_value = "0ms")]
+    pub digdir_latency: String,
+    /// Seed data for the Digdir simulator (JSON; every field optional).
+    #[arg(long)]
+    pub digdir_seed: Option<PathBuf>,
+    /// Directory for the admin credentials and `run.env` (the settings for `portvakt run`).
+    #[arg(long, default_value = "portvakt-sim")]
+    pub state_dir: PathBuf,
+}
+
+fn parse_millis(setting: &str, value: &str) -> anyhow::Result<std::time::Duration> {
+    let v = value.trim();
+    let ms = if let Some(ms) = v.strip_suffix("ms") {
+        ms.parse::<u64>().ok()
+    } else if let Some(s) = v.strip_suffix('s') {
+        s.parse::<u64>().ok().map(|s| s * 1000)
+    } else {
+        v.parse::<u64>().ok()
+    };
+    let ms = ms.with_context(|| format!("{setting}: {value:?} is not a duration like 20ms or 1s"))?;
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+fn require_loopback(setting: &str, addr: SocketAddr) -> anyhow::Result<()> {
+    if !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "{setting}: {addr} is not a loopback address; the simulators have no real authentication and serve only 127.0.0.1/::1"
+        );
+    }
+    Ok(())
 }
 
 pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() {
-        anyhow::bail!(
-            "--listen: {} is not a loopback address; the simulator has no authentication and serves only 127.0.0.1/::1",
-            args.listen
-        );
-    }
-    let server = ApiServer::new(Clock::system());
+    require_loopback("--listen", args.listen)?;
+    require_loopback("--digdir-listen", args.digdir_listen)?;
+    let latency = parse_millis("--digdir-latency", &args.digdir_latency)?;
+    let seed = match &args.digdir_seed {
+        None => Seed::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--digdir-seed: cannot read {}", path.display()))?;
+            Seed::from_json(&text)
+                .with_context(|| format!("--digdir-seed: {} is not a valid seed", path.display()))?
+        }
+    };
+    let clock = Clock::system();
+    let server = ApiServer::new(clock.clone());
+    let digdir = DigdirSim::try_new(clock, seed).context("--digdir-seed: the seed is inconsistent")?;
+    digdir.set_latency(latency);
+
     let handle = server
         .serve(args.listen)
         .await
         .with_context(|| format!("--listen: cannot listen on {}", args.listen))?;
+    let digdir_url = serve_digdir(&digdir, args.digdir_listen).await?;
     if args.install_crds {
         super::demo::install_crds(&server.client()).await?;
     }
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("--state-dir: cannot create {}", args.state_dir.display()))?;
+    let state_dir = std::fs::canonicalize(&args.state_dir).unwrap_or(args.state_dir.clone());
+    let run_env = write_run_settings(&digdir, &digdir_url, &state_dir, "portvakt-sim")?;
     let url = handle.url();
     write_kubeconfig(&args.kubeconfig, &url)?;
     let path = std::fs::canonicalize(&args.kubeconfig).unwrap_or(args.kubeconfig.clone());
+
     println!("Embedded Kubernetes API server listening on {url}");
+    println!("Digdir simulator listening on {digdir_url}");
     println!("kubeconfig: {}", path.display());
+    println!("run settings: {}", run_env.display());
     println!();
     println!("Use it with:");
     println!("  export KUBECONFIG={}", path.display());
     println!("  kubectl apply -f crds/");
-    println!("  kubectl apply -f examples/");
+    println!("  kubectl create namespace team-a");
+    println!("  kubectl apply -f examples/maskinportenclient-consumer.yaml");
+    println!("  set -a; . {}; set +a; portvakt run", run_env.display());
     println!("  kubectl get idportenclients,maskinportenclients -A");
     println!();
     println!("Stop with Ctrl-C.");
@@ -53,8 +112,108 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves the Digdir simulator plus `/_sim/digdir/calls`, a count of the calls it answered
+/// (the benchmark reads it), and returns its base URL.
+pub async fn serve_digdir(digdir: &DigdirSim, addr: SocketAddr) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--digdir-listen: cannot listen on {addr}"))?;
+    let local = listener.local_addr().context("--digdir-listen: no local address")?;
+    let url = format!("http://{local}");
+    digdir.set_base_url(&url);
+    let stats = digdir.clone();
+    let app = digdir.router().merge(Router::new().route(
+        "/_sim/digdir/calls",
+        get(move || {
+            let sim = stats.clone();
+            async move { axum::Json(call_counts(&sim)) }
+        }),
+    ));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "Digdir simulator stopped");
+        }
+    });
+    Ok(url)
+}
+
+fn call_counts(sim: &DigdirSim) -> serde_json::Value {
+    let mut admin = 0u64;
+    let mut admin_writes = 0u64;
+    let mut tokens = 0u64;
+    let mut by_route = std::collections::BTreeMap::<String, u64>::new();
+    for call in sim.journal() {
+        if call.path.starts_with("/api/") {
+            admin += 1;
+            if call.method != http::Method::GET {
+                admin_writes += 1;
+            }
+        } else if call.path.ends_with("/token") {
+            tokens += 1;
+        }
+        // Route without ids, so the counts stay few.
+        let route: Vec<&str> = call
+            .path
+            .split('/')
+            .map(|seg| if seg.len() >= 32 && seg.contains('-') { "{id}" } else { seg })
+            .collect();
+        *by_route.entry(format!("{} {}", call.method, route.join("/"))).or_default() += 1;
+    }
+    json!({"admin_api": admin, "admin_api_writes": admin_writes, "token": tokens, "by_route": by_route})
+}
+
+/// Writes the admin key and certificate chain and a `run.env` with the PORTVAKT_* settings
+/// that point `portvakt run` at this simulator.
+pub fn write_run_settings(
+    digdir: &DigdirSim,
+    digdir_url: &str,
+    dir: &Path,
+    cluster: &str,
+) -> anyhow::Result<PathBuf> {
+    let creds = digdir.admin_credentials();
+    let urls = digdir.well_known_urls(digdir_url);
+    let key = dir.join("admin-key.pem");
+    let chain = dir.join("admin-chain.pem");
+    write_private(&key, &creds.private_key_pem)?;
+    std::fs::write(&chain, &creds.certificate_chain_pem)
+        .with_context(|| format!("writing {}", chain.display()))?;
+    let env = format!(
+        "PORTVAKT_CLUSTER_NAME={cluster}\n\
+         PORTVAKT_DIGDIR_ENV=test\n\
+         PORTVAKT_DIGDIR_BASE_URL={}\n\
+         PORTVAKT_MASKINPORTEN_WELL_KNOWN_URL={}\n\
+         PORTVAKT_IDPORTEN_WELL_KNOWN_URL={}\n\
+         PORTVAKT_DIGDIR_ADMIN_CLIENT_ID={}\n\
+         PORTVAKT_DIGDIR_ADMIN_KEY_FILE={}\n\
+         PORTVAKT_DIGDIR_ADMIN_CERT_CHAIN_FILE={}\n\
+         PORTVAKT_KEY_PROPAGATION=0s\n\
+         PORTVAKT_METRICS_ADDRESS=127.0.0.1:0\n",
+        urls.admin_base_url,
+        urls.maskinporten.well_known_url,
+        urls.idporten.well_known_url,
+        creds.client_id,
+        key.display(),
+        chain.display(),
+    );
+    let path = dir.join("run.env");
+    std::fs::write(&path, env).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Private key files are readable by the owner only.
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Writes the kubeconfig atomically, so a reader never sees half a file.
-pub fn write_kubeconfig(path: &std::path::Path, url: &str) -> anyhow::Result<()> {
+pub fn write_kubeconfig(path: &Path, url: &str) -> anyhow::Result<()> {
     let yaml = ApiServer::kubeconfig_yaml(url, "default");
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, yaml).with_context(|| format!("--kubeconfig: writing {}", tmp.display()))?;
