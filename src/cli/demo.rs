@@ -1,16 +1,21 @@
 //! `portvakt demo`: the embedded world end to end, for a newcomer after a fresh clone.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use portvakt::clock::Clock;
+use portvakt::sim::digdir::{DigdirSim, ProviderUrls, Seed, app};
 use portvakt::sim::kube::ApiServer;
 use serde_json::Value;
 
 use super::manifests;
+use super::run::RunArgs;
 
 /// The examples shipped in examples/, built into the binary so the demo runs from anywhere.
 const EXAMPLES: &[(&str, &str)] = &[
@@ -35,11 +40,27 @@ pub struct DemoArgs {
 }
 
 pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
-    let server = ApiServer::new(Clock::system());
+    let clock = Clock::system();
+    let server = ApiServer::new(clock.clone());
     let client = server.client();
 
-    println!("== Installing portvakt's CRDs into the embedded API server");
+    println!("== Starting the embedded Kubernetes API server and the Digdir simulator");
+    let digdir = DigdirSim::try_new(clock.clone(), Seed::default())
+        .context("the Digdir simulator's default seed")?;
+    let digdir_url = super::sim::serve_digdir(&digdir, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let state = tempfile::tempdir().context("creating a temporary directory")?;
+    super::sim::write_run_settings(&digdir, &digdir_url, state.path(), "portvakt-demo")?;
+    println!("Digdir simulator (self-service API, Maskinporten, ID-porten) at {digdir_url}");
+
+    println!("== Installing portvakt's CRDs");
     install_crds(&client).await?;
+
+    println!("== Starting portvakt's controllers");
+    let run_args = run_args_for_sim(&digdir, &digdir_url, state.path());
+    let ctx = super::run::build_context(&run_args, clock.clone(), client.clone()).await?;
+    let opts = super::run::run_options(&run_args)?;
+    let shutdown = opts.shutdown.clone();
+    let controllers = tokio::spawn(portvakt::controller::run(ctx, opts));
 
     let objects = load_examples(args.examples.as_ref())?;
     println!("== Applying {} example resources", objects.len());
@@ -54,6 +75,8 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
 
+    println!("== Waiting until every example is Ready");
+    let outcome = wait_all_ready(&client, &objects, Duration::from_secs(120)).await;
     println!();
     for plural in ["idportenclients", "maskinportenclients", "azureadapplications"] {
         if !objects
@@ -67,18 +90,279 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         print!("{}", super::table::render(&table, true));
         println!();
     }
+    let resources = match outcome {
+        Ok(resources) => resources,
+        Err(e) => {
+            shutdown.cancel();
+            return Err(e);
+        }
+    };
+
+    println!("== Summary");
+    for r in &resources {
+        print_summary(&client, r).await?;
+    }
+
+    println!("== Proving the credentials work, as an app would, from the Secrets alone");
+    let mut failures = 0;
+    for r in &resources {
+        match prove(&client, r, &clock).await {
+            Ok(line) => println!("OK   {line}"),
+            Err(e) => {
+                failures += 1;
+                println!("FAIL {} {}/{}: {e:#}", r.kind, r.namespace, r.name);
+            }
+        }
+    }
+    if failures > 0 {
+        shutdown.cancel();
+        bail!("{failures} credential proof(s) failed");
+    }
 
     if args.serve {
         let handle = server
-            .serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .serve(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .context("listening on 127.0.0.1")?;
         super::sim::write_kubeconfig(&args.kubeconfig, &handle.url())?;
+        println!();
         println!("Serving on {}; kubeconfig: {}", handle.url(), args.kubeconfig.display());
+        println!("Try: KUBECONFIG={} kubectl get idportenclients,maskinportenclients -A", args.kubeconfig.display());
         println!("Stop with Ctrl-C.");
         tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     }
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), controllers).await;
+    println!("Demo complete: every example is Ready and its credentials work.");
     Ok(())
+}
+
+/// The settings `portvakt run` would get from `portvakt sim`'s run.env.
+fn run_args_for_sim(digdir: &DigdirSim, digdir_url: &str, state: &std::path::Path) -> RunArgs {
+    let urls = digdir.well_known_urls(digdir_url);
+    let creds = digdir.admin_credentials();
+    RunArgs {
+        cluster_name: "portvakt-demo".into(),
+        digdir_env: "test".into(),
+        digdir_base_url: Some(urls.admin_base_url),
+        maskinporten_well_known_url: Some(urls.maskinporten.well_known_url),
+        idporten_well_known_url: Some(urls.idporten.well_known_url),
+        digdir_admin_client_id: creds.client_id,
+        digdir_admin_scopes: creds.scopes.join(" "),
+        digdir_admin_key_file: state.join("admin-key.pem"),
+        digdir_admin_cert_chain_file: Some(state.join("admin-chain.pem")),
+        digdir_admin_kid: None,
+        client_name: "portvakt demo".into(),
+        client_uri: "https://portvakt.example".into(),
+        maskinporten_default_scope: "nav:test/api".into(),
+        idporten: true,
+        maskinporten: true,
+        concurrency: 4,
+        resync_period: "1h".into(),
+        key_propagation: "0s".into(),
+        metrics_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        observe: false,
+    }
+}
+
+struct ReadyResource {
+    kind: String,
+    plural: String,
+    namespace: String,
+    name: String,
+    object: Value,
+}
+
+async fn wait_all_ready(
+    client: &kube::Client,
+    objects: &[(String, Value)],
+    limit: Duration,
+) -> anyhow::Result<Vec<ReadyResource>> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let mut ready = Vec::new();
+        let mut waiting = Vec::new();
+        for (_, obj) in objects {
+            let resource = manifests::api_resource(obj)?;
+            let namespace = manifests::namespace_of(obj).unwrap_or("default").to_string();
+            let name = manifests::name_of(obj).to_string();
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
+            let current = api.get(&name).await?;
+            let value = serde_json::to_value(&current)?;
+            let generation = value.pointer("/metadata/generation").and_then(Value::as_i64);
+            let conditions = value
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let is_ready = conditions.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+                    && c.get("observedGeneration").and_then(Value::as_i64) == generation
+            });
+            let entry = ReadyResource {
+                kind: resource.kind.clone(),
+                plural: resource.plural.clone(),
+                namespace,
+                name,
+                object: value,
+            };
+            if is_ready { ready.push(entry) } else { waiting.push(entry) }
+        }
+        if waiting.is_empty() {
+            return Ok(ready);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let mut why = Vec::new();
+            for w in &waiting {
+                let ready_condition = w
+                    .object
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready")))
+                    .map(|c| format!(
+                        "{}: {}",
+                        c.get("reason").and_then(Value::as_str).unwrap_or(""),
+                        c.get("message").and_then(Value::as_str).unwrap_or("")
+                    ))
+                    .unwrap_or_else(|| "no Ready condition yet".into());
+                why.push(format!("{} {}/{}: {ready_condition}", w.kind, w.namespace, w.name));
+            }
+            bail!("not Ready within {}s:\n  {}", limit.as_secs(), why.join("\n  "));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn secret_name(r: &ReadyResource) -> String {
+    r.object
+        .pointer("/spec/secretName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn secret_data(client: &kube::Client, r: &ReadyResource) -> anyhow::Result<BTreeMap<String, String>> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &r.namespace);
+    let name = secret_name(r);
+    let secret = api
+        .get(&name)
+        .await
+        .with_context(|| format!("Secret {}/{name}", r.namespace))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in secret.data.unwrap_or_default() {
+        out.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+    }
+    Ok(out)
+}
+
+async fn print_summary(client: &kube::Client, r: &ReadyResource) -> anyhow::Result<()> {
+    let client_id = r
+        .object
+        .pointer("/status/clientID")
+        .and_then(Value::as_str)
+        .unwrap_or("<none>");
+    let data = secret_data(client, r).await?;
+    println!("{} {}/{}", r.kind, r.namespace, r.name);
+    println!("  client ID:  {client_id}");
+    println!(
+        "  Secret:     {} ({})",
+        secret_name(r),
+        data.keys().cloned().collect::<Vec<_>>().join(", ")
+    );
+    for c in r
+        .object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "  condition:  {}={} ({}) {}",
+            c.get("type").and_then(Value::as_str).unwrap_or(""),
+            c.get("status").and_then(Value::as_str).unwrap_or(""),
+            c.get("reason").and_then(Value::as_str).unwrap_or(""),
+            c.get("message").and_then(Value::as_str).unwrap_or("")
+        );
+    }
+    let _ = &r.plural;
+    Ok(())
+}
+
+/// Uses nothing but the Secret's values, as an app would.
+async fn prove(client: &kube::Client, r: &ReadyResource, clock: &Clock) -> anyhow::Result<String> {
+    let data = secret_data(client, r).await?;
+    let get = |k: &str| {
+        data.get(k)
+            .cloned()
+            .with_context(|| format!("the Secret has no {k}"))
+    };
+    match r.kind.as_str() {
+        "MaskinportenClient" => {
+            let jwk: Value = serde_json::from_str(&get("MASKINPORTEN_CLIENT_JWK")?)
+                .context("MASKINPORTEN_CLIENT_JWK is not JSON")?;
+            let urls = ProviderUrls {
+                issuer: get("MASKINPORTEN_ISSUER")?,
+                well_known_url: get("MASKINPORTEN_WELL_KNOWN_URL")?,
+                token_endpoint: get("MASKINPORTEN_TOKEN_ENDPOINT")?,
+                jwks_uri: get("MASKINPORTEN_JWKS_URI")?,
+                authorization_endpoint: None,
+            };
+            let scopes = get("MASKINPORTEN_SCOPES")?;
+            let token = app::maskinporten_token(&urls, &get("MASKINPORTEN_CLIENT_ID")?, &jwk, &scopes, clock)
+                .await
+                .map_err(|e| anyhow::anyhow!("Maskinporten refused the grant: {e}"))?;
+            Ok(format!(
+                "{} {}/{}: Maskinporten issued a {} token (expires_in {}) for scope {:?}",
+                r.kind,
+                r.namespace,
+                r.name,
+                token.get("token_type").and_then(Value::as_str).unwrap_or("?"),
+                token.get("expires_in").map(Value::to_string).unwrap_or_default(),
+                token.get("scope").and_then(Value::as_str).unwrap_or("")
+            ))
+        }
+        "IDPortenClient" => {
+            let jwk: Value = serde_json::from_str(&get("IDPORTEN_CLIENT_JWK")?)
+                .context("IDPORTEN_CLIENT_JWK is not JSON")?;
+            let well_known = get("IDPORTEN_WELL_KNOWN_URL")?;
+            let metadata: Value = reqwest::get(&well_known)
+                .await
+                .with_context(|| format!("GET {well_known}"))?
+                .json()
+                .await
+                .context("the well-known document is not JSON")?;
+            let urls = ProviderUrls {
+                issuer: get("IDPORTEN_ISSUER")?,
+                well_known_url: well_known.clone(),
+                token_endpoint: get("IDPORTEN_TOKEN_ENDPOINT")?,
+                jwks_uri: get("IDPORTEN_JWKS_URI")?,
+                authorization_endpoint: metadata
+                    .get("authorization_endpoint")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            };
+            let tokens = app::idporten_login(
+                &urls,
+                &get("IDPORTEN_CLIENT_ID")?,
+                &jwk,
+                &get("IDPORTEN_REDIRECT_URI")?,
+                "openid profile",
+                clock,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("the ID-porten login failed: {e}"))?;
+            let has_id_token = tokens.get("id_token").and_then(Value::as_str).is_some();
+            if !has_id_token {
+                bail!("ID-porten answered without an id_token");
+            }
+            Ok(format!(
+                "{} {}/{}: ID-porten login (authorization code + PKCE, private_key_jwt) returned an id_token and an access token",
+                r.kind, r.namespace, r.name
+            ))
+        }
+        other => bail!("no credential proof for kind {other}"),
+    }
 }
 
 /// Creates or updates portvakt's CRDs and waits until the server serves them.

@@ -141,7 +141,11 @@ fn signer(args: &RunArgs) -> anyhow::Result<Arc<dyn Signer>> {
 }
 
 /// Builds everything from the flags, failing on the first bad setting.
-pub async fn build_context(args: &RunArgs, clock: Clock) -> anyhow::Result<Arc<Context>> {
+pub async fn build_context(
+    args: &RunArgs,
+    clock: Clock,
+    client: kube::Client,
+) -> anyhow::Result<Arc<Context>> {
     if args.cluster_name.trim().is_empty() {
         bail!("--cluster-name is empty: registrations are named <cluster>:<namespace>:<name>");
     }
@@ -184,13 +188,11 @@ pub async fn build_context(args: &RunArgs, clock: Clock) -> anyhow::Result<Arc<C
         key_propagation: parse_duration("--key-propagation", &args.key_propagation)?,
         ..portvakt::core::Config::default()
     };
-    let client = kube::Client::try_default()
-        .await
-        .context("Kubernetes: no usable kubeconfig or in-cluster configuration")?;
     Ok(Context::new(client, digdir, core_config, clock))
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+/// The controller options from the flags.
+pub fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     let resync_period = parse_duration("--resync-period", &args.resync_period)?;
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
@@ -198,14 +200,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if !args.idporten && !args.maskinporten {
         bail!("--idporten=false and --maskinporten=false: no controller left to run");
     }
-    let ctx = build_context(&args, Clock::system()).await?;
-    let opts = RunOptions {
+    Ok(RunOptions {
         idporten: args.idporten,
         maskinporten: args.maskinporten,
         concurrency: args.concurrency,
         resync_period,
         shutdown: CancellationToken::new(),
-    };
+    })
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let _ = run_options(&args)?; // check the cheap settings before any network call
+    let client = kube::Client::try_default()
+        .await
+        .context("Kubernetes: no usable kubeconfig or in-cluster configuration")?;
+    let ctx = build_context(&args, Clock::system(), client).await?;
+    let opts = run_options(&args)?;
     if args.observe {
         let report = controller::observe(&ctx, &opts)
             .await
