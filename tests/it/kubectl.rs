@@ -106,6 +106,21 @@ fn write_manifest(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     path
 }
 
+/// `kubectl create namespace` sends protobuf, which the embedded server does not speak;
+/// `kubectl apply` of a manifest sends JSON.
+fn create_namespaces(sim: &Sim, names: &[&str]) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml: String = names
+        .iter()
+        .map(|n| format!("---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n"))
+        .collect();
+    let path = write_manifest(dir.path(), "namespaces.yaml", &yaml);
+    let out = ok(sim, &["apply", "-f", path_str(&path)]);
+    for n in names {
+        assert!(out.contains(&format!("namespace/{n} created")), "{out}");
+    }
+}
+
 #[test]
 fn kubectl_applies_gets_describes_and_deletes_the_shared_examples() {
     let sim = start_sim();
@@ -115,9 +130,7 @@ fn kubectl_applies_gets_describes_and_deletes_the_shared_examples() {
     assert!(out.contains("maskinportenclients.nais.io created"), "{out}");
     assert!(out.contains("azureadapplications.nais.io created"), "{out}");
 
-    for ns in ["tilgangsstyring-main", "team-a"] {
-        ok(&sim, &["create", "namespace", ns]);
-    }
+    create_namespaces(&sim, &["tilgangsstyring-main", "team-a"]);
     let examples = shared_examples();
     let out = ok(&sim, &["apply", "-f", path_str(&examples)]);
     for line in [
@@ -184,7 +197,7 @@ fn kubectl_applies_gets_describes_and_deletes_the_shared_examples() {
 fn kubectl_prints_the_servers_validation_error_naming_the_field() {
     let sim = start_sim();
     ok(&sim, &["apply", "-f", path_str(&repo().join("crds"))]);
-    ok(&sim, &["create", "namespace", "team-a"]);
+    create_namespaces(&sim, &["team-a"]);
     let dir = tempfile::tempdir().expect("temp dir");
 
     let cases = [
