@@ -4,10 +4,13 @@
 pub mod clock;
 pub mod conditions;
 pub mod controller;
+pub mod core;
 pub mod crd;
 pub mod digdir;
 pub mod keys;
+pub mod secrets;
 pub mod sim;
+pub mod workloads;
 
 /// Installs rustls' ring provider as the process default; kube and reqwest both use it.
 /// Calling it again is harmless.

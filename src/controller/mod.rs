@@ -1,1 +1,207 @@
-//! (being written)
+//! kube-runtime wiring of the IDPortenClient and MaskinportenClient controllers.
+//!
+//! A reconcile is thin: load the observation (the resource, its Secrets, the registration at Digdir
+//! when needed), ask the pure core ([`crate::core`]) what to do, apply that, write status. See
+//! [`digdir`] for the pass itself.
+//!
+//! ```text
+//! let ctx = Context::new(kube_client, digdir_client, core_config, clock);
+//! controller::run(ctx, RunOptions::default()).await;          // until cancelled
+//! let report = controller::observe(&ctx, &RunOptions::default()).await?;  // --observe: no writes
+//! ```
+
+pub mod digdir;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::core::{self, Kind};
+use crate::crd::{IDPortenClient, MaskinportenClient};
+use crate::digdir::DigdirClient;
+
+pub use digdir::{DigdirResource, Error};
+
+/// Counters of what the controllers did (for tests, the benchmark and `--observe`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub reconciles: AtomicU64,
+    pub failures: AtomicU64,
+    pub workload_scans: AtomicU64,
+    pub keys_generated: AtomicU64,
+    pub secret_writes: AtomicU64,
+    pub secret_deletes: AtomicU64,
+    pub jwks_reads: AtomicU64,
+    pub jwks_posts: AtomicU64,
+    pub client_creates: AtomicU64,
+    pub client_updates: AtomicU64,
+    pub client_deletes: AtomicU64,
+}
+
+impl Counters {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+    pub(crate) fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: kube::Client,
+    pub digdir: DigdirClient,
+    pub config: core::Config,
+    pub clock: Clock,
+    pub recorder: Recorder,
+    pub counters: Counters,
+    /// A full pass (Digdir read) happens at least this often even for an unchanged resource.
+    pub full_sync_every: Duration,
+    /// Failures per object, for exponential backoff.
+    backoff: Mutex<HashMap<String, u32>>,
+    /// Maskinporten: scopes the organisation may consume (cached 10 minutes, as digdirator does).
+    pub(crate) scope_access: tokio::sync::Mutex<Option<digdir::ScopeAccess>>,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        digdir: DigdirClient,
+        config: core::Config,
+        clock: Clock,
+    ) -> Arc<Self> {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "portvakt".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Arc::new(Self {
+            client,
+            digdir,
+            config,
+            clock,
+            recorder,
+            counters: Counters::default(),
+            full_sync_every: Duration::from_secs(24 * 3600),
+            backoff: Mutex::new(HashMap::new()),
+            scope_access: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Records a failure of `key` and returns how long to wait: 1 s doubling to 5 minutes, or the
+    /// server's Retry-After when longer.
+    pub(crate) fn backoff(&self, key: &str, retry_after: Option<Duration>) -> Duration {
+        let n = {
+            let mut m = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+            let n = m.entry(key.to_string()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        let exp = Duration::from_secs(1u64 << (n - 1).min(9)).min(Duration::from_secs(300));
+        retry_after.map_or(exp, |r| r.max(exp))
+    }
+
+    pub(crate) fn reset_backoff(&self, key: &str) {
+        let mut m = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(key);
+    }
+}
+
+/// Options of [`run`] and [`observe`].
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub idporten: bool,
+    pub maskinporten: bool,
+    /// Concurrent reconciles per controller.
+    pub concurrency: u16,
+    /// Every resource is reconciled at least this often (no Digdir call unless something is due).
+    pub resync_period: Duration,
+    /// Stops the controllers when cancelled.
+    pub shutdown: CancellationToken,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            idporten: true,
+            maskinporten: true,
+            concurrency: 16,
+            resync_period: Duration::from_secs(3600),
+            shutdown: CancellationToken::new(),
+        }
+    }
+}
+
+fn error_policy<K: DigdirResource>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    Counters::inc(&ctx.counters.failures);
+    let key = digdir::object_key(obj.as_ref());
+    let wait = ctx.backoff(&key, err.retry_after());
+    tracing::warn!(kind = K::KIND.kind(), object = %key, error = %err, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+async fn run_one<K: DigdirResource>(ctx: Arc<Context>, opts: RunOptions) {
+    let api: Api<K> = Api::all(ctx.client.clone());
+    let secrets: Api<Secret> = Api::all(ctx.client.clone());
+    let selector = format!("type={}", K::KIND.secret_type_label());
+    let shutdown = opts.shutdown.clone();
+    let resync = opts.resync_period;
+    Controller::new(api, watcher::Config::default())
+        .owns(secrets, watcher::Config::default().labels(&selector))
+        .with_config(ControllerConfig::default().concurrency(opts.concurrency))
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(
+            move |obj, ctx| async move { digdir::reconcile::<K>(obj, ctx, resync).await },
+            error_policy::<K>,
+            ctx,
+        )
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}
+
+/// Runs the enabled controllers until `opts.shutdown` is cancelled.
+pub async fn run(ctx: Arc<Context>, opts: RunOptions) {
+    let idp = opts
+        .idporten
+        .then(|| tokio::spawn(run_one::<IDPortenClient>(ctx.clone(), opts.clone())));
+    let mp = opts
+        .maskinporten
+        .then(|| tokio::spawn(run_one::<MaskinportenClient>(ctx.clone(), opts.clone())));
+    for h in [idp, mp].into_iter().flatten() {
+        if let Err(e) = h.await {
+            tracing::error!(error = %e, "controller task ended abnormally");
+        }
+    }
+}
+
+/// `--observe`: what the controllers would do for every resource, making no writes anywhere
+/// (Kubernetes and Digdir are only read).
+pub async fn observe(ctx: &Context, opts: &RunOptions) -> Result<core::observe::Report, Error> {
+    let mut report = core::observe::Report::default();
+    if opts.idporten {
+        digdir::observe_kind::<IDPortenClient>(ctx, &mut report).await?;
+    }
+    if opts.maskinporten {
+        digdir::observe_kind::<MaskinportenClient>(ctx, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// The kinds this module runs.
+pub const KINDS: [Kind; 2] = [Kind::IDPorten, Kind::Maskinporten];

@@ -1,0 +1,673 @@
+//! Key policy: which key an app gets, which keys are registered at Digdir, and which Secrets go.
+//!
+//! # Design
+//! Digdir needs up to two minutes to recognise a newly registered key, so a key must be registered
+//! *and aged* before a rotation hands it to an app. portvakt therefore keeps a **next key**, already
+//! registered, in a separate Secret it owns (`portvakt-next-<kind>-<name>`, see
+//! [`super::secret::next_key_secret_name`]); the app Secrets stay exactly as digdirator wrote them.
+//!
+//! - **First sync without a reusable key**: a current key and a next key are made; the next key is
+//!   stored first, then both are registered in one JWKS POST, then the app Secret is written. A brand
+//!   new client has no older working key, so waiting would gain nothing.
+//! - **Rotation** (`digdir.nais.io/rotate`, or `spec.secretName` changed): the next key is promoted to
+//!   current once it has been registered for [`super::Config::key_propagation`]; a fresh next key is
+//!   made and registered in the same POST. If the next key is younger, nothing is handed out and the
+//!   pass is retried when it has aged ([`KeyActions::wait`]). If there is no next key yet (a
+//!   switch-over followed at once by a rotation), one is made, registered, and the rotation waits for it.
+//! - **Reuse**: otherwise the key in the Secret named by `spec.secretName` is kept, or — on the first
+//!   sync after digdirator, or after that Secret was deleted by hand — the key of the newest managed
+//!   Secret. The JWK is reused byte for byte, so digdirator's Secret is not rewritten.
+//! - **Every key passes through storage before registration**: a generated next key is written to the
+//!   next-key Secret before the POST. A crash never leaves a registered key that no Secret holds for
+//!   longer than one pass.
+//! - **Registered set** (at most [`super::Config::max_keys`], in this priority): the current key; keys of
+//!   Secrets referenced by running Pods (the replaced key of a Secret rewritten in place counts, until
+//!   the Pods have restarted); the next key; keys of Secrets referenced by scaled-up templates; the newest
+//!   others. Referenced Secrets whose keys do not fit are reported as dropped.
+//! - **Expiry**: Digdir expires a key a year after it was posted, and re-posting renews it. The earliest
+//!   expiry of the last POST is recorded (bookkeeping on the next-key Secret), and the set is re-posted
+//!   [`super::Config::renew_before`] ahead. Without a record (first pass after digdirator, record lost)
+//!   the JWKS is read once.
+//! - **Cleanup**: managed Secrets other than `spec.secretName` that nothing references are deleted.
+//!   The workload scan that decides "referenced" runs only when a POST or a deletion is in view.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::{Config, Key};
+use crate::workloads::{References, Usage};
+
+/// A managed app Secret (labels `app`+`type`, owned by the resource).
+#[derive(Clone, Debug)]
+pub struct ManagedSecret {
+    pub name: String,
+    pub created: Option<Timestamp>,
+    /// `None` when the JWK is missing or does not parse.
+    pub key: Option<Key>,
+}
+
+/// What is registered at Digdir, from the bookkeeping or from a JWKS read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registered {
+    pub kids: Vec<String>,
+    /// Earliest expiry of the registered keys; `None` if unknown.
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyInputs<'a> {
+    pub now: Timestamp,
+    pub secret_name: &'a str,
+    /// `status.synchronizationSecretName`.
+    pub synced_secret_name: Option<&'a str>,
+    /// Annotation `digdir.nais.io/rotate: "true"`.
+    pub rotate: bool,
+    pub managed: &'a [ManagedSecret],
+    pub next: Option<&'a Key>,
+    /// When the next key was first registered (bookkeeping).
+    pub next_registered_at: Option<Timestamp>,
+    pub registered: Option<&'a Registered>,
+    pub refs: Option<&'a References>,
+}
+
+/// Where the app's key comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CurrentSource {
+    /// Kept from this managed Secret.
+    Existing(String),
+    /// The pre-registered next key.
+    PromotedNext,
+    /// Generated in this pass (first sync).
+    Generated,
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyActions {
+    /// The key for the app Secret; `None` while a rotation waits (the Secret is left as it is).
+    pub current: Option<Key>,
+    pub source: CurrentSource,
+    pub next: Key,
+    /// The next key is new: store it before registering it.
+    pub next_is_new: bool,
+    /// The JWKS to POST (replaces the whole set), public halves in priority order.
+    pub register: Option<Vec<Key>>,
+    /// A rotation waits for the next key to age; retry after this.
+    pub wait: Option<Duration>,
+    /// The app gets a new key in this pass.
+    pub rotated: bool,
+    /// Why a POST happens (for events and `--observe`).
+    pub post_reasons: Vec<&'static str>,
+    /// Referenced Secrets whose keys are left out (more than `max_keys` in use).
+    pub dropped: Vec<String>,
+    /// Unreferenced managed Secrets to delete.
+    pub delete: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum KeyPlan {
+    /// Read the registered JWKS first (no bookkeeping).
+    NeedRegistered,
+    /// Scan the namespace's workloads first.
+    NeedScan,
+    Act(Box<KeyActions>),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("generating a key: {0}")]
+pub struct GenerateError(pub String);
+
+enum Cur<'a> {
+    Reuse(&'a ManagedSecret),
+    Promote,
+    Generate,
+    Wait(Duration),
+}
+
+fn newest(managed: &[ManagedSecret]) -> Option<&ManagedSecret> {
+    managed
+        .iter()
+        .filter(|m| m.key.is_some())
+        .max_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)))
+}
+
+fn to_std(d: SignedDuration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+/// Decides the key actions of a pass. `generate` is called only when the plan is final (never before
+/// a `Need*` answer), at most twice.
+pub fn plan(
+    cfg: &Config,
+    inp: &KeyInputs<'_>,
+    generate: &mut dyn FnMut() -> Result<Key, GenerateError>,
+) -> Result<KeyPlan, GenerateError> {
+    let Some(registered) = inp.registered else {
+        return Ok(KeyPlan::NeedRegistered);
+    };
+    let is_registered = |kid: &str| registered.kids.iter().any(|k| k == kid);
+    let propagation = SignedDuration::try_from(cfg.key_propagation).unwrap_or(SignedDuration::ZERO);
+    let named = inp
+        .managed
+        .iter()
+        .find(|m| m.name == inp.secret_name && m.key.is_some());
+    let wants_rotation = inp.rotate
+        || (named.is_none() && inp.synced_secret_name.is_some_and(|s| s != inp.secret_name));
+
+    let cur = if wants_rotation {
+        match inp.next {
+            Some(n) if is_registered(&n.kid) => match inp.next_registered_at {
+                Some(at) if at + propagation <= inp.now => Cur::Promote,
+                Some(at) => Cur::Wait(
+                    to_std((at + propagation).duration_since(inp.now)).max(Duration::from_secs(1)),
+                ),
+                None => Cur::Wait(cfg.key_propagation),
+            },
+            _ => Cur::Wait(cfg.key_propagation),
+        }
+    } else if registered.kids.is_empty() && !inp.managed.is_empty() {
+        // A client without keys (re-created at Digdir, or never given any): keys of other clients'
+        // Secrets are not reused (Digdir refuses a kid that belongs to another client).
+        if inp.next.is_some() {
+            Cur::Promote
+        } else {
+            Cur::Generate
+        }
+    } else if let Some(m) = named.or_else(|| newest(inp.managed)) {
+        Cur::Reuse(m)
+    } else if inp.next.is_some() {
+        Cur::Promote
+    } else {
+        Cur::Generate
+    };
+
+    // The key the app holds now: kept registered, even while a rotation waits.
+    let in_place_old = named.and_then(|m| m.key.as_ref());
+    let next_missing = inp.next.is_none();
+    let next_unregistered = inp.next.is_none_or(|n| !is_registered(&n.kid));
+    let promote = matches!(cur, Cur::Promote);
+    let waiting = matches!(cur, Cur::Wait(_));
+
+    let mut post_reasons = Vec::new();
+    match &cur {
+        Cur::Reuse(m) => {
+            if m.key.as_ref().is_some_and(|k| !is_registered(&k.kid)) {
+                post_reasons.push("current key not registered");
+            }
+        }
+        Cur::Promote => post_reasons.push("new next key"),
+        Cur::Generate => post_reasons.push("first key"),
+        Cur::Wait(_) => {}
+    }
+    if !promote && (next_missing || next_unregistered) {
+        post_reasons.push("next key not registered");
+    }
+    let renew_before = SignedDuration::try_from(cfg.renew_before).unwrap_or(SignedDuration::ZERO);
+    match registered.expires_at {
+        None => post_reasons.push("key expiry unknown"),
+        Some(exp) if exp - renew_before <= inp.now => post_reasons.push("keys expire soon"),
+        Some(_) => {}
+    }
+    let candidates: Vec<&ManagedSecret> = if waiting {
+        Vec::new()
+    } else {
+        inp.managed
+            .iter()
+            .filter(|m| m.name != inp.secret_name)
+            .collect()
+    };
+    let Some(refs) = inp.refs else {
+        if !post_reasons.is_empty() || !candidates.is_empty() {
+            return Ok(KeyPlan::NeedScan);
+        }
+        // Nothing to register or remove: no scan, no POST.
+        let (current, source) = match cur {
+            Cur::Reuse(m) => (m.key.clone(), CurrentSource::Existing(m.name.clone())),
+            // Promote/Generate always have post reasons; Wait is handled with refs too.
+            _ => return Ok(KeyPlan::NeedScan),
+        };
+        let next = match inp.next {
+            Some(n) => n.clone(),
+            None => return Ok(KeyPlan::NeedScan),
+        };
+        return Ok(KeyPlan::Act(Box::new(KeyActions {
+            current,
+            source,
+            next,
+            next_is_new: false,
+            register: None,
+            wait: None,
+            rotated: false,
+            post_reasons,
+            dropped: Vec::new(),
+            delete: Vec::new(),
+        })));
+    };
+
+    // Final: make the keys needed.
+    let (current, source, wait) = match cur {
+        Cur::Reuse(m) => (m.key.clone(), CurrentSource::Existing(m.name.clone()), None),
+        Cur::Promote => (inp.next.cloned(), CurrentSource::PromotedNext, None),
+        Cur::Generate => (Some(generate()?), CurrentSource::Generated, None),
+        Cur::Wait(d) => (None, CurrentSource::Existing(String::new()), Some(d)),
+    };
+    let (next, next_is_new) = match inp.next {
+        Some(n) if !promote => (n.clone(), false),
+        _ => (generate()?, true),
+    };
+
+    // The registered set, by priority.
+    let by_age = |usage: Usage| {
+        let mut v: Vec<&ManagedSecret> = inp
+            .managed
+            .iter()
+            .filter(|m| m.key.is_some() && refs.usage(&m.name) == Some(usage))
+            .collect();
+        v.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));
+        v
+    };
+    let mut set: Vec<Key> = Vec::new();
+    let mut kids = BTreeSet::new();
+    let mut push = |k: &Key, set: &mut Vec<Key>| {
+        if set.len() < cfg.max_keys && kids.insert(k.kid.clone()) {
+            set.push(k.clone());
+        }
+    };
+    // While waiting, the app still holds the key of the newest managed Secret.
+    let held = current
+        .clone()
+        .or_else(|| newest(inp.managed).and_then(|m| m.key.clone()));
+    if let Some(k) = &held {
+        push(k, &mut set);
+    }
+    for m in by_age(Usage::RunningPod) {
+        if let Some(k) = &m.key {
+            push(k, &mut set);
+        }
+    }
+    if let Some(old) = in_place_old
+        && refs.usage(inp.secret_name) == Some(Usage::RunningPod)
+    {
+        push(old, &mut set);
+    }
+    push(&next, &mut set);
+    for usage in [Usage::ScaledTemplate, Usage::IdleTemplate] {
+        for m in by_age(usage) {
+            if let Some(k) = &m.key {
+                push(k, &mut set);
+            }
+        }
+    }
+    let registered_set: BTreeSet<&str> = set.iter().map(|k| k.kid.as_str()).collect();
+    let dropped: Vec<String> = inp
+        .managed
+        .iter()
+        .filter(|m| refs.is_referenced(&m.name))
+        .filter(|m| {
+            m.key
+                .as_ref()
+                .is_some_and(|k| !registered_set.contains(k.kid.as_str()))
+        })
+        .map(|m| m.name.clone())
+        .collect();
+    let have: BTreeSet<&str> = registered.kids.iter().map(String::as_str).collect();
+    if have != registered_set && post_reasons.is_empty() {
+        post_reasons.push("registered keys differ from keys in use");
+    }
+    let delete = candidates
+        .into_iter()
+        .filter(|m| !refs.is_referenced(&m.name))
+        .map(|m| m.name.clone())
+        .collect();
+    Ok(KeyPlan::Act(Box::new(KeyActions {
+        rotated: wants_rotation && promote,
+        current,
+        source,
+        next,
+        next_is_new,
+        register: (!post_reasons.is_empty()).then_some(set),
+        wait,
+        post_reasons,
+        dropped,
+        delete,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+    const NOW: &str = "2025-06-01T12:00:00Z";
+
+    fn ms(name: &str, kid: &str, created: &str) -> ManagedSecret {
+        ManagedSecret {
+            name: name.into(),
+            created: Some(ts(created)),
+            key: Some(Key::placeholder(kid)),
+        }
+    }
+
+    struct Gen(u32);
+    impl Gen {
+        fn f(&mut self) -> impl FnMut() -> Result<Key, GenerateError> + '_ {
+            || {
+                self.0 += 1;
+                Ok(Key::placeholder(&format!("gen{}", self.0)))
+            }
+        }
+    }
+
+    fn base<'a>(managed: &'a [ManagedSecret]) -> KeyInputs<'a> {
+        KeyInputs {
+            now: ts(NOW),
+            secret_name: "s1",
+            synced_secret_name: Some("s1"),
+            rotate: false,
+            managed,
+            next: None,
+            next_registered_at: None,
+            registered: None,
+            refs: None,
+        }
+    }
+
+    fn act(p: KeyPlan) -> KeyActions {
+        match p {
+            KeyPlan::Act(a) => *a,
+            other => panic!("expected Act, got {other:?}"),
+        }
+    }
+
+    fn kids(keys: &Option<Vec<Key>>) -> Vec<&str> {
+        keys.iter().flatten().map(|k| k.kid.as_str()).collect()
+    }
+
+    fn reg(kids: &[&str], exp: &str) -> Registered {
+        Registered {
+            kids: kids.iter().map(|s| s.to_string()).collect(),
+            expires_at: Some(ts(exp)),
+        }
+    }
+
+    #[test]
+    fn first_sync_generates_current_and_next_and_registers_both() {
+        let cfg = Config::default();
+        let mut inp = base(&[]);
+        inp.synced_secret_name = None;
+        let mut g = Gen(0);
+        assert!(matches!(
+            plan(&cfg, &inp, &mut g.f()).unwrap(),
+            KeyPlan::NeedRegistered
+        ));
+        let r = Registered::default();
+        inp.registered = Some(&r);
+        assert!(matches!(
+            plan(&cfg, &inp, &mut g.f()).unwrap(),
+            KeyPlan::NeedScan
+        ));
+        assert_eq!(g.0, 0, "no key generated before the plan is final");
+        let refs = References::default();
+        inp.refs = Some(&refs);
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert_eq!(a.source, CurrentSource::Generated);
+        assert_eq!(a.current.unwrap().kid, "gen1");
+        assert_eq!((a.next.kid.as_str(), a.next_is_new), ("gen2", true));
+        assert_eq!(kids(&a.register), ["gen1", "gen2"]);
+        assert!(!a.rotated && a.wait.is_none());
+    }
+
+    #[test]
+    fn steady_state_needs_nothing() {
+        let cfg = Config::default();
+        let managed = [ms("s1", "cur", "2025-01-01T00:00:00Z")];
+        let next = Key::placeholder("nxt");
+        let r = reg(&["cur", "nxt"], "2026-01-01T00:00:00Z");
+        let mut inp = base(&managed);
+        inp.next = Some(&next);
+        inp.next_registered_at = Some(ts("2025-01-01T00:00:00Z"));
+        inp.registered = Some(&r);
+        let mut g = Gen(0);
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert!(a.register.is_none() && a.delete.is_empty() && !a.rotated);
+        assert_eq!(a.current.unwrap().kid, "cur");
+        assert_eq!(g.0, 0);
+    }
+
+    #[test]
+    fn switch_over_reuses_newest_secret_and_adds_a_next_key() {
+        let cfg = Config::default();
+        // digdirator's Secrets: the current one and an older one still used by a Pod.
+        let managed = [
+            ms("s1", "cur", "2025-05-01T00:00:00Z"),
+            ms("s0", "old", "2025-01-01T00:00:00Z"),
+        ];
+        let r = reg(&["cur", "old"], "2026-05-01T00:00:00Z");
+        let mut refs = References::default();
+        refs.add("s0", Usage::RunningPod);
+        refs.add("s1", Usage::RunningPod);
+        let mut inp = base(&managed);
+        inp.registered = Some(&r);
+        inp.refs = Some(&refs);
+        let mut g = Gen(0);
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert_eq!(a.source, CurrentSource::Existing("s1".into()));
+        assert_eq!(
+            a.current.unwrap().private_json,
+            Key::placeholder("cur").private_json
+        );
+        assert_eq!(kids(&a.register), ["cur", "old", "gen1"]);
+        assert!(a.delete.is_empty() && !a.rotated);
+        // Secret under spec name missing, status empty: newest managed Secret's key is reused.
+        let mut inp = base(&managed);
+        inp.secret_name = "s2";
+        inp.synced_secret_name = None;
+        inp.registered = Some(&r);
+        inp.refs = Some(&refs);
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert_eq!(a.source, CurrentSource::Existing("s1".into()));
+    }
+
+    #[test]
+    fn rotation_promotes_an_aged_next_key_and_keeps_used_keys() {
+        let cfg = Config::default();
+        let managed = [ms("s1", "cur", "2025-05-01T00:00:00Z")];
+        let next = Key::placeholder("nxt");
+        let r = reg(&["cur", "nxt"], "2026-05-01T00:00:00Z");
+        let mut refs = References::default();
+        refs.add("s1", Usage::RunningPod);
+        let mut inp = base(&managed);
+        inp.secret_name = "s2"; // secretName changed
+        inp.next = Some(&next);
+        inp.next_registered_at = Some(ts("2025-06-01T11:00:00Z"));
+        inp.registered = Some(&r);
+        inp.refs = Some(&refs);
+        let mut g = Gen(0);
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert!(a.rotated);
+        assert_eq!(a.source, CurrentSource::PromotedNext);
+        assert_eq!(a.current.as_ref().unwrap().kid, "nxt");
+        assert_eq!((a.next.kid.as_str(), a.next_is_new), ("gen1", true));
+        assert_eq!(kids(&a.register), ["nxt", "cur", "gen1"]);
+        assert!(a.delete.is_empty(), "s1 is still used");
+        // Once nothing uses s1, it is deleted.
+        let refs = References::default();
+        inp.refs = Some(&refs);
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert_eq!(a.delete, ["s1"]);
+        assert_eq!(kids(&a.register), ["nxt", "gen2"]);
+    }
+
+    #[test]
+    fn rotation_in_place_keeps_the_replaced_key_while_pods_run() {
+        let cfg = Config::default();
+        let managed = [ms("s1", "cur", "2025-05-01T00:00:00Z")];
+        let next = Key::placeholder("nxt");
+        let r = reg(&["cur", "nxt"], "2026-05-01T00:00:00Z");
+        let mut refs = References::default();
+        refs.add("s1", Usage::RunningPod);
+        let mut inp = base(&managed);
+        inp.rotate = true;
+        inp.next = Some(&next);
+        inp.next_registered_at = Some(ts("2025-06-01T11:00:00Z"));
+        inp.registered = Some(&r);
+        inp.refs = Some(&refs);
+        let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
+        assert!(a.rotated);
+        assert_eq!(kids(&a.register), ["nxt", "cur", "gen1"]);
+    }
+
+    #[test]
+    fn rotation_waits_for_a_young_or_missing_next_key() {
+        let cfg = Config::default();
+        let managed = [ms("s1", "cur", "2025-05-01T00:00:00Z")];
+        let next = Key::placeholder("nxt");
+        let r = reg(&["cur", "nxt"], "2026-05-01T00:00:00Z");
+        let refs = References::default();
+        let mut inp = base(&managed);
+        inp.rotate = true;
+        inp.next = Some(&next);
+        inp.next_registered_at = Some(ts("2025-06-01T11:59:30Z"));
+        inp.registered = Some(&r);
+        inp.refs = Some(&refs);
+        let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
+        assert!(a.current.is_none() && !a.rotated);
+        assert_eq!(a.wait, Some(Duration::from_secs(90)));
+        assert!(a.register.is_none() && a.delete.is_empty());
+        // No next key at all (switch-over then rotate): one is made and registered, then wait.
+        let r = reg(&["cur"], "2026-05-01T00:00:00Z");
+        inp.next = None;
+        inp.next_registered_at = None;
+        inp.registered = Some(&r);
+        let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
+        assert!(a.current.is_none() && a.next_is_new);
+        assert_eq!(a.wait, Some(cfg.key_propagation));
+        assert_eq!(kids(&a.register), ["cur", "gen1"]);
+    }
+
+    #[test]
+    fn expiry_renewal_and_missing_key_repair() {
+        let cfg = Config::default();
+        let managed = [ms("s1", "cur", "2025-05-01T00:00:00Z")];
+        let next = Key::placeholder("nxt");
+        let refs = References::default();
+        let mut inp = base(&managed);
+        inp.next = Some(&next);
+        inp.next_registered_at = Some(ts("2025-01-01T00:00:00Z"));
+        inp.refs = Some(&refs);
+        // 29 days left: renew.
+        let r = reg(&["cur", "nxt"], "2025-06-30T12:00:00Z");
+        inp.registered = Some(&r);
+        let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
+        assert_eq!(a.post_reasons, ["keys expire soon"]);
+        assert_eq!(kids(&a.register), ["cur", "nxt"]);
+        assert!(!a.rotated && a.current.is_some());
+        // 31 days left: nothing.
+        let r = reg(&["cur", "nxt"], "2025-07-02T12:00:00Z");
+        inp.registered = Some(&r);
+        assert!(
+            act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap())
+                .register
+                .is_none()
+        );
+        // Current key removed at Digdir by hand: re-registered.
+        let r = reg(&["nxt"], "2026-07-02T12:00:00Z");
+        inp.registered = Some(&r);
+        let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
+        assert_eq!(kids(&a.register), ["cur", "nxt"]);
+    }
+
+    #[test]
+    fn more_than_five_keys_in_use_keeps_by_priority_and_reports_dropped() {
+        let cfg = Config::default();
+        let managed = [
+            ms("cur", "k-cur", "2025-05-01T00:00:00Z"),
+            ms("pod-a", "k-pa", "2025-01-01T00:00:00Z"),
+            ms("rs-old", "k-rs-old", "2024-01-01T00:00:00Z"),
+            ms("rs-new", "k-rs-new", "2025-03-01T00:00:00Z"),
+            ms("tmpl", "k-tmpl", "2024-06-01T00:00:00Z"),
+            ms("idle2", "k-idle2", "2024-02-01T00:00:00Z"),
+        ];
+        let next = Key::placeholder("nxt");
+        let r = reg(&["k-cur", "nxt"], "2026-05-01T00:00:00Z");
+        let mut refs = References::default();
+        refs.add("cur", Usage::RunningPod);
+        refs.add("pod-a", Usage::RunningPod);
+        refs.add("tmpl", Usage::ScaledTemplate);
+        refs.add("rs-old", Usage::IdleTemplate);
+        refs.add("rs-new", Usage::IdleTemplate);
+        refs.add("idle2", Usage::IdleTemplate);
+        let mut inp = base(&managed);
+        inp.secret_name = "cur";
+        inp.synced_secret_name = Some("cur");
+        inp.next = Some(&next);
+        inp.next_registered_at = Some(ts("2025-01-01T00:00:00Z"));
+        inp.registered = Some(&r);
+        inp.refs = Some(&refs);
+        let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
+        assert_eq!(
+            kids(&a.register),
+            ["k-cur", "k-pa", "nxt", "k-tmpl", "k-rs-new"]
+        );
+        assert_eq!(a.dropped, ["rs-old", "idle2"]);
+        assert!(a.delete.is_empty());
+    }
+
+    #[test]
+    fn unused_old_secret_triggers_scan_then_delete() {
+        let cfg = Config::default();
+        let managed = [
+            ms("s1", "cur", "2025-05-01T00:00:00Z"),
+            ms("s0", "old", "2025-01-01T00:00:00Z"),
+        ];
+        let next = Key::placeholder("nxt");
+        let r = reg(&["cur", "nxt", "old"], "2026-05-01T00:00:00Z");
+        let mut inp = base(&managed);
+        inp.next = Some(&next);
+        inp.next_registered_at = Some(ts("2025-01-01T00:00:00Z"));
+        inp.registered = Some(&r);
+        assert!(matches!(
+            plan(&cfg, &inp, &mut Gen(0).f()).unwrap(),
+            KeyPlan::NeedScan
+        ));
+        let refs = References::default();
+        inp.refs = Some(&refs);
+        let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
+        assert_eq!(a.delete, ["s0"]);
+        assert_eq!(kids(&a.register), ["cur", "nxt"]);
+        assert_eq!(a.post_reasons, ["registered keys differ from keys in use"]);
+    }
+
+    #[test]
+    fn crash_after_post_before_secret_promotes_stored_next() {
+        let cfg = Config::default();
+        let next = Key::placeholder("nxt");
+        let r = reg(&["lost", "nxt"], "2026-05-01T00:00:00Z");
+        let refs = References::default();
+        let mut inp = base(&[]);
+        inp.synced_secret_name = None;
+        inp.next = Some(&next);
+        inp.registered = Some(&r);
+        inp.refs = Some(&refs);
+        let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
+        assert_eq!(a.source, CurrentSource::PromotedNext);
+        assert_eq!(kids(&a.register), ["nxt", "gen1"]);
+    }
+
+    #[test]
+    fn a_client_without_keys_gets_a_fresh_key() {
+        let cfg = Config::default();
+        let managed = [ms("s1", "of-old-client", "2025-05-01T00:00:00Z")];
+        let r = Registered::default();
+        let refs = References::default();
+        let mut inp = base(&managed);
+        inp.registered = Some(&r);
+        inp.refs = Some(&refs);
+        let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
+        assert_eq!(a.source, CurrentSource::Generated);
+        assert_eq!(kids(&a.register), ["gen1", "gen2"]);
+    }
+}

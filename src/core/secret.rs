@@ -1,0 +1,515 @@
+//! The Secrets of a Digdir kind, and the rules for touching them.
+//!
+//! - The app Secret (`spec.secretName`): digdirator's exact keys, labels `app=<name>` and
+//!   `type=<kind type>`, annotation `reloader.stakater.com/match: "true"` and a controller owner
+//!   reference. It is rewritten only when that would change something ([`needs_write`]), because
+//!   Reloader restarts the app's Pods on any data change.
+//! - The next-key Secret ([`next_key_secret_name`]): portvakt's own, holding the pre-registered next
+//!   key and the registration bookkeeping (see [`super::keyplan`]). It carries the `type` label (so the
+//!   owned-Secret watch sees it) but no `app` label, so neither digdirator nor portvakt ever mistakes it
+//!   for an app Secret.
+//! - "Owned" means a controller owner reference with apiVersion `nais.io/v1`, this kind and this name.
+//!   The uid is not compared: uids change when a cluster is restored from backup.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use super::{Config, Key, Kind};
+use crate::crd::API_VERSION;
+
+pub const LABEL_APP: &str = "app";
+pub const LABEL_TYPE: &str = "type";
+pub const RELOADER_ANNOTATION: &str = "reloader.stakater.com/match";
+
+pub const ANN_CLIENT_ID: &str = "portvakt.nais.io/client-id";
+pub const ANN_REGISTERED_KIDS: &str = "portvakt.nais.io/registered-kids";
+pub const ANN_KEYS_EXPIRE_AT: &str = "portvakt.nais.io/keys-expire-at";
+pub const ANN_NEXT_REGISTERED_AT: &str = "portvakt.nais.io/next-key-registered-at";
+/// Data key of the next-key Secret holding the private JWK.
+pub const NEXT_KEY_DATA: &str = "JWK";
+
+/// The resource a Secret belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl Owner {
+    pub fn owner_reference(&self) -> OwnerReference {
+        OwnerReference {
+            api_version: API_VERSION.into(),
+            kind: self.kind.kind().into(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+}
+
+/// Whether `meta` has a controller owner reference to `kind`/`name` (apiVersion nais.io/v1).
+pub fn is_owned_by(meta: &ObjectMeta, kind: Kind, name: &str) -> bool {
+    meta.owner_references.iter().flatten().any(|r| {
+        r.controller == Some(true)
+            && r.api_version == API_VERSION
+            && r.kind == kind.kind()
+            && r.name == name
+    })
+}
+
+/// Describes who controls a Secret, for the `SecretNotOwned` message.
+pub fn controller_of(meta: &ObjectMeta) -> String {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| format!("{} {}", r.kind, r.name))
+        .unwrap_or_else(|| "nothing (no controller owner reference)".into())
+}
+
+/// Labels of app Secrets, also the selector of managed Secrets.
+pub fn app_labels(kind: Kind, name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_APP.to_string(), name.to_string()),
+        (LABEL_TYPE.to_string(), kind.secret_type_label().to_string()),
+    ])
+}
+
+/// Whether a Secret is a managed app Secret of this resource: labels `app` and `type`, owned.
+pub fn is_managed_app_secret(meta: &ObjectMeta, kind: Kind, name: &str) -> bool {
+    let labels = meta.labels.as_ref();
+    let has = |k: &str, v: &str| labels.and_then(|l| l.get(k)).is_some_and(|x| x == v);
+    has(LABEL_APP, name)
+        && has(LABEL_TYPE, kind.secret_type_label())
+        && is_owned_by(meta, kind, name)
+}
+
+/// The values an app Secret is built from.
+#[derive(Clone, Debug)]
+pub struct AppSecretInputs<'a> {
+    pub owner: &'a Owner,
+    pub secret_name: &'a str,
+    pub client_id: &'a str,
+    pub key: &'a Key,
+    /// IDPortenClient: `IDPORTEN_REDIRECT_URI`. MaskinportenClient: `MASKINPORTEN_SCOPES`.
+    pub kind_value: String,
+}
+
+/// `IDPORTEN_REDIRECT_URI`: `spec.redirectURI` if set, else `spec.redirectURIs[0]`, else "".
+pub fn idporten_redirect_uri(spec: &crate::crd::IDPortenClientSpec) -> String {
+    spec.redirect_uri
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| spec.redirect_uris.as_ref().and_then(|l| l.first().cloned()))
+        .unwrap_or_default()
+}
+
+/// `MASKINPORTEN_SCOPES`: every `consumes` name (valid or not, never the default scope), joined by a
+/// single space.
+pub fn maskinporten_scopes(spec: &crate::crd::MaskinportenClientSpec) -> String {
+    super::registration::maskinporten_consumed(spec).join(" ")
+}
+
+fn bytes(s: &str) -> ByteString {
+    ByteString(s.as_bytes().to_vec())
+}
+
+/// The app Secret as it should be.
+pub fn desired_app_secret(cfg: &Config, inp: &AppSecretInputs<'_>) -> Secret {
+    let kind = inp.owner.kind;
+    let p = kind.env_prefix();
+    let md = cfg.metadata(kind);
+    let kind_key = match kind {
+        Kind::IDPorten => "REDIRECT_URI",
+        Kind::Maskinporten => "SCOPES",
+    };
+    let data: BTreeMap<String, ByteString> = [
+        ("CLIENT_ID", inp.client_id),
+        ("CLIENT_JWK", inp.key.private_json.as_str()),
+        (kind_key, inp.kind_value.as_str()),
+        ("WELL_KNOWN_URL", md.well_known_url.as_str()),
+        ("ISSUER", md.issuer.as_str()),
+        ("JWKS_URI", md.jwks_uri.as_str()),
+        ("TOKEN_ENDPOINT", md.token_endpoint.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("{p}_{k}"), bytes(v)))
+    .collect();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(inp.secret_name.to_string()),
+            namespace: Some(inp.owner.namespace.clone()),
+            labels: Some(app_labels(kind, &inp.owner.name)),
+            annotations: Some(BTreeMap::from([(
+                RELOADER_ANNOTATION.to_string(),
+                "true".to_string(),
+            )])),
+            owner_references: Some(vec![inp.owner.owner_reference()]),
+            ..Default::default()
+        },
+        data: Some(data),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
+fn subset(
+    want: Option<&BTreeMap<String, String>>,
+    have: Option<&BTreeMap<String, String>>,
+) -> bool {
+    want.into_iter()
+        .flatten()
+        .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
+}
+
+/// Whether writing `desired` over `existing` would change anything portvakt manages: the data (byte
+/// for byte, no key more or less), portvakt's labels and annotations, and the controller owner
+/// reference (uid included, so a restored Secret gets its owner's new uid). Labels and annotations
+/// others added are left alone.
+pub fn needs_write(existing: &Secret, desired: &Secret) -> bool {
+    let empty = BTreeMap::new();
+    let have_data = existing.data.as_ref().unwrap_or(&empty);
+    let want_data = desired.data.as_ref().unwrap_or(&empty);
+    if have_data != want_data || existing.string_data.as_ref().is_some_and(|s| !s.is_empty()) {
+        return true;
+    }
+    if !subset(
+        desired.metadata.labels.as_ref(),
+        existing.metadata.labels.as_ref(),
+    ) || !subset(
+        desired.metadata.annotations.as_ref(),
+        existing.metadata.annotations.as_ref(),
+    ) {
+        return true;
+    }
+    // blockOwnerDeletion is not compared: a Secret made by another tool without it works the same,
+    // and rewriting it would be churn.
+    let id = |r: &OwnerReference| {
+        (
+            r.api_version.clone(),
+            r.kind.clone(),
+            r.name.clone(),
+            r.uid.clone(),
+        )
+    };
+    let controller = |s: &Secret| {
+        s.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|r| r.controller == Some(true))
+            .map(id)
+    };
+    controller(desired) != controller(existing)
+}
+
+/// `desired` merged onto `existing` for an update: portvakt's data, labels, annotations and controller
+/// reference; others' labels, annotations and non-controller references kept; resourceVersion kept
+/// for optimistic concurrency.
+pub fn merged_for_update(existing: &Secret, desired: &Secret) -> Secret {
+    let mut out = existing.clone();
+    let mut labels = existing.metadata.labels.clone().unwrap_or_default();
+    labels.extend(desired.metadata.labels.clone().unwrap_or_default());
+    let mut annotations = existing.metadata.annotations.clone().unwrap_or_default();
+    annotations.extend(desired.metadata.annotations.clone().unwrap_or_default());
+    let mut refs: Vec<OwnerReference> = existing
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.controller != Some(true))
+        .collect();
+    refs.extend(
+        desired
+            .metadata
+            .owner_references
+            .clone()
+            .unwrap_or_default(),
+    );
+    out.metadata.labels = Some(labels);
+    out.metadata.annotations = Some(annotations);
+    out.metadata.owner_references = Some(refs);
+    out.data = desired.data.clone();
+    out.string_data = None;
+    out
+}
+
+/// The private JWK held by an app Secret of `kind`, if any (not validated).
+pub fn app_secret_jwk(secret: &Secret, kind: Kind) -> Option<String> {
+    let key = format!("{}_CLIENT_JWK", kind.env_prefix());
+    let raw = secret.data.as_ref()?.get(&key)?;
+    String::from_utf8(raw.0.clone()).ok()
+}
+
+/// Name of the next-key Secret: `portvakt-next-<idporten|maskinporten>-<name>`, shortened with a hash
+/// when it would exceed the 253 characters of a Secret name.
+pub fn next_key_secret_name(kind: Kind, name: &str) -> String {
+    let full = format!("portvakt-next-{}-{name}", kind.short());
+    if full.len() <= 253 {
+        return full;
+    }
+    let h = super::hash::hash_json_text(&full);
+    let keep: String = full.chars().take(253 - 1 - h.len()).collect();
+    format!("{}-{h}", keep.trim_end_matches(['-', '.']))
+}
+
+/// What portvakt recorded about the keys it registered, kept on the next-key Secret so a steady-state
+/// pass needs no JWKS read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bookkeeping {
+    /// The client the record is about; a record about another client is ignored.
+    pub client_id: String,
+    /// The kids of the last JWKS posted.
+    pub registered_kids: Vec<String>,
+    /// The earliest expiry Digdir reported for them.
+    pub expires_at: Option<Timestamp>,
+    /// When the next key was first registered (it is handed out only after the propagation delay).
+    pub next_registered_at: Option<Timestamp>,
+}
+
+/// The next key and bookkeeping read from a next-key Secret. A JWK that does not parse counts as no
+/// next key (a fresh one replaces it).
+pub fn read_next_key_secret(secret: &Secret) -> (Option<Key>, Bookkeeping) {
+    let ann = secret.metadata.annotations.clone().unwrap_or_default();
+    let ts = |k: &str| ann.get(k).and_then(|v| v.parse::<Timestamp>().ok());
+    let book = Bookkeeping {
+        client_id: ann.get(ANN_CLIENT_ID).cloned().unwrap_or_default(),
+        registered_kids: ann
+            .get(ANN_REGISTERED_KIDS)
+            .map(|v| {
+                v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        expires_at: ts(ANN_KEYS_EXPIRE_AT),
+        next_registered_at: ts(ANN_NEXT_REGISTERED_AT),
+    };
+    let key = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(NEXT_KEY_DATA))
+        .and_then(|b| String::from_utf8(b.0.clone()).ok())
+        .and_then(|s| Key::parse(&s).ok());
+    (key, book)
+}
+
+/// The next-key Secret as it should be.
+pub fn desired_next_key_secret(owner: &Owner, key: &Key, book: &Bookkeeping) -> Secret {
+    let mut ann = BTreeMap::new();
+    ann.insert(ANN_CLIENT_ID.to_string(), book.client_id.clone());
+    ann.insert(
+        ANN_REGISTERED_KIDS.to_string(),
+        book.registered_kids.join(","),
+    );
+    if let Some(t) = book.expires_at {
+        ann.insert(ANN_KEYS_EXPIRE_AT.to_string(), t.to_string());
+    }
+    if let Some(t) = book.next_registered_at {
+        ann.insert(ANN_NEXT_REGISTERED_AT.to_string(), t.to_string());
+    }
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(next_key_secret_name(owner.kind, &owner.name)),
+            namespace: Some(owner.namespace.clone()),
+            labels: Some(BTreeMap::from([(
+                LABEL_TYPE.to_string(),
+                owner.kind.secret_type_label().to_string(),
+            )])),
+            annotations: Some(ann),
+            owner_references: Some(vec![owner.owner_reference()]),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            NEXT_KEY_DATA.to_string(),
+            bytes(&key.private_json),
+        )])),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
+/// Whether the bookkeeping annotations of an existing next-key Secret differ from `book` (the
+/// annotations portvakt owns there are replaced, not merged).
+pub fn bookkeeping_differs(existing: &Secret, book: &Bookkeeping) -> bool {
+    let (_, have) = read_next_key_secret(existing);
+    have != *book
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> Owner {
+        Owner {
+            kind: Kind::IDPorten,
+            namespace: "team".into(),
+            name: "app".into(),
+            uid: "u1".into(),
+        }
+    }
+
+    fn cfg() -> Config {
+        Config {
+            idporten: super::super::ProviderMetadata {
+                well_known_url: "https://test.idporten.no/.well-known/openid-configuration".into(),
+                issuer: "https://test.idporten.no".into(),
+                jwks_uri: "https://test.idporten.no/jwks.json".into(),
+                token_endpoint: "https://test.idporten.no/token".into(),
+            },
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn app_secret_has_digdirators_keys_labels_annotation_owner() {
+        let key = Key::placeholder("k1");
+        let o = owner();
+        let s = desired_app_secret(
+            &cfg(),
+            &AppSecretInputs {
+                owner: &o,
+                secret_name: "app-secret",
+                client_id: "cid",
+                key: &key,
+                kind_value: "https://app/cb".into(),
+            },
+        );
+        let keys: Vec<_> = s.data.as_ref().unwrap().keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                "IDPORTEN_CLIENT_ID",
+                "IDPORTEN_CLIENT_JWK",
+                "IDPORTEN_ISSUER",
+                "IDPORTEN_JWKS_URI",
+                "IDPORTEN_REDIRECT_URI",
+                "IDPORTEN_TOKEN_ENDPOINT",
+                "IDPORTEN_WELL_KNOWN_URL"
+            ]
+        );
+        let d = s.data.as_ref().unwrap();
+        assert_eq!(d["IDPORTEN_CLIENT_ID"].0, b"cid");
+        assert_eq!(d["IDPORTEN_CLIENT_JWK"].0, key.private_json.as_bytes());
+        assert_eq!(s.metadata.labels.as_ref().unwrap()["app"], "app");
+        assert_eq!(
+            s.metadata.labels.as_ref().unwrap()["type"],
+            "digdirator.nais.io"
+        );
+        assert_eq!(
+            s.metadata.annotations.as_ref().unwrap()[RELOADER_ANNOTATION],
+            "true"
+        );
+        let r = &s.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (r.api_version.as_str(), r.kind.as_str(), r.name.as_str()),
+            ("nais.io/v1", "IDPortenClient", "app")
+        );
+        assert_eq!(
+            (r.controller, r.block_owner_deletion),
+            (Some(true), Some(true))
+        );
+        assert!(is_managed_app_secret(&s.metadata, Kind::IDPorten, "app"));
+        assert!(!is_managed_app_secret(
+            &s.metadata,
+            Kind::Maskinporten,
+            "app"
+        ));
+        assert!(!is_managed_app_secret(&s.metadata, Kind::IDPorten, "other"));
+    }
+
+    #[test]
+    fn writes_only_on_change() {
+        let key = Key::placeholder("k1");
+        let o = owner();
+        let inputs = AppSecretInputs {
+            owner: &o,
+            secret_name: "s",
+            client_id: "cid",
+            key: &key,
+            kind_value: String::new(),
+        };
+        let desired = desired_app_secret(&cfg(), &inputs);
+        let mut existing = desired.clone();
+        existing.metadata.resource_version = Some("7".into());
+        existing
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("team".into(), "x".into());
+        existing
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert("other".into(), "y".into());
+        assert!(!needs_write(&existing, &desired));
+        // A restored owner (new uid) is repaired.
+        let mut restored = existing.clone();
+        restored.metadata.owner_references.as_mut().unwrap()[0].uid = "old".into();
+        assert!(needs_write(&restored, &desired));
+        let mut no_block = existing.clone();
+        no_block.metadata.owner_references.as_mut().unwrap()[0].block_owner_deletion = None;
+        assert!(!needs_write(&no_block, &desired));
+        let mut changed = existing.clone();
+        changed
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("EXTRA".into(), bytes("x"));
+        assert!(needs_write(&changed, &desired));
+        let merged = merged_for_update(&changed, &desired);
+        assert!(!needs_write(&merged, &desired));
+        assert_eq!(merged.metadata.labels.as_ref().unwrap()["team"], "x");
+        assert_eq!(merged.metadata.resource_version.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn ownership_is_by_kind_and_name_not_uid() {
+        let mut meta = ObjectMeta::default();
+        assert!(!is_owned_by(&meta, Kind::IDPorten, "app"));
+        let mut r = owner().owner_reference();
+        r.uid = "different".into();
+        meta.owner_references = Some(vec![r.clone()]);
+        assert!(is_owned_by(&meta, Kind::IDPorten, "app"));
+        r.controller = None;
+        meta.owner_references = Some(vec![r]);
+        assert!(!is_owned_by(&meta, Kind::IDPorten, "app"));
+        assert!(controller_of(&meta).starts_with("nothing"));
+    }
+
+    #[test]
+    fn next_key_secret_roundtrip_and_name() {
+        let o = owner();
+        let key = Key::placeholder("next");
+        let book = Bookkeeping {
+            client_id: "cid".into(),
+            registered_kids: vec!["a".into(), "b".into()],
+            expires_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
+            next_registered_at: Some("2029-01-01T00:00:00Z".parse().unwrap()),
+        };
+        let s = desired_next_key_secret(&o, &key, &book);
+        assert_eq!(
+            s.metadata.name.as_deref(),
+            Some("portvakt-next-idporten-app")
+        );
+        assert!(s.metadata.labels.as_ref().unwrap().get("app").is_none());
+        let (_, got) = read_next_key_secret(&s);
+        assert_eq!(got, book);
+        assert!(!bookkeeping_differs(&s, &book));
+        let long = "a".repeat(253);
+        let n = next_key_secret_name(Kind::Maskinporten, &long);
+        assert!(n.len() <= 253);
+        assert_ne!(n, next_key_secret_name(Kind::IDPorten, &long));
+    }
+}
