@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 struct Sim {
     child: Child,
     kubeconfig: PathBuf,
+    state: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -45,16 +46,17 @@ fn kubectl_binary() -> PathBuf {
 fn start_sim() -> Sim {
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = dir.path().join("kubeconfig");
+    let state = dir.path().join("state");
     let child = Command::new(env!("CARGO_BIN_EXE_portvakt"))
         .args(["sim", "--listen", "127.0.0.1:0", "--kubeconfig"])
         .arg(&kubeconfig)
         .arg("--state-dir")
-        .arg(dir.path().join("state"))
+        .arg(&state)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("starting portvakt sim");
-    let sim = Sim { child, kubeconfig, _dir: dir };
+    let sim = Sim { child, kubeconfig, state, _dir: dir };
     let deadline = Instant::now() + Duration::from_secs(60);
     while !sim.kubeconfig.exists() {
         assert!(Instant::now() < deadline, "portvakt sim wrote no kubeconfig within 60s");
@@ -242,4 +244,119 @@ fn kubectl_prints_the_servers_validation_error_naming_the_field() {
     );
     let err = rejected(&sim, &["apply", "-f", path_str(&path)]);
     assert!(err.contains("notAField"), "{err}");
+}
+
+/// `portvakt run` as a child process with the settings `portvakt sim` wrote, killed when dropped.
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_operator(sim: &Sim) -> Operator {
+    let settings = std::fs::read_to_string(sim.state.join("run.env")).expect("portvakt sim wrote no run.env");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portvakt"));
+    cmd.arg("run").env("KUBECONFIG", &sim.kubeconfig).env("PORTVAKT_LOG", "warn");
+    for line in settings.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    Operator(cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("starting portvakt run"))
+}
+
+fn secret_data(sim: &Sim, namespace: &str, name: &str) -> std::collections::BTreeMap<String, String> {
+    use base64::Engine as _;
+    let out = ok(sim, &["get", "secret", name, "-n", namespace, "-o", "json"]);
+    let secret: serde_json::Value = serde_json::from_str(&out).expect("kubectl printed JSON");
+    let mut data = std::collections::BTreeMap::new();
+    for (k, v) in secret["data"].as_object().expect("the Secret has data") {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_default())
+            .expect("base64 data");
+        data.insert(k.clone(), String::from_utf8(bytes).expect("utf-8 value"));
+    }
+    data
+}
+
+/// The binary against `portvakt sim`, driven by kubectl, and both token proofs from the Secrets alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_binary_makes_the_examples_ready_and_their_credentials_work() {
+    use portvakt::sim::digdir::{ProviderUrls, app};
+    portvakt::install_crypto_provider();
+    let sim = start_sim();
+    let _operator = start_operator(&sim);
+    ok(&sim, &["apply", "-f", path_str(&repo().join("crds"))]);
+    create_namespaces(&sim, &["tilgangsstyring-main", "team-a"]);
+    ok(&sim, &["apply", "-f", path_str(&repo().join("examples"))]);
+    let out = ok(
+        &sim,
+        &["wait", "--for=condition=Ready", "--timeout=90s", "-n", "tilgangsstyring-main", "idportenclient/test-client"],
+    );
+    assert!(out.contains("condition met"), "{out}");
+    let out = ok(
+        &sim,
+        &["wait", "--for=condition=Ready", "--timeout=90s", "-n", "team-a", "maskinportenclient/krr-lookup"],
+    );
+    assert!(out.contains("condition met"), "{out}");
+    let clock = portvakt::clock::Clock::system();
+
+    let mp = secret_data(&sim, "team-a", "krr-lookup-maskinporten");
+    let jwk: serde_json::Value = serde_json::from_str(&mp["MASKINPORTEN_CLIENT_JWK"]).expect("JWK JSON");
+    for field in ["kid", "alg", "n", "e", "d", "p", "q", "dp", "dq", "qi"] {
+        assert!(jwk.get(field).is_some(), "the private JWK lacks {field}");
+    }
+    let urls = ProviderUrls {
+        issuer: mp["MASKINPORTEN_ISSUER"].clone(),
+        well_known_url: mp["MASKINPORTEN_WELL_KNOWN_URL"].clone(),
+        token_endpoint: mp["MASKINPORTEN_TOKEN_ENDPOINT"].clone(),
+        jwks_uri: mp["MASKINPORTEN_JWKS_URI"].clone(),
+        authorization_endpoint: None,
+    };
+    let token = app::maskinporten_token(&urls, &mp["MASKINPORTEN_CLIENT_ID"], &jwk, &mp["MASKINPORTEN_SCOPES"], &clock)
+        .await
+        .expect("Maskinporten accepts a grant signed with the Secret's key");
+    assert_eq!(token["token_type"], "Bearer");
+    assert_eq!(token["scope"], "krr:global/kontaktinformasjon.read");
+    assert!(token["expires_in"].is_u64(), "{token}");
+
+    let idp = secret_data(&sim, "tilgangsstyring-main", "idporten-secret");
+    let jwk: serde_json::Value = serde_json::from_str(&idp["IDPORTEN_CLIENT_JWK"]).expect("JWK JSON");
+    let metadata: serde_json::Value = reqwest::get(&idp["IDPORTEN_WELL_KNOWN_URL"])
+        .await
+        .expect("well-known document")
+        .json()
+        .await
+        .expect("well-known JSON");
+    let urls = ProviderUrls {
+        issuer: idp["IDPORTEN_ISSUER"].clone(),
+        well_known_url: idp["IDPORTEN_WELL_KNOWN_URL"].clone(),
+        token_endpoint: idp["IDPORTEN_TOKEN_ENDPOINT"].clone(),
+        jwks_uri: idp["IDPORTEN_JWKS_URI"].clone(),
+        authorization_endpoint: metadata["authorization_endpoint"].as_str().map(str::to_string),
+    };
+    assert_eq!(
+        idp["IDPORTEN_REDIRECT_URI"],
+        "https://test-app.atgcp1-sandbox.kartverket-intern.cloud/oauth2/callback"
+    );
+    let tokens = app::idporten_login(
+        &urls,
+        &idp["IDPORTEN_CLIENT_ID"],
+        &jwk,
+        &idp["IDPORTEN_REDIRECT_URI"],
+        "openid profile",
+        &clock,
+    )
+    .await
+    .expect("an ID-porten login with the Secret's key completes");
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+
+    // Deleting goes through the finalizer: the operator removes the client at Digdir first.
+    let out = ok(&sim, &["delete", "-n", "team-a", "maskinportenclient/krr-lookup", "--timeout=60s"]);
+    assert!(out.contains("deleted"), "{out}");
+    let out = ok(&sim, &["get", "maskinportenclients", "-n", "team-a", "-o", "name"]);
+    assert!(out.trim().is_empty(), "{out}");
 }
