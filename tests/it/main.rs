@@ -1,6 +1,8 @@
 //! The one integration-test binary (one link step keeps CI fast).
 
+mod bench;
 mod crd_schema;
+mod deploy;
 mod digdir_client;
 mod digdir_controllers;
 mod digdir_sim;
