@@ -1,7 +1,31 @@
 //! The embedded Kubernetes API server.
+//!
+//! [`ApiServer`] serves the Kubernetes API from memory: an axum router used
+//! in-process by kube's `Client` (tests), or on a loopback port (`portvakt sim`,
+//! `portvakt demo`, the real kubectl). See `store` for the write semantics, `watch`
+//! for watch streams, `apply` for server-side apply, `faults` for test hooks.
 
+pub mod apply;
 pub mod discovery;
+pub mod error;
+pub mod events;
+pub mod faults;
+pub mod fields;
+pub mod handlers;
+pub mod managed;
 pub mod openapi;
+pub mod patch;
+pub mod registry;
 pub mod resource;
 pub mod schema;
+pub mod selector;
+pub mod server;
+pub mod store;
 pub mod table;
+pub mod types;
+pub mod watch;
+
+pub use error::{ApiError, StatusCause};
+pub use faults::{FaultAction, FaultRule, JournalEntry};
+pub use resource::{PrinterColumn, ResourceInfo};
+pub use server::{ApiServer, ServeHandle};

@@ -1,0 +1,505 @@
+//! HTTP routing: parses paths, query and bodies, calls the store, answers JSON,
+//! Tables, watch streams and `Status` errors. Records the journal and fires faults.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ApiResult, success_status};
+use super::faults::{FaultAction, JournalEntry, reason_for};
+use super::patch::PatchType;
+use super::resource::ResourceInfo;
+use super::selector::{FieldSelector, LabelSelector, Selectors};
+use super::server::ApiServer;
+use super::store::{DeleteOpts, FieldValidation, Outcome, Store, Sub, WriteOpts};
+use super::watch::{self, WatchParams};
+use super::{apply, discovery, openapi, table};
+
+/// Largest accepted request body (the real server's limit).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+type Query = HashMap<String, String>;
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The single entry point.
+pub async fn dispatch(State(server): State<ApiServer>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let headers = req.headers().clone();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut journal = JournalEntry {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        content_type: content_type.clone(),
+        status: 0,
+        body: None,
+    };
+    let body = match read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(e) => {
+            journal.status = e.code;
+            server.record(journal);
+            return e.into_response();
+        }
+    };
+    if !body.is_empty() {
+        journal.body = Some(String::from_utf8_lossy(&body).into_owned());
+    }
+    for action in server.fire_faults(method.as_str(), &path) {
+        match action {
+            FaultAction::Latency(d) => tokio::time::sleep(d).await,
+            FaultAction::Status { code, message } => {
+                let mut err = ApiError::new(code, reason_for(code), message);
+                if code == 429 || code == 503 {
+                    err = err.with_details(json!({"retryAfterSeconds": 1}));
+                }
+                journal.status = code;
+                server.record(journal);
+                let mut resp = err.into_response();
+                if code == 429 || code == 503 {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                return resp;
+            }
+        }
+    }
+    let q: Query = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let resp = match route(&server, &method, &path, &q, &headers, body) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    journal.status = resp.status().as_u16();
+    server.record(journal);
+    resp
+}
+
+async fn read_body(body: Body) -> ApiResult<Bytes> {
+    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large()),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "error reading request body: {e}"
+        ))),
+    }
+}
+
+fn route(
+    server: &ApiServer,
+    method: &Method,
+    path: &str,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let read_only = *method == Method::GET || *method == Method::HEAD;
+    let resources = || server.resources();
+    let get_only = |v: Value| -> ApiResult<Response> {
+        if read_only {
+            Ok(json_response(StatusCode::OK, &v))
+        } else {
+            Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method})"
+            )))
+        }
+    };
+    match segs.as_slice() {
+        ["version"] => get_only(json!({
+            "major": "1", "minor": "33", "gitVersion": "v1.33.0",
+            "gitCommit": "portvakt", "gitTreeState": "clean", "buildDate": "2025-04-23T00:00:00Z",
+            "goVersion": "go1.24.2", "compiler": "gc", "platform": "linux/amd64"
+        })),
+        ["healthz" | "readyz" | "livez", ..] => Ok((StatusCode::OK, "ok").into_response()),
+        ["api"] => get_only(discovery::core_versions()),
+        ["apis"] => get_only(discovery::group_list(&resources())),
+        ["api", v] => {
+            let all = resources();
+            if all.iter().any(|r| r.group.is_empty() && r.version == *v) {
+                get_only(discovery::resource_list(&all, "", v))
+            } else {
+                Err(ApiError::no_route())
+            }
+        }
+        ["apis", g] => {
+            let list = discovery::group_list(&resources());
+            let group = list
+                .get("groups")
+                .and_then(Value::as_array)
+                .and_then(|gs| {
+                    gs.iter()
+                        .find(|x| x.get("name").and_then(Value::as_str) == Some(g))
+                })
+                .cloned()
+                .ok_or_else(ApiError::no_route)?;
+            let mut group = group;
+            if let Some(o) = group.as_object_mut() {
+                o.insert("kind".into(), json!("APIGroup"));
+                o.insert("apiVersion".into(), json!("v1"));
+            }
+            get_only(group)
+        }
+        ["apis", g, v] => {
+            let all = resources();
+            if all.iter().any(|r| r.group == *g && r.version == *v) {
+                get_only(discovery::resource_list(&all, g, v))
+            } else {
+                Err(ApiError::no_route())
+            }
+        }
+        ["openapi", "v3"] => get_only(openapi::v3_index(&resources())),
+        ["openapi", "v3", "api", v] => openapi_gv(&resources(), "", v).and_then(get_only),
+        ["openapi", "v3", "apis", g, v] => openapi_gv(&resources(), g, v).and_then(get_only),
+        ["api", v, rest @ ..] => resource(server, method, "", v, rest, q, headers, body),
+        ["apis", g, v, rest @ ..] => resource(server, method, g, v, rest, q, headers, body),
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+fn openapi_gv(all: &[ResourceInfo], g: &str, v: &str) -> ApiResult<Value> {
+    if all.iter().any(|r| r.group == g && r.version == v) {
+        Ok(openapi::v3_group_version(all, g, v))
+    } else {
+        Err(ApiError::no_route())
+    }
+}
+
+/// A parsed resource path.
+struct Target<'a> {
+    ns: Option<&'a str>,
+    plural: &'a str,
+    name: Option<&'a str>,
+    sub: Option<&'a str>,
+}
+
+fn parse_target<'a>(rest: &[&'a str]) -> ApiResult<Target<'a>> {
+    let t = |ns, plural, name, sub| Target {
+        ns,
+        plural,
+        name,
+        sub,
+    };
+    Ok(match rest {
+        ["namespaces", ns, plural, tail @ ..] if !matches!(*plural, "status" | "finalize") => {
+            match tail {
+                [] => t(Some(*ns), *plural, None, None),
+                [name] => t(Some(*ns), *plural, Some(*name), None),
+                [name, sub] => t(Some(*ns), *plural, Some(*name), Some(*sub)),
+                _ => return Err(ApiError::no_route()),
+            }
+        }
+        [plural] => t(None, *plural, None, None),
+        [plural, name] => t(None, *plural, Some(*name), None),
+        [plural, name, sub] => t(None, *plural, Some(*name), Some(*sub)),
+        _ => return Err(ApiError::no_route()),
+    })
+}
+
+fn flag(q: &Query, k: &str) -> bool {
+    q.get(k).is_some_and(|v| v == "true" || v == "1")
+}
+
+fn selectors(q: &Query, info: &ResourceInfo) -> ApiResult<Selectors> {
+    Ok(Selectors {
+        labels: LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?,
+        fields: FieldSelector::parse(
+            q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+            &info.group,
+            &info.plural,
+        )?,
+    })
+}
+
+fn write_opts(
+    q: &Query,
+    headers: &HeaderMap,
+    sub: Sub,
+    raw: Option<Vec<u8>>,
+) -> ApiResult<WriteOpts> {
+    let validation = match q.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => FieldValidation::Warn,
+        Some("Strict") => FieldValidation::Strict,
+        Some("Ignore") => FieldValidation::Ignore,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation parameter unsupported: {other}. Supported values: Ignore, Warn, Strict"
+            )));
+        }
+    };
+    let given = q.get("fieldManager").filter(|m| !m.is_empty());
+    let manager = match given {
+        Some(m) => m.clone(),
+        None => headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ua| ua.split('/').next())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("unknown")
+            .to_string(),
+    };
+    Ok(WriteOpts {
+        manager,
+        manager_given: given.is_some(),
+        sub,
+        dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
+        validation,
+        raw,
+    })
+}
+
+fn parse_object(body: &[u8], content_type: Option<&str>) -> ApiResult<Value> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    let ct = content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
+    if !ct.is_empty() && ct != "*/*" && !ct.ends_with("json") && !ct.ends_with("yaml") {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct:?})"
+            ),
+        ));
+    }
+    let yaml = ct.ends_with("yaml");
+    if yaml {
+        apply::parse_body(body)
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the object provided is unrecognized (must be of type JSON or YAML): {e}"
+            ))
+        })
+    }
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
+}
+
+fn outcome_response(o: Outcome, created: StatusCode) -> Response {
+    let code = if o.created { created } else { StatusCode::OK };
+    let mut resp = json_response(code, &o.object);
+    for w in o.warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+fn delete_opts(q: &Query, body: &[u8]) -> ApiResult<DeleteOpts> {
+    let mut o = DeleteOpts {
+        orphan: q.get("propagationPolicy").is_some_and(|p| p == "Orphan")
+            || flag(q, "orphanDependents"),
+        dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
+        ..DeleteOpts::default()
+    };
+    if !body.is_empty() {
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        if v.get("propagationPolicy").and_then(Value::as_str) == Some("Orphan")
+            || v.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+        {
+            o.orphan = true;
+        }
+        o.uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        o.resource_version = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if v.get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All"))
+        {
+            o.dry_run = true;
+        }
+    }
+    Ok(o)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resource(
+    server: &ApiServer,
+    method: &Method,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    q: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = parse_target(rest)?;
+    let info = server
+        .lock()
+        .registry
+        .find(group, version, t.plural)
+        .cloned()
+        .ok_or_else(ApiError::no_route)?;
+    if !info.namespaced && t.ns.is_some() {
+        return Err(ApiError::no_route());
+    }
+    let ns = if info.namespaced { t.ns } else { None };
+    let sub = match t.sub {
+        None => Sub::Main,
+        Some("status") if info.status_subresource => Sub::Status,
+        Some(_) => return Err(ApiError::no_route()),
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    match (method.clone(), t.name) {
+        (Method::GET, Some(name)) => {
+            let store = server.lock();
+            let obj = store.get(&info, ns, name)?;
+            if wants_table(headers) {
+                let rv = store.current_rv().to_string();
+                drop(store);
+                let now = server.clock().now();
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table::to_table(&info, &[obj], &rv, now),
+                ));
+            }
+            Ok(json_response(StatusCode::OK, &obj))
+        }
+        (Method::GET, None) => {
+            let sel = selectors(q, &info)?;
+            if flag(q, "watch") {
+                let timeout = q
+                    .get("timeoutSeconds")
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let params = WatchParams {
+                    resource_version: q.get("resourceVersion").cloned(),
+                    timeout,
+                    bookmarks: flag(q, "allowWatchBookmarks"),
+                    selectors: sel,
+                };
+                return Ok(watch::watch(server, info, ns.map(str::to_string), params));
+            }
+            let limit = match q.get("limit").filter(|l| !l.is_empty()) {
+                Some(l) => Some(
+                    l.parse::<usize>()
+                        .map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?,
+                ),
+                None => None,
+            };
+            let list = server.lock().list(
+                &info,
+                ns,
+                &sel,
+                limit,
+                q.get("continue").map(String::as_str),
+            )?;
+            if wants_table(headers) {
+                let items: Vec<Value> = list
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let rv = list
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let mut t = table::to_table(&info, &items, &rv, server.clock().now());
+                if let Some(c) = list.pointer("/metadata/continue")
+                    && let Some(m) = t.get_mut("metadata").and_then(Value::as_object_mut)
+                {
+                    m.insert("continue".into(), c.clone());
+                }
+                return Ok(json_response(StatusCode::OK, &t));
+            }
+            Ok(json_response(StatusCode::OK, &list))
+        }
+        (Method::POST, None) => {
+            if sub != Sub::Main {
+                return Err(ApiError::no_route());
+            }
+            let obj = parse_object(&body, content_type)?;
+            let opts = write_opts(q, headers, sub, Some(body.to_vec()))?;
+            let o = server.lock().create(&info, ns, obj, &opts)?;
+            Ok(outcome_response(o, StatusCode::CREATED))
+        }
+        (Method::PUT, Some(name)) => {
+            let obj = parse_object(&body, content_type)?;
+            let opts = write_opts(q, headers, sub, Some(body.to_vec()))?;
+            let o = server.lock().update(&info, ns, name, obj, &opts)?;
+            Ok(outcome_response(o, StatusCode::CREATED))
+        }
+        (Method::PATCH, Some(name)) => {
+            let ct = content_type.unwrap_or("");
+            let ptype = PatchType::from_content_type(ct)
+                .ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+            let opts = write_opts(q, headers, sub, None)?;
+            let force = flag(q, "force");
+            let o = server
+                .lock()
+                .patch(&info, ns, name, ptype, &body, force, &opts)?;
+            Ok(outcome_response(o, StatusCode::CREATED))
+        }
+        (Method::DELETE, Some(name)) => {
+            if sub != Sub::Main {
+                return Err(ApiError::method_not_allowed(
+                    "delete is not supported on subresources",
+                ));
+            }
+            let opts = delete_opts(q, &body)?;
+            let mut store = server.lock();
+            let last = store.delete(&info, ns, name, &opts)?;
+            let gone = !store.object_exists(&Store::key(&info, ns, name));
+            drop(store);
+            if gone && info.plural == "namespaces" {
+                let uid = last
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &success_status(&info.group, &info.plural, name, uid),
+                ));
+            }
+            Ok(json_response(StatusCode::OK, &last))
+        }
+        (Method::DELETE, None) => {
+            let sel = selectors(q, &info)?;
+            let opts = delete_opts(q, &body)?;
+            let list = server.lock().delete_collection(&info, ns, &sel, &opts)?;
+            Ok(json_response(StatusCode::OK, &list))
+        }
+        (m, _) => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({m})"
+        ))),
+    }
+}

@@ -1,0 +1,144 @@
+//! `metadata.managedFields`: which manager owns which field paths.
+
+use serde_json::{Map, Value, json};
+
+use super::fields::{self, FieldSet, Scope};
+use super::resource::ResourceInfo;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub manager: String,
+    /// "Apply" or "Update".
+    pub operation: String,
+    pub api_version: String,
+    pub time: String,
+    /// "" or "status".
+    pub subresource: String,
+    pub set: FieldSet,
+}
+
+/// How a write changes field ownership.
+#[derive(Clone, Debug)]
+pub enum Managed {
+    /// A non-apply write by this manager: it takes the fields it changed.
+    Update,
+    /// Server-side apply computed the entries already.
+    Apply(Vec<Entry>),
+    /// Leave managedFields as they are (direct store writes).
+    Keep,
+}
+
+pub fn parse(obj: &Value) -> Vec<Entry> {
+    obj.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                    Entry {
+                        manager: s("manager"),
+                        operation: s("operation"),
+                        api_version: s("apiVersion"),
+                        time: s("time"),
+                        subresource: s("subresource"),
+                        set: e
+                            .get("fieldsV1")
+                            .map(fields::from_fields_v1)
+                            .unwrap_or_default(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn render(entries: &[Entry]) -> Value {
+    Value::Array(
+        entries
+            .iter()
+            .filter(|e| !e.set.is_empty())
+            .map(|e| {
+                let mut m = Map::new();
+                m.insert("manager".into(), json!(e.manager));
+                m.insert("operation".into(), json!(e.operation));
+                m.insert("apiVersion".into(), json!(e.api_version));
+                m.insert("time".into(), json!(e.time));
+                m.insert("fieldsType".into(), json!("FieldsV1"));
+                m.insert("fieldsV1".into(), fields::to_fields_v1(&e.set));
+                if !e.subresource.is_empty() {
+                    m.insert("subresource".into(), json!(e.subresource));
+                }
+                Value::Object(m)
+            })
+            .collect(),
+    )
+}
+
+/// Whether a path names a list item (`k:`/`v:`), whose ownership is about presence.
+pub fn is_item(path: &[String]) -> bool {
+    path.last()
+        .is_some_and(|e| e.starts_with("k:") || e.starts_with("v:"))
+}
+
+/// Ownership after a non-apply write: the manager takes what it changed; fields
+/// that disappeared are dropped from everyone.
+#[allow(clippy::too_many_arguments)]
+pub fn after_update(
+    info: &ResourceInfo,
+    old: Option<&Value>,
+    new: &Value,
+    manager: &str,
+    subresource: &str,
+    now: &str,
+) -> Vec<Entry> {
+    let mut entries = old.map(parse).unwrap_or_default();
+    let new_set = fields::field_set(info, new, Scope::All);
+    let old_set = old
+        .map(|o| fields::field_set(info, o, Scope::All))
+        .unwrap_or_default();
+    let changed: FieldSet = new_set
+        .iter()
+        .filter(|p| {
+            let before = old.and_then(|o| fields::value_at(o, p));
+            if is_item(p) {
+                before.is_none()
+            } else {
+                before != fields::value_at(new, p)
+            }
+        })
+        .cloned()
+        .collect();
+    let removed: FieldSet = old_set.difference(&new_set).cloned().collect();
+    for e in entries.iter_mut() {
+        e.set
+            .retain(|p| !changed.contains(p) && !removed.contains(p));
+    }
+    if !changed.is_empty() {
+        let idx = entries.iter().position(|e| {
+            e.manager == manager && e.operation == "Update" && e.subresource == subresource
+        });
+        let idx = match idx {
+            Some(i) => i,
+            None => {
+                entries.push(Entry {
+                    manager: manager.to_string(),
+                    operation: "Update".to_string(),
+                    api_version: info.api_version(),
+                    time: now.to_string(),
+                    subresource: subresource.to_string(),
+                    set: FieldSet::new(),
+                });
+                entries.len() - 1
+            }
+        };
+        let e = &mut entries[idx];
+        let before = e.set.len();
+        e.set.extend(changed);
+        if e.set.len() != before {
+            e.time = now.to_string();
+            e.api_version = info.api_version();
+        }
+    }
+    entries.retain(|e| !e.set.is_empty());
+    entries
+}

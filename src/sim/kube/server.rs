@@ -1,0 +1,333 @@
+//! [`ApiServer`]: the shared state, the axum router, in-process client, loopback
+//! serving, kubeconfig and the test hooks.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{oneshot, watch};
+
+use super::error::ApiResult;
+use super::faults::{FaultAction, FaultRule, Faults, JournalEntry};
+use super::registry;
+use super::resource::ResourceInfo;
+use super::selector::Selectors;
+use super::store::{Store, WriteOpts, served};
+use crate::clock::Clock;
+
+const JOURNAL_CAP: usize = 20_000;
+const DEFAULT_HISTORY: usize = 2_000;
+
+struct Inner {
+    store: Mutex<Store>,
+    clock: Clock,
+    journal: Mutex<Vec<JournalEntry>>,
+    faults: Mutex<Faults>,
+    drop_watches: watch::Sender<u64>,
+    force_expired: AtomicU32,
+    bookmark_ms: AtomicU32,
+}
+
+/// The embedded Kubernetes API server. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct ApiServer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer").finish_non_exhaustive()
+    }
+}
+
+fn recover<'a, T>(
+    r: Result<MutexGuard<'a, T>, std::sync::PoisonError<MutexGuard<'a, T>>>,
+) -> MutexGuard<'a, T> {
+    r.unwrap_or_else(|e| e.into_inner())
+}
+
+impl ApiServer {
+    /// A server with the built-in types and the namespaces default, kube-system, kube-public.
+    pub fn new(clock: Clock) -> Self {
+        let (drop_watches, _) = watch::channel(0);
+        let server = Self {
+            inner: Arc::new(Inner {
+                store: Mutex::new(Store::new(clock.clone(), DEFAULT_HISTORY)),
+                clock,
+                journal: Mutex::new(Vec::new()),
+                faults: Mutex::new(Faults::default()),
+                drop_watches,
+                force_expired: AtomicU32::new(0),
+                bookmark_ms: AtomicU32::new(2_000),
+            }),
+        };
+        {
+            let mut store = server.lock();
+            let info = store.registry.find("", "v1", "namespaces").cloned();
+            if let Some(info) = info {
+                for ns in ["default", "kube-system", "kube-public"] {
+                    let _ = store.create(
+                        &info,
+                        None,
+                        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                        &WriteOpts {
+                            manager: "portvakt-apiserver".into(),
+                            ..WriteOpts::default()
+                        },
+                    );
+                }
+            }
+        }
+        server
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Store> {
+        recover(self.inner.store.lock())
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.inner.clock.clone()
+    }
+
+    /// The axum router serving the whole API.
+    pub fn router(&self) -> axum::Router {
+        axum::Router::new()
+            .fallback(super::handlers::dispatch)
+            .with_state(self.clone())
+    }
+
+    /// An in-process client (no sockets), default namespace "default".
+    /// Must be called inside a tokio runtime.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::new(self.router(), "default")
+    }
+
+    /// Serves on a TCP address (use 127.0.0.1:0 for a free port).
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<ServeHandle> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let router = self.router();
+        let server = self.clone();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                    server.drop_watches();
+                })
+                .await;
+        });
+        Ok(ServeHandle {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// A kubeconfig for a plain-HTTP server with an empty user.
+    pub fn kubeconfig_yaml(url: &str, namespace: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: portvakt\n  cluster:\n    server: {url}\ncontexts:\n- name: portvakt\n  context:\n    cluster: portvakt\n    namespace: {namespace}\n    user: portvakt\ncurrent-context: portvakt\nusers:\n- name: portvakt\n  user: {{}}\npreferences: {{}}\n"
+        )
+    }
+
+    /// Registers (or replaces) a resource type.
+    pub fn register(&self, info: ResourceInfo) {
+        self.lock().registry.register(info);
+    }
+
+    /// The registered resource types.
+    pub fn resources(&self) -> Vec<ResourceInfo> {
+        self.lock().registry.all().to_vec()
+    }
+
+    // ----- test hooks -----
+
+    /// One object as served at `api_version`, by kind, plural, singular or short name.
+    pub fn get_object(
+        &self,
+        api_version: &str,
+        kind_or_plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        let store = self.lock();
+        let info = store
+            .registry
+            .find_any(api_version, kind_or_plural)?
+            .clone();
+        store.get(&info, namespace, name).ok()
+    }
+
+    /// Writes an object straight into the store (no validation; stamps metadata, emits events).
+    pub fn put_object(&self, obj: Value) -> ApiResult<Value> {
+        self.lock().put_object(obj)
+    }
+
+    /// Objects of a type, optionally in one namespace.
+    pub fn list_objects(
+        &self,
+        api_version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+    ) -> Vec<Value> {
+        let store = self.lock();
+        let Some(info) = store.registry.find_any(api_version, plural).cloned() else {
+            return Vec::new();
+        };
+        store
+            .served_objects(&info, namespace)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// Deletes an object as a DELETE request would (finalizers, GC). Returns its last state.
+    pub fn delete_object(
+        &self,
+        api_version: &str,
+        kind_or_plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        let mut store = self.lock();
+        let info = store
+            .registry
+            .find_any(api_version, kind_or_plural)?
+            .clone();
+        let key = Store::key(&info, namespace, name);
+        store.delete_key(&key, false).map(|v| served(&info, &v))
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.lock().current_rv()
+    }
+
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        recover(self.inner.journal.lock()).clone()
+    }
+
+    pub fn clear_journal(&self) {
+        recover(self.inner.journal.lock()).clear();
+    }
+
+    pub(super) fn record(&self, entry: JournalEntry) {
+        let mut j = recover(self.inner.journal.lock());
+        if j.len() >= JOURNAL_CAP {
+            j.remove(0);
+        }
+        j.push(entry);
+    }
+
+    pub fn inject_fault(&self, rule: FaultRule) {
+        recover(self.inner.faults.lock()).add(rule);
+    }
+
+    pub fn clear_faults(&self) {
+        recover(self.inner.faults.lock()).clear();
+    }
+
+    pub(super) fn fire_faults(&self, method: &str, path: &str) -> Vec<FaultAction> {
+        let now = self.inner.clock.now();
+        recover(self.inner.faults.lock()).fire(method, path, now)
+    }
+
+    /// Ends every open watch stream now (clients see the stream close and re-watch).
+    pub fn drop_watches(&self) {
+        self.inner.drop_watches.send_modify(|n| *n += 1);
+    }
+
+    /// The next `n` watch requests get `410 Expired` (kube's watcher then re-lists).
+    pub fn force_watch_expired(&self, n: u32) {
+        self.inner.force_expired.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Forgets the watch history: resuming from any older resourceVersion gets 410.
+    pub fn compact(&self) {
+        self.lock().compact();
+    }
+
+    /// How many events the watch history keeps.
+    pub fn set_watch_history(&self, events: usize) {
+        self.lock().set_history_cap(events);
+    }
+
+    /// How often watches with allowWatchBookmarks get a BOOKMARK.
+    pub fn set_bookmark_interval(&self, every: Duration) {
+        let ms = u32::try_from(every.as_millis()).unwrap_or(u32::MAX).max(10);
+        self.inner.bookmark_ms.store(ms, Ordering::SeqCst);
+    }
+
+    pub(super) fn bookmark_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.inner.bookmark_ms.load(Ordering::SeqCst)))
+    }
+
+    pub(super) fn take_forced_expiry(&self) -> bool {
+        self.inner
+            .force_expired
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    pub(super) fn drop_signal(&self) -> watch::Receiver<u64> {
+        self.inner.drop_watches.subscribe()
+    }
+
+    /// Label/field selector matching as the server does it (for other simulators).
+    pub fn matches(
+        api_version: &str,
+        plural: &str,
+        obj: &Value,
+        labels: &str,
+        fields: &str,
+    ) -> bool {
+        let (group, _) = registry::split_api_version(api_version);
+        let Ok(labels) = super::selector::LabelSelector::parse(labels) else {
+            return false;
+        };
+        let Ok(fields) = super::selector::FieldSelector::parse(fields, group, plural) else {
+            return false;
+        };
+        Selectors { labels, fields }.matches(obj)
+    }
+}
+
+/// A server listening on a socket; shuts down on drop or [`ServeHandle::shutdown`].
+pub struct ServeHandle {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ServeHandle {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, ends open watches and waits (at most 5 s) for the server.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for ServeHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
