@@ -57,7 +57,8 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
 
     println!("== Starting portvakt's controllers");
     let run_args = run_args_for_sim(&digdir, &digdir_url, state.path());
-    let ctx = super::run::build_context(&run_args, clock.clone(), client.clone()).await?;
+    let settings = super::run::settings(&run_args)?;
+    let ctx = super::run::build_context(&run_args, settings, clock.clone(), client.clone()).await?;
     let opts = super::run::run_options(&run_args)?;
     let shutdown = opts.shutdown.clone();
     let controllers = tokio::spawn(portvakt::controller::run(ctx, opts));

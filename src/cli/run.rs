@@ -140,17 +140,32 @@ fn signer(args: &RunArgs) -> anyhow::Result<Arc<dyn Signer>> {
     Ok(Arc::new(signer))
 }
 
-/// Builds everything from the flags, failing on the first bad setting.
-pub async fn build_context(
-    args: &RunArgs,
-    clock: Clock,
-    client: kube::Client,
-) -> anyhow::Result<Arc<Context>> {
+/// The settings checked before anything is read or written.
+pub struct Settings {
+    config: DigdirConfig,
+    signer: Arc<dyn Signer>,
+    key_propagation: Duration,
+}
+
+/// Checks every setting, failing on the first bad one and naming it.
+pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     if args.cluster_name.trim().is_empty() {
         bail!("--cluster-name is empty: registrations are named <cluster>:<namespace>:<name>");
     }
     let config = digdir_config(args)?;
+    let key_propagation = parse_duration("--key-propagation", &args.key_propagation)?;
     let signer = signer(args)?;
+    Ok(Settings { config, signer, key_propagation })
+}
+
+/// Builds everything from checked settings: the Digdir client, the providers' metadata and the context.
+pub async fn build_context(
+    args: &RunArgs,
+    settings: Settings,
+    clock: Clock,
+    client: kube::Client,
+) -> anyhow::Result<Arc<Context>> {
+    let Settings { config, signer, key_propagation } = settings;
     let digdir = DigdirClient::new(&config, signer, clock.clone())
         .map_err(|e| anyhow::anyhow!("Digdir client: {e}"))?;
     let http = digdir.http().clone();
@@ -185,7 +200,7 @@ pub async fn build_context(
             jwks_uri: maskinporten.jwks_uri,
             token_endpoint: maskinporten.token_endpoint,
         },
-        key_propagation: parse_duration("--key-propagation", &args.key_propagation)?,
+        key_propagation,
         ..portvakt::core::Config::default()
     };
     Ok(Context::new(client, digdir, core_config, clock))
@@ -210,12 +225,12 @@ pub fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let _ = run_options(&args)?; // check the cheap settings before any network call
+    let opts = run_options(&args)?;
+    let settings = settings(&args)?;
     let client = kube::Client::try_default()
         .await
         .context("Kubernetes: no usable kubeconfig or in-cluster configuration")?;
-    let ctx = build_context(&args, Clock::system(), client).await?;
-    let opts = run_options(&args)?;
+    let ctx = build_context(&args, settings, Clock::system(), client).await?;
     if args.observe {
         let report = controller::observe(&ctx, &opts)
             .await

@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link step keeps CI fast).
 
 mod bench;
+mod cli;
 mod crd_schema;
 mod deploy;
 mod digdir_client;

@@ -1,0 +1,90 @@
+//! The binary's configuration errors: bad settings fail at start and name the setting,
+//! before anything is read or written.
+
+use std::process::Command;
+
+fn portvakt(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portvakt"));
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PORTVAKT_") {
+            cmd.env_remove(k);
+        }
+    }
+    // No cluster: a run that got past validation would fail on Kubernetes, not on the setting.
+    cmd.env("KUBECONFIG", "/nonexistent/kubeconfig");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("running portvakt");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+const BASE: &[(&str, &str)] = &[
+    ("PORTVAKT_CLUSTER_NAME", "dev-gcp"),
+    ("PORTVAKT_DIGDIR_ENV", "test"),
+    ("PORTVAKT_DIGDIR_ADMIN_CLIENT_ID", "admin"),
+    ("PORTVAKT_DIGDIR_ADMIN_KEY_FILE", "/nonexistent/key.pem"),
+    ("PORTVAKT_DIGDIR_ADMIN_KID", "kid-1"),
+];
+
+fn with(overrides: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut env: Vec<(&str, &str)> = BASE
+        .iter()
+        .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+        .copied()
+        .collect();
+    env.extend(overrides.iter().filter(|(_, v)| !v.is_empty()).copied());
+    env
+}
+
+#[test]
+fn run_refuses_bad_settings_naming_them() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("PORTVAKT_CLUSTER_NAME", "")], "--cluster-name"),
+        (&[("PORTVAKT_DIGDIR_ENV", "staging")], "--digdir-env"),
+        (&[("PORTVAKT_RESYNC_PERIOD", "soon")], "--resync-period"),
+        (&[("PORTVAKT_CONCURRENCY", "0")], "--concurrency"),
+        (&[("PORTVAKT_DIGDIR_BASE_URL", "ftp://digdir")], "base_url"),
+        (&[("PORTVAKT_DIGDIR_ADMIN_KID", "")], "--digdir-admin-cert-chain-file or --digdir-admin-kid"),
+        (&[], "--digdir-admin-key-file"),
+    ];
+    for (overrides, setting) in cases {
+        let (ok, text) = portvakt(&["run"], &with(overrides));
+        assert!(!ok, "portvakt run accepted {overrides:?}:\n{text}");
+        assert!(text.contains(setting), "the error for {overrides:?} does not name {setting}:\n{text}");
+    }
+}
+
+#[test]
+fn sim_refuses_a_non_loopback_address() {
+    let (ok, text) = portvakt(&["sim", "--listen", "0.0.0.0:0"], &[]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("--listen") && text.contains("loopback"), "{text}");
+}
+
+#[test]
+fn crds_prints_exactly_what_crds_holds() {
+    let out = Command::new(env!("CARGO_BIN_EXE_portvakt"))
+        .arg("crds")
+        .output()
+        .expect("running portvakt crds");
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).expect("utf-8");
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(repo.join("crds"))
+        .expect("crds/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    let on_disk: String = files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("reading a CRD file"))
+        .collect();
+    assert_eq!(printed, on_disk, "`portvakt crds` differs from the files in crds/");
+}
