@@ -187,18 +187,28 @@ pub(crate) fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     )
 }
 
-async fn publish<K: DigdirResource>(
+/// FNV-1a of an event note (only to tell notes apart).
+fn note_hash(note: &str) -> u64 {
+    note.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+pub(super) async fn publish<K: DigdirResource>(
     ctx: &Context,
     obj: &K,
     type_: EventType,
     reason: &str,
     note: String,
 ) {
+    // kube's Recorder folds events with the same type, reason, action and object into one series
+    // and keeps the *first* note, so a later "keys of Secrets X dropped" or "fields Y repaired" would
+    // show a stale message. Repeats of the same note still fold; a different note is its own event.
     let ev = Event {
         type_,
         reason: reason.into(),
+        action: format!("{reason}-{:016x}", note_hash(&note)),
         note: Some(note),
-        action: reason.into(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
@@ -211,7 +221,7 @@ fn to_registration(p: &Payload) -> Result<ClientRegistration, Error> {
         .map_err(|e| Error::InvalidSpec(format!("registration payload: {e}")))
 }
 
-fn observed_json(c: &ClientRegistration) -> serde_json::Value {
+pub(super) fn observed_json(c: &ClientRegistration) -> serde_json::Value {
     serde_json::to_value(c).unwrap_or_default()
 }
 
@@ -239,14 +249,20 @@ pub async fn reconcile<K: DigdirResource>(
     let key = object_key(obj.as_ref());
     let ns = obj.namespace().ok_or(Error::Incomplete("namespace"))?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let resync_pass = cstatus::wants_resync(obj.meta().annotations.as_ref());
     let result = if obj.meta().deletion_timestamp.is_some() {
-        finalize(obj.as_ref(), &ctx, &api).await
+        finalize(obj.as_ref(), &ctx, &api)
+            .await
+            .map(|a| (a, Vec::new()))
     } else {
         apply(obj.as_ref(), &ctx, &api, resync).await
     };
     match result {
-        Ok(action) => {
+        Ok((action, repairs)) => {
             ctx.reset_backoff(&key);
+            if resync_pass {
+                super::drift::report_repair(obj.as_ref(), &ctx, &key, &repairs).await;
+            }
             Ok(action)
         }
         Err(err) => {
@@ -439,11 +455,36 @@ async fn check_scopes(
     Ok((valid, invalid))
 }
 
+/// The usable consumed scopes for the periodic pass: from the cache whatever its age (a reconcile
+/// keeps it fresh; a change of access is picked up by the resource's own full pass), fetched only
+/// when there is no cache yet.
+pub(super) async fn valid_scopes_cached(
+    ctx: &Context,
+    scopes: &[String],
+) -> Result<Vec<String>, Error> {
+    if scopes.is_empty() {
+        return Ok(Vec::new());
+    }
+    {
+        let cache = ctx.scope_access.lock().await;
+        if let Some(c) = cache.as_ref() {
+            return Ok(scopes
+                .iter()
+                .filter(|s| c.approved.contains(*s) || c.open.contains(*s))
+                .cloned()
+                .collect());
+        }
+    }
+    Ok(check_scopes(ctx, scopes).await?.0)
+}
+
 /// Result of the registration step.
 struct Registration {
     client_id: String,
     invalid_scopes: Option<Vec<String>>,
     created: bool,
+    /// Fields a PUT changed.
+    updated: Vec<&'static str>,
 }
 
 async fn sync_registration<K: DigdirResource>(
@@ -491,6 +532,7 @@ async fn sync_registration<K: DigdirResource>(
         }
     }
     let mut created = false;
+    let mut updated = Vec::new();
     let client_id = match observed {
         Some(c) => {
             let id = c.client_id.clone().unwrap_or_default();
@@ -513,6 +555,7 @@ async fn sync_registration<K: DigdirResource>(
                     format!("Client is updated ({})", diff.join(", ")),
                 )
                 .await;
+                updated = diff;
             }
             id
         }
@@ -549,6 +592,7 @@ async fn sync_registration<K: DigdirResource>(
         client_id,
         invalid_scopes,
         created,
+        updated,
     })
 }
 
@@ -699,7 +743,7 @@ async fn apply<K: DigdirResource>(
     ctx: &Context,
     api: &Api<K>,
     resync: Duration,
-) -> Result<Action, Error> {
+) -> Result<(Action, Vec<String>), Error> {
     ensure_finalizer(obj, api).await?;
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
@@ -717,6 +761,7 @@ async fn apply<K: DigdirResource>(
         ctx.full_sync_every,
     );
     let mut status = obj.digdir_status().cloned().unwrap_or_default();
+    let status_had_client_id = status.client_id.as_deref().is_some_and(|c| !c.is_empty());
 
     // Secrets first: an unowned Secret stops the pass before Digdir is touched.
     let view = load_secrets(obj, ctx).await?;
@@ -726,11 +771,20 @@ async fn apply<K: DigdirResource>(
             client_id: status.client_id.clone().unwrap_or_default(),
             invalid_scopes: None,
             created: false,
+            updated: Vec::new(),
         }
     } else {
         sync_registration(obj, ctx, api, &mut status).await?
     };
     let client_id = reg.client_id.clone();
+    // What this pass changed at Digdir (reported when it repairs drift).
+    let mut repairs = Vec::new();
+    if reg.created && status_had_client_id {
+        repairs.push("registration re-created".to_string());
+    }
+    if !reg.updated.is_empty() {
+        repairs.push(format!("registration updated ({})", reg.updated.join(", ")));
+    }
 
     // Keys.
     let (next_key, book) = match &view.next {
@@ -826,6 +880,10 @@ async fn apply<K: DigdirResource>(
         }
         key_ids = Some(kids);
         changed = true;
+        repairs.push(format!(
+            "keys registered ({})",
+            actions.post_reasons.join(", ")
+        ));
         if actions.rotated {
             publish(
                 ctx,
@@ -878,7 +936,7 @@ async fn apply<K: DigdirResource>(
         if Some(&st) != obj.digdir_status() {
             patch_status(api, &name, &st).await?;
         }
-        return Ok(Action::requeue(wait));
+        return Ok((Action::requeue(wait), repairs));
     }
 
     // The app Secret.
@@ -993,7 +1051,7 @@ async fn apply<K: DigdirResource>(
             .await;
         }
     }
-    Ok(Action::requeue(resync))
+    Ok((Action::requeue(resync), repairs))
 }
 
 async fn write_next(

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod digdir;
+pub mod drift;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +48,12 @@ pub struct Counters {
     pub client_creates: AtomicU64,
     pub client_updates: AtomicU64,
     pub client_deletes: AtomicU64,
+    /// Periodic steady-state passes completed (see [`drift`]).
+    pub drift_passes: AtomicU64,
+    /// Drift found at Digdir (each triggers a repairing reconcile).
+    pub drift_found: AtomicU64,
+    /// Drift repaired by a reconcile.
+    pub drift_repaired: AtomicU64,
 }
 
 impl Counters {
@@ -71,6 +79,8 @@ pub struct Context {
     backoff: Mutex<HashMap<String, u32>>,
     /// Maskinporten: scopes the organisation may consume (cached 10 minutes, as digdirator does).
     pub(crate) scope_access: tokio::sync::Mutex<Option<digdir::ScopeAccess>>,
+    /// What the periodic pass found and when it read each JWKS.
+    pub(crate) drift: Mutex<drift::DriftState>,
 }
 
 impl Context {
@@ -97,6 +107,7 @@ impl Context {
             full_sync_every: Duration::from_secs(24 * 3600),
             backoff: Mutex::new(HashMap::new()),
             scope_access: tokio::sync::Mutex::new(None),
+            drift: Mutex::new(drift::DriftState::default()),
         })
     }
 
@@ -126,7 +137,9 @@ pub struct RunOptions {
     pub maskinporten: bool,
     /// Concurrent reconciles per controller.
     pub concurrency: u16,
-    /// Every resource is reconciled at least this often (no Digdir call unless something is due).
+    /// Every resource is reconciled at least this often (no Digdir call unless something is due),
+    /// and the periodic steady-state pass ([`drift`]) runs this often: one list of the registrations
+    /// for all resources, compared with the desired ones, drift repaired.
     pub resync_period: Duration,
     /// Stops the controllers when cancelled.
     pub shutdown: CancellationToken,
@@ -152,16 +165,25 @@ fn error_policy<K: DigdirResource>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) 
     Action::requeue(wait)
 }
 
-async fn run_one<K: DigdirResource>(ctx: Arc<Context>, opts: RunOptions) {
+/// One kind's controller: its reflector store (read by the periodic pass) and the future that runs it.
+fn controller_for<K: DigdirResource>(
+    ctx: Arc<Context>,
+    opts: &RunOptions,
+) -> (
+    Store<K>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
     let api: Api<K> = Api::all(ctx.client.clone());
     let secrets: Api<Secret> = Api::all(ctx.client.clone());
     let selector = format!("type={}", K::KIND.secret_type_label());
     let shutdown = opts.shutdown.clone();
     let resync = opts.resync_period;
-    Controller::new(api, watcher::Config::default())
+    let controller = Controller::new(api, watcher::Config::default())
         .owns(secrets, watcher::Config::default().labels(&selector))
         .with_config(ControllerConfig::default().concurrency(opts.concurrency))
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .graceful_shutdown_on(async move { shutdown.cancelled().await });
+    let store = controller.store();
+    let fut = controller
         .run(
             move |obj, ctx| async move { digdir::reconcile::<K>(obj, ctx, resync).await },
             error_policy::<K>,
@@ -171,19 +193,32 @@ async fn run_one<K: DigdirResource>(ctx: Arc<Context>, opts: RunOptions) {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "controller event");
             }
-        })
-        .await;
+        });
+    (store, fut)
 }
 
-/// Runs the enabled controllers until `opts.shutdown` is cancelled.
+/// Runs the enabled controllers, and the periodic steady-state pass over them, until
+/// `opts.shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, opts: RunOptions) {
-    let idp = opts
-        .idporten
-        .then(|| tokio::spawn(run_one::<IDPortenClient>(ctx.clone(), opts.clone())));
-    let mp = opts
-        .maskinporten
-        .then(|| tokio::spawn(run_one::<MaskinportenClient>(ctx.clone(), opts.clone())));
-    for h in [idp, mp].into_iter().flatten() {
+    let mut handles = Vec::new();
+    let mut stores = drift::Stores::default();
+    if opts.idporten {
+        let (store, fut) = controller_for::<IDPortenClient>(ctx.clone(), &opts);
+        stores.idporten = Some(store);
+        handles.push(tokio::spawn(fut));
+    }
+    if opts.maskinporten {
+        let (store, fut) = controller_for::<MaskinportenClient>(ctx.clone(), &opts);
+        stores.maskinporten = Some(store);
+        handles.push(tokio::spawn(fut));
+    }
+    handles.push(tokio::spawn(drift::run(
+        ctx.clone(),
+        stores,
+        opts.resync_period,
+        opts.shutdown.clone(),
+    )));
+    for h in handles {
         if let Err(e) = h.await {
             tracing::error!(error = %e, "controller task ended abnormally");
         }

@@ -10,7 +10,9 @@
 //!   (see its module doc for the rotation design).
 //! - [`status`]: status and conditions after success or failure.
 //! - [`observe`]: the per-resource report of `--observe`.
+//! - [`drift`]: the periodic steady-state pass: which registrations drifted, whose JWKS is due.
 
+pub mod drift;
 pub mod hash;
 pub mod keyplan;
 pub mod observe;
@@ -86,6 +88,9 @@ pub struct Config {
     pub renew_before: Duration,
     /// Digdir's cap on keys per client.
     pub max_keys: usize,
+    /// The periodic pass reads a client's JWKS (to find keys removed by hand) about this often,
+    /// jittered per client (see [`drift`]).
+    pub jwks_check_every: Duration,
 }
 
 impl Default for Config {
@@ -102,6 +107,7 @@ impl Default for Config {
             key_propagation: Duration::from_secs(120),
             renew_before: Duration::from_secs(30 * 24 * 3600),
             max_keys: 5,
+            jwks_check_every: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -61,16 +61,7 @@ async fn env() -> Env {
         .await
         .expect("serve sim");
     let urls = sim.well_known_urls(&handle.url());
-    let creds = sim.admin_credentials();
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(&creds.private_key_pem).expect("admin key");
-    let signer = Arc::new(FileSigner::new(key, KeyReference::Kid(creds.kid.clone())));
-    let mut config = DigdirConfig::preset(DigdirEnvironment::Test, creds.client_id.clone());
-    config.base_url = urls.admin_base_url.clone();
-    config.maskinporten_well_known_url = urls.maskinporten.well_known_url.clone();
-    config.idporten_well_known_url = urls.idporten.well_known_url.clone();
-    config.retry = RetryPolicy::fast(4);
-    config.request_timeout = Duration::from_secs(5);
-    let digdir = DigdirClient::new(&config, signer, clock.clone()).expect("digdir client");
+    let digdir = digdir_client(&sim, &urls, &clock, Duration::from_secs(5));
     Env {
         kube: kube_server,
         client,
@@ -82,6 +73,25 @@ async fn env() -> Env {
         ctx: None,
         shutdown: CancellationToken::new(),
     }
+}
+
+/// portvakt's Digdir client against the simulator, with `timeout` per request.
+fn digdir_client(
+    sim: &DigdirSim,
+    urls: &WellKnownUrls,
+    clock: &Clock,
+    timeout: Duration,
+) -> DigdirClient {
+    let creds = sim.admin_credentials();
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(&creds.private_key_pem).expect("admin key");
+    let signer = Arc::new(FileSigner::new(key, KeyReference::Kid(creds.kid.clone())));
+    let mut config = DigdirConfig::preset(DigdirEnvironment::Test, creds.client_id.clone());
+    config.base_url = urls.admin_base_url.clone();
+    config.maskinporten_well_known_url = urls.maskinporten.well_known_url.clone();
+    config.idporten_well_known_url = urls.idporten.well_known_url.clone();
+    config.retry = RetryPolicy::fast(4);
+    config.request_timeout = timeout;
+    DigdirClient::new(&config, signer, clock.clone()).expect("digdir client")
 }
 
 fn md(p: &portvakt::sim::digdir::ProviderUrls) -> ProviderMetadata {
@@ -106,14 +116,22 @@ impl Env {
 
     /// Starts both controllers.
     fn run(&mut self) -> Arc<Context> {
+        let cfg = self.core_config();
+        self.run_with(cfg, Duration::from_secs(3600))
+    }
+
+    /// Starts both controllers with this core configuration and resync period (which is also the
+    /// period of the steady-state pass).
+    fn run_with(&mut self, config: core::Config, resync_period: Duration) -> Arc<Context> {
         let ctx = Context::new(
             self.client.clone(),
             self.digdir.clone(),
-            self.core_config(),
+            config,
             self.clock.clone(),
         );
         let opts = RunOptions {
             concurrency: 4,
+            resync_period,
             shutdown: self.shutdown.clone(),
             ..RunOptions::default()
         };
@@ -722,10 +740,32 @@ async fn crash_between_create_and_status_still_one_client() {
             .path("/apis/nais.io/v1/namespaces/default/idportenclients/app/status")
             .times(1),
     );
-    env.run();
+    let ctx = env.run();
     env.create_idp("app", spec("app-1")).await;
     env.wait_ready("app").await;
     assert_eq!(env.clients_with_description(&desc("app")).len(), 1);
+    // The failure really hit the write of the client ID right after the create...
+    let failed: Vec<_> = env
+        .kube
+        .journal()
+        .into_iter()
+        .filter(|e| {
+            e.method == "PATCH"
+                && e.path == "/apis/nais.io/v1/namespaces/default/idportenclients/app/status"
+                && e.status == 500
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "the injected fault fired once");
+    assert!(
+        failed[0]
+            .body
+            .as_deref()
+            .is_some_and(|b| b.contains("clientID")),
+        "it was the client-ID write: {:?}",
+        failed[0].body
+    );
+    // ...and the next pass adopted the client instead of creating a second one.
+    assert_eq!(Counters::get(&ctx.counters.client_creates), 1);
 }
 
 #[tokio::test]
@@ -833,4 +873,495 @@ async fn observe_reports_and_writes_nothing() {
     );
     assert_eq!(report.totals().get("create"), Some(&1));
     env.ctx = None;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The periodic steady-state pass, many keys in use, timeouts, rotation with propagation delay.
+
+/// Events about `name` with this reason, as (type, note).
+async fn events_for(env: &Env, name: &str, reason: &str) -> Vec<(String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), NS);
+    api.list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .map(|e| (e.type_.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+/// Waits for `cond`, polling, up to 30 s.
+async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the steady-state pass has completed `n` more passes.
+async fn wait_passes(ctx: &Context, n: u64) {
+    let target = Counters::get(&ctx.counters.drift_passes) + n;
+    wait_until("steady-state passes", async || {
+        Counters::get(&ctx.counters.drift_passes) >= target
+    })
+    .await;
+}
+
+const PASS: Duration = Duration::from_millis(300);
+
+#[tokio::test]
+async fn drift_in_registration_is_repaired_and_reported() {
+    let mut env = env().await;
+    let cfg = env.core_config();
+    let ctx = env.run_with(cfg, PASS);
+    env.create_idp("app", spec("app-1")).await;
+    let o = env.wait_ready("app").await;
+    let id = o.status.and_then(|s| s.client_id).expect("id");
+    let want = json!(["https://app.example.com/oauth2/callback"]);
+    let secret_rv = env
+        .secret("app-1")
+        .await
+        .expect("secret")
+        .metadata
+        .resource_version;
+
+    // Someone changes the redirect URI in Samarbeidsportalen.
+    env.sim
+        .edit_client(
+            &id,
+            &json!({"redirect_uris": ["https://evil.example.com/cb"]}),
+        )
+        .expect("edit");
+    assert_ne!(env.sim.client(&id).expect("client")["redirect_uris"], want);
+    wait_until("registration repaired", async || {
+        env.sim.client(&id).expect("client")["redirect_uris"] == want
+    })
+    .await;
+    wait_until("DriftRepaired event", async || {
+        !events_for(&env, "app", "DriftRepaired").await.is_empty()
+    })
+    .await;
+    let evs = events_for(&env, "app", "DriftRepaired").await;
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0].0, "Warning");
+    assert!(
+        evs[0].1.contains("redirect_uris"),
+        "names the field: {}",
+        evs[0].1
+    );
+    assert_eq!(Counters::get(&ctx.counters.drift_found), 1);
+    assert_eq!(Counters::get(&ctx.counters.drift_repaired), 1);
+    // The resync annotation it used is consumed; nothing else changed; still one client.
+    let o = env
+        .wait_idp("app", "resync consumed", |o| {
+            !o.annotations().contains_key("digdir.nais.io/resync")
+        })
+        .await;
+    assert!(is_ready(o.meta().generation, o.status.as_ref()));
+    assert_eq!(
+        env.secret("app-1")
+            .await
+            .expect("secret")
+            .metadata
+            .resource_version,
+        secret_rv,
+        "the app Secret is not rewritten"
+    );
+    assert_eq!(env.clients_with_description(&desc("app")).len(), 1);
+    // Repaired once: later passes find nothing.
+    wait_passes(&ctx, 3).await;
+    assert_eq!(Counters::get(&ctx.counters.drift_found), 1);
+}
+
+#[tokio::test]
+async fn key_removed_by_hand_is_registered_again() {
+    let mut env = env().await;
+    let cfg = core::Config {
+        jwks_check_every: Duration::from_secs(3600),
+        ..env.core_config()
+    };
+    let ctx = env.run_with(cfg, PASS);
+    env.create_idp("app", spec("app-1")).await;
+    let o = env.wait_ready("app").await;
+    let id = o.status.and_then(|s| s.client_id).expect("id");
+    let app_kid = kid_of(&env.secret("app-1").await.expect("secret"));
+    let before = env.jwks_kids(&id);
+    assert!(before.contains(&app_kid));
+
+    assert!(env.sim.remove_key(&id, &app_kid), "removed by hand");
+    // JWKS are read on their own slower cadence: not within a few passes of the first sighting...
+    wait_passes(&ctx, 3).await;
+    assert!(!env.jwks_kids(&id).contains(&app_kid), "not read yet");
+    assert_eq!(Counters::get(&ctx.counters.drift_found), 0);
+    // ...but within one period (jittered) of it.
+    env.clock.advance(Duration::from_secs(2 * 3600));
+    wait_until("key registered again", async || {
+        env.jwks_kids(&id).contains(&app_kid)
+    })
+    .await;
+    let mut after = env.jwks_kids(&id);
+    let mut before = before;
+    after.sort();
+    before.sort();
+    assert_eq!(after, before, "the same set as before the removal");
+    wait_until("DriftRepaired event", async || {
+        !events_for(&env, "app", "DriftRepaired").await.is_empty()
+    })
+    .await;
+    let evs = events_for(&env, "app", "DriftRepaired").await;
+    assert_eq!(evs[0].0, "Warning");
+    assert!(
+        evs[0].1.contains(&format!("keys removed: {app_kid}")),
+        "names the key: {}",
+        evs[0].1
+    );
+    assert_eq!(Counters::get(&ctx.counters.drift_repaired), 1);
+}
+
+#[tokio::test]
+async fn steady_state_pass_lists_once_and_writes_nothing() {
+    let mut env = env().await;
+    let cfg = env.core_config();
+    let ctx = env.run_with(cfg, PASS);
+    for name in ["a", "b", "c"] {
+        env.create_idp(name, spec(&format!("{name}-secret"))).await;
+    }
+    let mp: Api<MaskinportenClient> = Api::namespaced(env.client.clone(), NS);
+    let obj: MaskinportenClient = serde_json::from_value(json!({
+        "apiVersion": "nais.io/v1", "kind": "MaskinportenClient",
+        "metadata": {"name": "mp", "namespace": NS},
+        "spec": {"secretName": "mp-secret", "scopes": {"consumes": [{"name": "krr:global/kontaktinformasjon.read"}]}},
+    }))
+    .expect("obj");
+    mp.create(&PostParams::default(), &obj)
+        .await
+        .expect("create");
+    for name in ["a", "b", "c"] {
+        env.wait_ready(name).await;
+    }
+    wait_until("MaskinportenClient Ready", async || {
+        let o = mp.get("mp").await.expect("get");
+        is_ready(o.meta().generation, o.status.as_ref())
+    })
+    .await;
+    wait_passes(&ctx, 1).await;
+    let rv = env.kube.resource_version();
+    let start = env.sim.journal().len();
+    let writes = env.digdir.stats().writes();
+    wait_passes(&ctx, 3).await;
+    let calls: Vec<String> = env.sim.journal()[start..]
+        .iter()
+        .filter(|c| c.path.starts_with("/api/v1"))
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect();
+    // Exactly one list per pass (4 resources of both kinds, 3 passes), and nothing else at the
+    // admin API.
+    assert_eq!(calls, vec!["GET /api/v1/clients"; 3], "{calls:?}");
+    assert_eq!(env.digdir.stats().writes(), writes, "no Digdir write");
+    assert_eq!(env.kube.resource_version(), rv, "no Kubernetes write");
+    assert_eq!(Counters::get(&ctx.counters.drift_found), 0);
+    assert_eq!(ctx.drift_report().checked, 4, "every resource compared");
+}
+
+fn replica_set_using(secret: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": format!("rs-{secret}"), "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"rs": secret}},
+            "template": {
+                "metadata": {"labels": {"rs": secret}},
+                "spec": {
+                    "containers": [{"name": "app", "image": "app"}],
+                    "volumes": [{"name": "creds", "secret": {"secretName": secret}}]
+                }
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn more_than_five_keys_in_use_keeps_the_prioritised_ones_and_reports_the_rest() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let mut env = env().await;
+    env.run();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
+    let rss: Api<ReplicaSet> = Api::namespaced(env.client.clone(), NS);
+    env.create_idp("app", spec("app-1")).await;
+    env.wait_ready("app").await;
+    let mut kids = std::collections::BTreeMap::new();
+    // app-1, app-2 used by running Pods; app-3..app-6 by scaled-up ReplicaSets; app-7 current.
+    for i in 1..=7 {
+        let name = format!("app-{i}");
+        if i > 1 {
+            // Distinct creation times, so "newest" is well defined.
+            env.clock.advance(Duration::from_secs(10));
+            env.idp()
+                .patch(
+                    "app",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"secretName": name}})),
+                )
+                .await
+                .expect("patch");
+            env.wait_idp("app", &format!("rotated to {name}"), |o| {
+                is_ready(o.meta().generation, o.status.as_ref())
+                    && o.status
+                        .as_ref()
+                        .and_then(|s| s.synchronization_secret_name.as_deref())
+                        == Some(name.as_str())
+            })
+            .await;
+        }
+        kids.insert(
+            name.clone(),
+            kid_of(&env.secret(&name).await.expect("secret")),
+        );
+        match i {
+            1 | 2 => {
+                pods.create(&PostParams::default(), &pod_using(&name))
+                    .await
+                    .expect("pod");
+            }
+            3..=6 => {
+                let rs: ReplicaSet = serde_json::from_value(replica_set_using(&name)).expect("rs");
+                rss.create(&PostParams::default(), &rs).await.expect("rs");
+            }
+            _ => {}
+        }
+    }
+    let o = env.idp().get("app").await.expect("get");
+    let id = o.status.clone().and_then(|s| s.client_id).expect("id");
+    let next = env
+        .secret(&core::secret::next_key_secret_name(
+            core::Kind::IDPorten,
+            "app",
+        ))
+        .await
+        .expect("next-key Secret");
+    let next_kid = core::secret::read_next_key_secret(&next)
+        .0
+        .expect("next key")
+        .kid;
+
+    // Current, keys of running Pods, the next key, then the newest scaled template: five.
+    let mut want: Vec<String> = ["app-7", "app-1", "app-2", "app-6"]
+        .iter()
+        .map(|n| kids[*n].clone())
+        .chain([next_kid])
+        .collect();
+    want.sort();
+    let mut got = env.jwks_kids(&id);
+    got.sort();
+    assert_eq!(got, want);
+
+    // The Secrets whose keys did not fit are named in a condition and an event, and kept.
+    let cond = o
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .and_then(|c| portvakt::conditions::find(c, "KeysDropped"))
+        .cloned()
+        .expect("KeysDropped condition");
+    assert_eq!(cond.status, "True");
+    for dropped in ["app-3", "app-4", "app-5"] {
+        assert!(cond.message.contains(dropped), "{}", cond.message);
+        assert!(env.secret(dropped).await.is_some(), "{dropped} kept");
+    }
+    for kept in ["app-1", "app-2", "app-6"] {
+        assert!(!cond.message.contains(&format!("{kept},")) && !cond.message.ends_with(kept));
+    }
+    let evs = events_for(&env, "app", "KeysDropped").await;
+    assert!(
+        evs.iter()
+            .any(|(t, n)| t == "Warning"
+                && ["app-3", "app-4", "app-5"].iter().all(|d| n.contains(d))),
+        "{evs:?}"
+    );
+}
+
+#[tokio::test]
+async fn digdir_timeouts_for_a_while_end_ready_with_one_client() {
+    use axum::http::Method;
+    use portvakt::sim::digdir::FaultAction;
+    let mut env = env().await;
+    env.digdir = digdir_client(&env.sim, &env.urls, &env.clock, Duration::from_millis(400));
+    // The create goes through but its answer comes too late; reads hang for a while too.
+    env.sim.inject_fault(FaultRule {
+        method: Some(Method::POST),
+        path_prefix: "/api/v1/clients".into(),
+        action: FaultAction::LatencyAfterHandling(Duration::from_secs(2)),
+        times: FaultTimes::Times(2),
+    });
+    env.sim.inject_fault(
+        FaultRule::latency(Some(Method::GET), "/api/v1/clients", Duration::from_secs(2))
+            .times(FaultTimes::Times(3)),
+    );
+    env.run();
+    env.create_idp("app", spec("app-1")).await;
+    let o = env.wait_ready("app").await;
+    let id = o.status.and_then(|s| s.client_id).expect("id");
+    let clients = env.clients_with_description(&desc("app"));
+    assert_eq!(clients.len(), 1, "{clients:#?}");
+    assert_eq!(clients[0]["client_id"], id.as_str());
+    let stats = env.digdir.stats();
+    assert!(stats.retries >= 1, "the timeouts happened: {stats:?}");
+    assert!(
+        stats.create_lookups >= 1,
+        "the timed-out create was looked up, not repeated blindly: {stats:?}"
+    );
+    let s = env.secret("app-1").await.expect("secret");
+    assert_eq!(data(&s, "IDPORTEN_CLIENT_ID"), id);
+    assert!(env.jwks_kids(&id).contains(&kid_of(&s)));
+}
+
+/// The key in a MaskinportenClient's Secret gets a token right now.
+async fn token_with_secret_key(env: &Env, secret: &Secret) -> Result<Value, String> {
+    let jwk: Value = serde_json::from_str(&data(secret, "MASKINPORTEN_CLIENT_JWK"))
+        .map_err(|e| e.to_string())?;
+    portvakt::sim::digdir::app::maskinporten_token(
+        &env.urls.maskinporten,
+        &data(secret, "MASKINPORTEN_CLIENT_ID"),
+        &jwk,
+        "krr:global/kontaktinformasjon.read",
+        &env.clock,
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+fn mp_kid(s: &Secret) -> String {
+    let jwk: Value = serde_json::from_str(&data(s, "MASKINPORTEN_CLIENT_JWK")).expect("JWK");
+    jwk["kid"].as_str().expect("kid").to_string()
+}
+
+#[tokio::test]
+async fn rotation_with_propagation_delay_only_hands_out_accepted_keys() {
+    let mut env = env().await;
+    let delay = Duration::from_secs(120);
+    env.sim.set_propagation_delay(delay);
+    let cfg = core::Config {
+        key_propagation: delay,
+        ..env.core_config()
+    };
+    env.run_with(cfg, Duration::from_secs(3600));
+    let api: Api<MaskinportenClient> = Api::namespaced(env.client.clone(), NS);
+    let obj: MaskinportenClient = serde_json::from_value(json!({
+        "apiVersion": "nais.io/v1", "kind": "MaskinportenClient",
+        "metadata": {"name": "mp", "namespace": NS},
+        "spec": {"secretName": "mp-secret", "scopes": {"consumes": [{"name": "krr:global/kontaktinformasjon.read"}]}},
+    }))
+    .expect("obj");
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create");
+    let ready = async |api: &Api<MaskinportenClient>| {
+        let o = api.get("mp").await.expect("get");
+        is_ready(o.meta().generation, o.status.as_ref())
+    };
+    wait_until("Ready", async || ready(&api).await).await;
+    let secret = env.secret("mp-secret").await.expect("secret");
+    // A brand-new client is unknown to the token endpoint until it has propagated.
+    assert!(token_with_secret_key(&env, &secret).await.is_err());
+    env.clock.advance(delay + Duration::from_secs(1));
+    token_with_secret_key(&env, &secret)
+        .await
+        .expect("token with the first key");
+    let k1 = mp_kid(&secret);
+
+    // Rotation 1: the next key has been registered for longer than the delay: handed out at once.
+    let annotate = async |k: &str, v: &str| {
+        api.patch(
+            "mp",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {k: v}}})),
+        )
+        .await
+        .expect("annotate");
+    };
+    annotate("digdir.nais.io/rotate", "true").await;
+    let mut changed = None;
+    wait_until("Secret rotated", async || {
+        let s = env.secret("mp-secret").await.expect("secret");
+        let new = mp_kid(&s) != k1;
+        if new {
+            changed = Some(s);
+        }
+        new
+    })
+    .await;
+    let s2 = changed.take().expect("rotated Secret");
+    let token = token_with_secret_key(&env, &s2).await;
+    assert!(
+        token.is_ok(),
+        "the new key works the moment the app gets it: {token:?}"
+    );
+    let k2 = mp_kid(&s2);
+    wait_until("rotate consumed", async || {
+        !api.get("mp")
+            .await
+            .expect("get")
+            .annotations()
+            .contains_key("digdir.nais.io/rotate")
+    })
+    .await;
+
+    // Rotation 2 right away: the fresh next key is not recognised yet, so nothing is handed out
+    // (and if something were, it would have to work).
+    annotate("digdir.nais.io/rotate", "true").await;
+    let pending = async || {
+        let o = api.get("mp").await.expect("get");
+        o.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_deref())
+            .and_then(|c| portvakt::conditions::find(c, "Ready"))
+            .is_some_and(|c| c.status == "False" && c.reason == "Pending")
+    };
+    wait_until("rotation pending or done", async || {
+        let s = env.secret("mp-secret").await.expect("secret");
+        if mp_kid(&s) != k2 {
+            changed = Some(s);
+            return true;
+        }
+        pending().await
+    })
+    .await;
+    if let Some(s) = changed.take() {
+        let token = token_with_secret_key(&env, &s).await;
+        assert!(
+            token.is_ok(),
+            "a key handed out before Digdir accepts it: {token:?}"
+        );
+        panic!("rotated although the next key had not propagated yet");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = env.secret("mp-secret").await.expect("secret");
+    assert_eq!(mp_kid(&s), k2, "no unrecognised key handed out");
+    token_with_secret_key(&env, &s)
+        .await
+        .expect("the app's key still works while the rotation waits");
+
+    // Once the next key has aged, the rotation completes, and the new key works at once.
+    env.clock.advance(delay + Duration::from_secs(1));
+    annotate("touch", "1").await;
+    wait_until("Secret rotated again", async || {
+        let s = env.secret("mp-secret").await.expect("secret");
+        let new = mp_kid(&s) != k2;
+        if new {
+            changed = Some(s);
+        }
+        new
+    })
+    .await;
+    let s3 = changed.take().expect("rotated Secret");
+    let token = token_with_secret_key(&env, &s3).await;
+    assert!(
+        token.is_ok(),
+        "the new key works the moment the app gets it: {token:?}"
+    );
+    wait_until("Ready", async || ready(&api).await).await;
 }
