@@ -28,6 +28,8 @@ enum Command {
     Run(Box<cli::RunArgs>),
     /// Start everything embedded, apply examples/, show the result and exit.
     Demo(cli::DemoArgs),
+    /// Benchmark `portvakt run` against `portvakt sim` (N MaskinportenClients, fixed Digdir latency).
+    Bench(cli::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,6 +57,7 @@ fn main() -> anyhow::Result<()> {
             Command::Run(args) => cli::run(*args).await,
             Command::Sim(args) => cli::run_sim(args).await,
             Command::Demo(args) => cli::run_demo(args).await,
+            Command::Bench(args) => cli::run_bench(args).await,
         }
     })
 }

@@ -1,0 +1,1162 @@
+//! `portvakt bench`: the performance benchmark of issue 3.
+//!
+//! Starts `portvakt sim` (with a fixed Digdir latency) and, after seeding N MaskinportenClients plus
+//! unrelated Secrets and Pods, `portvakt run`, each as its own child process; then measures the time
+//! until every MaskinportenClient is Ready, the Digdir calls that took, one steady-state window of at
+//! least one resync period, the CPU time spent on keys and the operator's peak RSS, and prints the
+//! figures with the issue's targets.
+//!
+//! Both children are killed on every path (a guard kills them when dropped) and everything is
+//! written to a private temporary directory that is removed at the end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use portvakt::crd::{ConsumedScope, MaskinportenClient, MaskinportenClientSpec, MaskinportenScope};
+use serde_json::{Value, json};
+
+/// The scope every benchmark MaskinportenClient consumes (seeded in the Digdir simulator).
+const CONSUMED_SCOPE: &str = "krr:global/kontaktinformasjon.read";
+/// Label selector of the Secrets the MaskinportenClient controller manages.
+const MANAGED_SECRETS: &str = "type=maskinporten.digdirator.nais.io";
+/// Metric the operator may expose for the CPU time spent generating keys.
+const KEYGEN_CPU_METRIC: &str = "portvakt_key_generation_cpu_seconds_total";
+/// Peak RSS target (issue 3).
+const RSS_TARGET_BYTES: u64 = 64 * 1024 * 1024;
+/// Concurrent requests while seeding.
+const SEED_CONCURRENCY: usize = 32;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Number of MaskinportenClients.
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// Number of unrelated objects (half Secrets, half Pods) in the same namespaces.
+    #[arg(long, default_value_t = 10_000)]
+    pub unrelated: usize,
+    /// Fixed latency of every Digdir self-service API call (e.g. 20ms).
+    #[arg(long, default_value = "20ms")]
+    pub latency: String,
+    /// The operator's `--concurrency` (concurrent reconciles per controller).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+    /// Number of namespaces the objects are spread over.
+    #[arg(long, default_value_t = 10)]
+    pub namespaces: usize,
+    /// The steady-state window after everything is Ready; also the operator's `--resync-period`.
+    #[arg(long, default_value = "60s")]
+    pub steady_window: String,
+    /// The whole benchmark stops (and fails) after this long.
+    #[arg(long, default_value = "30m")]
+    pub timeout: String,
+    /// Exit 1 when a target is missed (otherwise only a broken run exits non-zero).
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Parses "20ms", "5s", "10m", "1h" or a plain number of seconds.
+fn parse_duration(setting: &str, value: &str) -> anyhow::Result<Duration> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("{setting}: {value:?} is not a duration like 20ms, 60s or 30m"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => bail!("{setting}: {value:?} has an unknown unit (use ms, s, m or h)"),
+    };
+    Ok(d)
+}
+
+pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let latency = parse_duration("--latency", &args.latency)?;
+    let steady = parse_duration("--steady-window", &args.steady_window)?;
+    let timeout = parse_duration("--timeout", &args.timeout)?;
+    if args.n == 0 {
+        bail!("--n must be at least 1");
+    }
+    if args.namespaces == 0 {
+        bail!("--namespaces must be at least 1");
+    }
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    if steady < Duration::from_secs(1) || steady.subsec_millis() != 0 {
+        bail!(
+            "--steady-window: {:?} must be whole seconds, at least 1s",
+            args.steady_window
+        );
+    }
+    let settings = Settings {
+        latency,
+        steady,
+        deadline: Instant::now() + timeout,
+    };
+    // The bench's own deadline checks give the clearer message; this is the backstop.
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(timeout + Duration::from_secs(10), bench(&args, &settings)) => match r {
+            Ok(r) => r?,
+            Err(_) => bail!("--timeout {} reached before the benchmark finished", args.timeout),
+        },
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+    };
+    print!("{}", outcome.render(&args, &settings));
+    if args.check && !outcome.all_pass(&settings) {
+        bail!("--check: at least one target was missed (see FAIL above)");
+    }
+    Ok(())
+}
+
+struct Settings {
+    latency: Duration,
+    steady: Duration,
+    deadline: Instant,
+}
+
+impl Settings {
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// A private temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!("portvakt-bench-{}", uuid::Uuid::new_v4()));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder
+            .create(&path)
+            .with_context(|| format!("creating the temporary directory {}", path.display()))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process that is killed (and reaped) when dropped.
+struct ChildGuard {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl ChildGuard {
+    fn spawn(name: &'static str, mut cmd: Command, dir: &Path) -> anyhow::Result<Self> {
+        let log = dir.join(format!("{name}.log"));
+        let file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = file
+            .try_clone()
+            .with_context(|| format!("opening {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err));
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting `portvakt {name}`"))?;
+        Ok(Self { name, child, log })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails (with the end of its log) when the child has exited.
+    fn ensure_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => bail!(
+                "`portvakt {}` exited ({status}); the end of its log:\n{}",
+                self.name,
+                self.log_tail(30)
+            ),
+            Err(e) => bail!("`portvakt {}`: cannot check the process: {e}", self.name),
+        }
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        let all: Vec<&str> = text.lines().collect();
+        let start = all.len().saturating_sub(lines);
+        all[start..].iter().map(|l| format!("  | {l}\n")).collect()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+    Ok(listener
+        .local_addr()
+        .context("finding a free loopback port")?
+        .port())
+}
+
+/// `KEY=VALUE` lines (blank lines and `#` comments skipped).
+fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Prometheus text → metric (with labels, as written) → value.
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .map(|v| (k.trim().to_string(), v))
+        })
+        .collect()
+}
+
+/// The Digdir simulator's call counts (since it started).
+#[derive(Clone, Debug, Default)]
+struct Calls {
+    admin: u64,
+    writes: u64,
+    token: u64,
+    by_route: BTreeMap<String, u64>,
+}
+
+impl Calls {
+    fn from_json(v: &Value) -> anyhow::Result<Self> {
+        let num = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_u64)
+                .with_context(|| format!("/_sim/digdir/calls: no number `{k}`"))
+        };
+        let by_route = v
+            .get("by_route")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, n)| Some((k.clone(), n.as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            admin: num("admin_api")?,
+            writes: num("admin_api_writes")?,
+            token: num("token")?,
+            by_route,
+        })
+    }
+
+    /// `GET …/clients` (the list of registrations).
+    fn lists(&self) -> u64 {
+        self.by_route
+            .iter()
+            .filter(|(route, _)| {
+                route.starts_with("GET /api/") && route.trim_end_matches('/').ends_with("/clients")
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn minus(&self, earlier: &Calls) -> Calls {
+        let by_route = self
+            .by_route
+            .iter()
+            .map(|(k, n)| {
+                (
+                    k.clone(),
+                    n.saturating_sub(earlier.by_route.get(k).copied().unwrap_or(0)),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Calls {
+            admin: self.admin.saturating_sub(earlier.admin),
+            writes: self.writes.saturating_sub(earlier.writes),
+            token: self.token.saturating_sub(earlier.token),
+            by_route,
+        }
+    }
+}
+
+struct Probe {
+    http: reqwest::Client,
+    calls_url: String,
+    metrics_url: String,
+}
+
+impl Probe {
+    async fn calls(&self) -> anyhow::Result<Calls> {
+        let v: Value = self
+            .http
+            .get(&self.calls_url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .with_context(|| format!("reading {}", self.calls_url))?
+            .json()
+            .await
+            .with_context(|| format!("reading {}", self.calls_url))?;
+        Calls::from_json(&v)
+    }
+
+    async fn metrics(&self) -> anyhow::Result<HashMap<String, f64>> {
+        let text = self
+            .http
+            .get(&self.metrics_url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .with_context(|| format!("reading {}", self.metrics_url))?
+            .text()
+            .await
+            .with_context(|| format!("reading {}", self.metrics_url))?;
+        Ok(parse_metrics(&text))
+    }
+}
+
+fn metric(m: &HashMap<String, f64>, name: &str) -> f64 {
+    m.get(name).copied().unwrap_or(0.0)
+}
+
+/// CPU time of the calling thread (schedstat in ns; falls back to None).
+fn thread_cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Mean CPU time of `portvakt::keys::generate_key`, measured in-process; `(mean, how)`.
+fn measure_keygen(samples: u32) -> anyhow::Result<(Duration, &'static str)> {
+    let wall = Instant::now();
+    let cpu = thread_cpu_time();
+    for _ in 0..samples {
+        portvakt::keys::generate_key().context("measuring key generation")?;
+    }
+    let (total, how) = match (cpu, thread_cpu_time()) {
+        (Some(a), Some(b)) if b > a => (b - a, "thread CPU time"),
+        _ => (wall.elapsed(), "wall time"),
+    };
+    Ok((total / samples.max(1), how))
+}
+
+/// Process (utime + stime, peak RSS) from /proc.
+fn proc_usage(pid: u32) -> anyhow::Result<(Duration, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start at field 3 (state).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .with_context(|| format!("/proc/{pid}/stat: unexpected format"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| -> anyhow::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("/proc/{pid}/stat: no field {}", i + 3))
+    };
+    // utime is field 14, stime field 15 (1-based); `rest` starts at field 3. USER_HZ is 100 on Linux.
+    let ticks = tick(11)? + tick(12)?;
+    let cpu = Duration::from_millis(ticks * 10);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let hwm_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .with_context(|| format!("/proc/{pid}/status: no VmHWM"))?;
+    Ok((cpu, hwm_kb * 1024))
+}
+
+fn ns_name(i: usize) -> String {
+    format!("bench-{i:02}")
+}
+
+fn ready_at_generation(mc: &MaskinportenClient) -> bool {
+    let Some(status) = &mc.status else {
+        return false;
+    };
+    let generation = mc.metadata.generation;
+    status
+        .conditions
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|c| {
+            let observed = c.observed_generation.or(status.observed_generation);
+            c.type_ == "Ready" && c.status == "True" && observed.is_some() && observed == generation
+        })
+}
+
+fn random_b64(len: usize) -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = vec![0u8; len];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// An unrelated Secret of a realistic size (~2 KB: credentials and a certificate-sized blob).
+fn unrelated_secret(ns: &str, i: usize) -> anyhow::Result<Secret> {
+    let v = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": format!("app-{i}-credentials"),
+            "namespace": ns,
+            "labels": {"app": format!("app-{i}"), "team": ns},
+            "annotations": {"reloader.stakater.com/match": "true"},
+        },
+        "type": "Opaque",
+        "data": {
+            "DATABASE_USERNAME": random_b64(12),
+            "DATABASE_PASSWORD": random_b64(32),
+            "DATABASE_URL": random_b64(96),
+            "ca.crt": random_b64(1200),
+        },
+    });
+    serde_json::from_value(v).context("building an unrelated Secret")
+}
+
+/// An unrelated Pod (~3 KB); every third one references an unrelated Secret (volume and envFrom).
+fn unrelated_pod(ns: &str, i: usize, secrets: usize) -> anyhow::Result<Pod> {
+    let env: Vec<Value> = (0..12)
+        .map(|k| json!({"name": format!("SETTING_{k}"), "value": format!("value-{k}-{}", "x".repeat(24))}))
+        .collect();
+    let mut volumes = vec![json!({"name": "tmp", "emptyDir": {}})];
+    let mut mounts = vec![json!({"name": "tmp", "mountPath": "/tmp"})];
+    let mut env_from = vec![];
+    if i.is_multiple_of(3) && secrets > 0 {
+        let secret = format!("app-{}-credentials", i % secrets);
+        volumes.push(json!({"name": "creds", "secret": {"secretName": secret}}));
+        mounts
+            .push(json!({"name": "creds", "mountPath": "/var/run/secrets/app", "readOnly": true}));
+        env_from.push(json!({"secretRef": {"name": secret}}));
+    }
+    let v = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": format!("app-{i}-7d9f8c6b5-{:05}", i % 100_000),
+            "namespace": ns,
+            "labels": {"app": format!("app-{i}"), "team": ns, "pod-template-hash": "7d9f8c6b5"},
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/path": "/internal/metrics",
+                "kubectl.kubernetes.io/default-container": format!("app-{i}"),
+            },
+        },
+        "spec": {
+            "serviceAccountName": format!("app-{i}"),
+            "containers": [{
+                "name": format!("app-{i}"),
+                "image": format!("europe-north1-docker.pkg.dev/example/team/app-{i}:2024.06.01-abcdef0"),
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                "env": env,
+                "envFrom": env_from,
+                "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+                "livenessProbe": {"httpGet": {"path": "/internal/isalive", "port": 8080}, "periodSeconds": 10},
+                "readinessProbe": {"httpGet": {"path": "/internal/isready", "port": 8080}, "periodSeconds": 10},
+                "volumeMounts": mounts,
+            }, {
+                "name": "sidecar",
+                "image": "europe-north1-docker.pkg.dev/example/platform/sidecar:1.2.3",
+                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+            }],
+            "volumes": volumes,
+        },
+    });
+    serde_json::from_value(v).context("building an unrelated Pod")
+}
+
+fn maskinporten_client(ns: &str, i: usize) -> MaskinportenClient {
+    let mut mc = MaskinportenClient::new(
+        &format!("bench-client-{i}"),
+        MaskinportenClientSpec {
+            client_name: None,
+            scopes: Some(MaskinportenScope {
+                consumes: Some(vec![ConsumedScope {
+                    name: CONSUMED_SCOPE.to_string(),
+                }]),
+                exposes: None,
+            }),
+            secret_name: format!("bench-client-{i}-maskinporten"),
+        },
+    );
+    mc.metadata.namespace = Some(ns.to_string());
+    mc
+}
+
+enum Seed {
+    Client(String, usize),
+    Secret(String, usize),
+    Pod(String, usize, usize),
+}
+
+async fn seed(client: &kube::Client, args: &BenchArgs) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for i in 0..args.namespaces {
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(ns_name(i)),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("creating namespace {}", ns_name(i)))?;
+    }
+    let secrets = args.unrelated / 2;
+    let pods = args.unrelated - secrets;
+    let ns_of = |i: usize| ns_name(i % args.namespaces);
+    let items = (0..secrets)
+        .map(|i| Seed::Secret(ns_of(i), i))
+        .chain((0..pods).map(|i| Seed::Pod(ns_of(i), i, secrets)))
+        .chain((0..args.n).map(|i| Seed::Client(ns_of(i), i)));
+    let pp = PostParams::default();
+    let mut results = futures::stream::iter(items)
+        .map(|item| {
+            let client = client.clone();
+            let pp = pp.clone();
+            async move {
+                match item {
+                    Seed::Client(ns, i) => {
+                        let api: Api<MaskinportenClient> = Api::namespaced(client, &ns);
+                        api.create(&pp, &maskinporten_client(&ns, i))
+                            .await
+                            .with_context(|| {
+                                format!("creating MaskinportenClient {ns}/bench-client-{i}")
+                            })?;
+                    }
+                    Seed::Secret(ns, i) => {
+                        let api: Api<Secret> = Api::namespaced(client, &ns);
+                        api.create(&pp, &unrelated_secret(&ns, i)?)
+                            .await
+                            .with_context(|| format!("creating Secret {ns}/app-{i}-credentials"))?;
+                    }
+                    Seed::Pod(ns, i, secrets) => {
+                        let api: Api<Pod> = Api::namespaced(client, &ns);
+                        api.create(&pp, &unrelated_pod(&ns, i, secrets)?)
+                            .await
+                            .with_context(|| format!("creating Pod {ns} #{i}"))?;
+                    }
+                }
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(SEED_CONCURRENCY);
+    while let Some(r) = results.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+/// resourceVersion per object (to count objects written during the steady-state window).
+async fn versions<K>(api: &Api<K>, lp: &ListParams) -> anyhow::Result<HashMap<String, String>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let list = api
+        .list(lp)
+        .await
+        .context("listing for the steady-state comparison")?;
+    Ok(list
+        .items
+        .iter()
+        .map(|o| {
+            let m = o.meta();
+            (
+                format!(
+                    "{}/{}",
+                    m.namespace.as_deref().unwrap_or(""),
+                    m.name.as_deref().unwrap_or("")
+                ),
+                m.resource_version.clone().unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+fn changed(before: &HashMap<String, String>, after: &HashMap<String, String>) -> usize {
+    let changed = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .count();
+    let removed = before.keys().filter(|k| !after.contains_key(*k)).count();
+    changed + removed
+}
+
+/// What was measured.
+struct Outcome {
+    cores: usize,
+    seed_time: Duration,
+    time_to_ready: Duration,
+    ready: usize,
+    calls_at_ready: Calls,
+    steady_window: Duration,
+    steady_calls: Calls,
+    steady_reconciles: f64,
+    steady_secret_writes: f64,
+    steady_objects_written: usize,
+    steady_secrets_written: usize,
+    keys_generated: f64,
+    keygen_cpu: Duration,
+    keygen_how: String,
+    operator_cpu: Duration,
+    peak_rss: u64,
+    n: usize,
+    concurrency: u16,
+}
+
+struct Check {
+    name: &'static str,
+    pass: bool,
+    detail: String,
+}
+
+impl Outcome {
+    fn calls_per_resource(&self) -> f64 {
+        self.calls_at_ready.admin as f64 / self.n as f64
+    }
+
+    fn steady_writes(&self) -> u64 {
+        self.steady_calls.writes
+            + self.steady_secret_writes as u64
+            + self.steady_objects_written as u64
+            + self.steady_secrets_written as u64
+    }
+
+    fn checks(&self, latency: Duration, resync: Duration) -> Vec<Check> {
+        let io_bound = latency.as_secs_f64() * self.calls_per_resource() * self.n as f64
+            / f64::from(self.concurrency);
+        let cpu_bound = self.keygen_cpu.as_secs_f64() / self.cores as f64;
+        let bound = io_bound.max(cpu_bound);
+        let limit = 1.25 * bound;
+        let ttr = self.time_to_ready.as_secs_f64();
+        let periods = (self.steady_window.as_secs_f64() / resync.as_secs_f64())
+            .ceil()
+            .max(1.0) as u64;
+        let lists = self.steady_calls.lists();
+        let full_pass = self.steady_reconciles >= self.n as f64;
+        let list_limit = 2 * periods;
+        vec![
+            Check {
+                name: "time to Ready",
+                pass: ttr <= limit,
+                detail: format!(
+                    "{ttr:.2} s <= 1.25 x max({:.2} calls x {} ms x {} / {} = {io_bound:.2} s, {:.2} s key CPU / {} cores = {cpu_bound:.2} s) = {limit:.2} s",
+                    self.calls_per_resource(),
+                    latency.as_millis(),
+                    self.n,
+                    self.concurrency,
+                    self.keygen_cpu.as_secs_f64(),
+                    self.cores,
+                ),
+            },
+            Check {
+                name: "steady state: 0 writes",
+                pass: self.steady_writes() == 0 && full_pass,
+                detail: format!(
+                    "{} writes{}",
+                    self.steady_writes(),
+                    if full_pass {
+                        ""
+                    } else {
+                        " (but no full resync pass was seen in the window)"
+                    }
+                ),
+            },
+            Check {
+                name: "steady state: O(1) list calls",
+                pass: lists <= list_limit && full_pass,
+                detail: format!(
+                    "{lists} list calls for {} resources (limit {list_limit}: 2 per resync period, independent of N)",
+                    self.n
+                ),
+            },
+            Check {
+                name: "peak RSS < 64 MiB",
+                pass: self.peak_rss < RSS_TARGET_BYTES,
+                detail: format!("{:.1} MiB", self.peak_rss as f64 / 1048576.0),
+            },
+        ]
+    }
+
+    fn all_pass(&self, s: &Settings) -> bool {
+        self.checks(s.latency, s.steady).iter().all(|c| c.pass)
+    }
+
+    fn render(&self, args: &BenchArgs, s: &Settings) -> String {
+        let mut o = String::new();
+        let c = &self.calls_at_ready;
+        let _ = writeln!(o, "portvakt bench");
+        let _ = writeln!(o, "  inputs");
+        let _ = writeln!(o, "    MaskinportenClients (N)       {}", self.n);
+        let _ = writeln!(
+            o,
+            "    unrelated objects             {} ({} Secrets, {} Pods) in {} namespaces",
+            args.unrelated,
+            args.unrelated / 2,
+            args.unrelated - args.unrelated / 2,
+            args.namespaces
+        );
+        let _ = writeln!(
+            o,
+            "    Digdir latency per API call   {} ms",
+            s.latency.as_millis()
+        );
+        let _ = writeln!(o, "    operator --concurrency        {}", self.concurrency);
+        let _ = writeln!(o, "    cores                         {}", self.cores);
+        let _ = writeln!(
+            o,
+            "    resync period = steady window {} s",
+            s.steady.as_secs()
+        );
+        let _ = writeln!(o, "  until Ready");
+        let _ = writeln!(
+            o,
+            "    seeding took                  {:.2} s",
+            self.seed_time.as_secs_f64()
+        );
+        let _ = writeln!(
+            o,
+            "    time to all Ready             {:.2} s ({}/{} Ready at their generation)",
+            self.time_to_ready.as_secs_f64(),
+            self.ready,
+            self.n
+        );
+        let _ = writeln!(
+            o,
+            "    Digdir admin API calls        {} ({:.2} per resource; {} writes)",
+            c.admin,
+            self.calls_per_resource(),
+            c.writes
+        );
+        let _ = writeln!(o, "    Maskinporten token calls      {}", c.token);
+        for (route, n) in &c.by_route {
+            let _ = writeln!(o, "      {route:<40} {n}");
+        }
+        let sc = &self.steady_calls;
+        let _ = writeln!(
+            o,
+            "  steady state ({:.1} s window)",
+            self.steady_window.as_secs_f64()
+        );
+        let _ = writeln!(
+            o,
+            "    reconciles                    {}",
+            self.steady_reconciles
+        );
+        let _ = writeln!(
+            o,
+            "    Digdir admin API calls        {} ({} writes, {} list calls); token calls {}",
+            sc.admin,
+            sc.writes,
+            sc.lists(),
+            sc.token
+        );
+        for (route, n) in &sc.by_route {
+            let _ = writeln!(o, "      {route:<40} {n}");
+        }
+        let _ = writeln!(
+            o,
+            "    Kubernetes writes             {} MaskinportenClients and {} managed Secrets changed; {} Secret writes counted",
+            self.steady_objects_written, self.steady_secrets_written, self.steady_secret_writes
+        );
+        let _ = writeln!(
+            o,
+            "    steady-state writes           {}",
+            self.steady_writes()
+        );
+        let _ = writeln!(o, "  resources");
+        let _ = writeln!(
+            o,
+            "    keys generated                {} ({:.2} s CPU: {})",
+            self.keys_generated,
+            self.keygen_cpu.as_secs_f64(),
+            self.keygen_how
+        );
+        let _ = writeln!(
+            o,
+            "    operator CPU time             {:.2} s (utime + stime)",
+            self.operator_cpu.as_secs_f64()
+        );
+        let _ = writeln!(
+            o,
+            "    operator peak RSS             {:.1} MiB (VmHWM)",
+            self.peak_rss as f64 / 1048576.0
+        );
+        let _ = writeln!(o, "  targets (issue 3)");
+        let checks = self.checks(s.latency, s.steady);
+        for ch in &checks {
+            let verdict = if ch.pass { "PASS" } else { "FAIL" };
+            let _ = writeln!(o, "    {verdict}  {:<30} {}", ch.name, ch.detail);
+        }
+        let pass = checks.iter().all(|c| c.pass);
+        let _ = writeln!(
+            o,
+            "RESULT ready={}/{} time_to_ready_s={:.3} calls_per_resource={:.3} steady_writes={} steady_list_calls={} keygen_cpu_s={:.3} peak_rss_bytes={} pass={}",
+            self.ready,
+            self.n,
+            self.time_to_ready.as_secs_f64(),
+            self.calls_per_resource(),
+            self.steady_writes(),
+            sc.lists(),
+            self.keygen_cpu.as_secs_f64(),
+            self.peak_rss,
+            pass
+        );
+        o
+    }
+}
+
+fn progress(msg: impl std::fmt::Display) {
+    eprintln!("bench: {msg}");
+}
+
+async fn bench(args: &BenchArgs, s: &Settings) -> anyhow::Result<Outcome> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let exe = std::env::current_exe().context("finding the portvakt binary")?;
+    // Dropped last: the children (declared later) are killed before the directory goes.
+    let dir = TempDir::new()?;
+
+    // Per-key CPU time, measured while nothing else runs.
+    let samples = if args.n >= 100 { 16 } else { 3 };
+    let (per_key, per_key_how) = tokio::task::spawn_blocking(move || measure_keygen(samples))
+        .await
+        .context("measuring key generation")??;
+    progress(format_args!(
+        "generate_key: {:.1} ms per key ({per_key_how}, mean of {samples})",
+        per_key.as_secs_f64() * 1000.0
+    ));
+
+    // The simulator.
+    let kubeconfig = dir.0.join("kubeconfig");
+    let state_dir = dir.0.join("state");
+    let mut cmd = Command::new(&exe);
+    cmd.arg("sim")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--digdir-listen")
+        .arg("127.0.0.1:0")
+        .arg("--digdir-latency")
+        .arg(format!("{}ms", s.latency.as_millis()))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .arg("--install-crds")
+        .env("PORTVAKT_LOG", "warn");
+    let mut sim = ChildGuard::spawn("sim", cmd, &dir.0)?;
+    let started = Instant::now();
+    while !kubeconfig.exists() {
+        sim.ensure_running()?;
+        if started.elapsed() > Duration::from_secs(60) || s.remaining().is_zero() {
+            bail!(
+                "`portvakt sim` wrote no kubeconfig within 60 s; its log:\n{}",
+                sim.log_tail(30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run_env_path = state_dir.join("run.env");
+    let run_env = std::fs::read_to_string(&run_env_path)
+        .with_context(|| format!("reading {}", run_env_path.display()))?;
+    let run_env = parse_env_file(&run_env);
+    let base = run_env
+        .iter()
+        .find(|(k, _)| k == "PORTVAKT_DIGDIR_BASE_URL")
+        .map(|(_, v)| v.clone())
+        .context("run.env has no PORTVAKT_DIGDIR_BASE_URL")?;
+    let calls_url = url::Url::parse(&base)
+        .and_then(|u| u.join("/_sim/digdir/calls"))
+        .with_context(|| format!("run.env: PORTVAKT_DIGDIR_BASE_URL {base:?} is not a URL"))?;
+    let metrics_port = free_port()?;
+    let probe = Probe {
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("building the HTTP client")?,
+        calls_url: calls_url.to_string(),
+        metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+    };
+
+    let kc = kube::config::Kubeconfig::read_from(&kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .context("the simulator's kubeconfig")?;
+    let client = kube::Client::try_from(config).context("Kubernetes client")?;
+
+    // Seed.
+    progress(format_args!(
+        "seeding {} MaskinportenClients and {} unrelated objects in {} namespaces",
+        args.n, args.unrelated, args.namespaces
+    ));
+    let t = Instant::now();
+    tokio::select! {
+        r = seed(&client, args) => r?,
+        _ = tokio::time::sleep(s.remaining()) => bail!("--timeout reached while seeding"),
+    }
+    let seed_time = t.elapsed();
+    sim.ensure_running()?;
+    progress(format_args!("seeded in {:.1} s", seed_time.as_secs_f64()));
+    let calls_before = probe.calls().await?;
+
+    // The operator.
+    let mut cmd = Command::new(&exe);
+    cmd.arg("run")
+        .arg("--concurrency")
+        .arg(args.concurrency.to_string())
+        .arg("--resync-period")
+        .arg(format!("{}s", s.steady.as_secs()));
+    for (k, v) in &run_env {
+        cmd.env(k, v);
+    }
+    cmd.env("KUBECONFIG", &kubeconfig)
+        .env(
+            "PORTVAKT_METRICS_ADDRESS",
+            format!("127.0.0.1:{metrics_port}"),
+        )
+        .env_remove("PORTVAKT_OBSERVE");
+    if std::env::var_os("PORTVAKT_LOG").is_none() {
+        cmd.env("PORTVAKT_LOG", "warn,portvakt=info");
+    }
+    let api: Api<MaskinportenClient> = Api::all(client.clone());
+    // Start watching before the operator so no transition is missed.
+    let mut ready: HashMap<String, bool> = HashMap::new();
+    let mut stream = Box::pin(watcher(api.clone(), watcher::Config::default()).default_backoff());
+    let mut op = ChildGuard::spawn("run", cmd, &dir.0)?;
+    let op_start = Instant::now();
+    progress("operator started; waiting until every MaskinportenClient is Ready");
+    let mut last_report = Instant::now();
+    let time_to_ready = loop {
+        let count = ready.values().filter(|r| **r).count();
+        if count >= args.n {
+            break op_start.elapsed();
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            progress(format_args!(
+                "{count}/{} Ready after {:.0} s",
+                args.n,
+                op_start.elapsed().as_secs_f64()
+            ));
+            last_report = Instant::now();
+        }
+        op.ensure_running()?;
+        sim.ensure_running()?;
+        if s.remaining().is_zero() {
+            bail!(
+                "--timeout {}: only {count} of {} MaskinportenClients became Ready; the end of the operator's log:\n{}",
+                args.timeout,
+                args.n,
+                op.log_tail(30)
+            );
+        }
+        let next = tokio::time::timeout(Duration::from_millis(500), stream.try_next()).await;
+        match next {
+            Err(_) => {}
+            Ok(Ok(None)) => bail!("the watch of MaskinportenClients ended"),
+            Ok(Err(e)) => progress(format_args!("watching MaskinportenClients: {e}")),
+            Ok(Ok(Some(event))) => match event {
+                watcher::Event::Apply(mc) | watcher::Event::InitApply(mc) => {
+                    let key = format!(
+                        "{}/{}",
+                        mc.metadata.namespace.as_deref().unwrap_or(""),
+                        mc.metadata.name.as_deref().unwrap_or("")
+                    );
+                    ready.insert(key, ready_at_generation(&mc));
+                }
+                watcher::Event::Delete(mc) => {
+                    let key = format!(
+                        "{}/{}",
+                        mc.metadata.namespace.as_deref().unwrap_or(""),
+                        mc.metadata.name.as_deref().unwrap_or("")
+                    );
+                    ready.remove(&key);
+                }
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            },
+        }
+    };
+    drop(stream);
+    let ready_count = ready.values().filter(|r| **r).count();
+    progress(format_args!(
+        "all {} Ready after {:.2} s; steady-state window of {} s",
+        args.n,
+        time_to_ready.as_secs_f64(),
+        s.steady.as_secs()
+    ));
+    let calls_ready = probe.calls().await?.minus(&calls_before);
+
+    // Steady state: at least one resync period (every resource reconciled at or before Ready is
+    // reconciled again within one period), plus a margin for the queue.
+    let window = s.steady + (s.steady / 10).max(Duration::from_secs(2));
+    if window > s.remaining() {
+        bail!(
+            "--timeout {}: no time left for the steady-state window",
+            args.timeout
+        );
+    }
+    let secrets: Api<Secret> = Api::all(client.clone());
+    let managed = ListParams::default().labels(MANAGED_SECRETS);
+    let m0 = probe.metrics().await?;
+    let c0 = probe.calls().await?;
+    let v0 = versions(&api, &ListParams::default()).await?;
+    let s0 = versions(&secrets, &managed).await?;
+    let w0 = Instant::now();
+    let until = w0 + window;
+    while Instant::now() < until {
+        op.ensure_running()?;
+        sim.ensure_running()?;
+        tokio::time::sleep(
+            until
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(500)),
+        )
+        .await;
+    }
+    let c1 = probe.calls().await?;
+    let m1 = probe.metrics().await?;
+    let steady_window = w0.elapsed();
+    let v1 = versions(&api, &ListParams::default()).await?;
+    let s1 = versions(&secrets, &managed).await?;
+
+    // Resource use, read just before the operator is stopped.
+    op.ensure_running()?;
+    let (operator_cpu, peak_rss) = proc_usage(op.pid())?;
+    drop(op);
+
+    let keys_generated = metric(&m1, "portvakt_keys_generated_total");
+    let (keygen_cpu, keygen_how) = match m1.get(KEYGEN_CPU_METRIC) {
+        Some(secs) => (
+            Duration::from_secs_f64(secs.max(0.0)),
+            format!("from /metrics {KEYGEN_CPU_METRIC}"),
+        ),
+        None => (
+            per_key.mul_f64(keys_generated),
+            format!(
+                "estimated: keys generated x {:.1} ms per key, {per_key_how} of generate_key in-process",
+                per_key.as_secs_f64() * 1000.0
+            ),
+        ),
+    };
+    drop(sim);
+    Ok(Outcome {
+        cores,
+        seed_time,
+        time_to_ready,
+        ready: ready_count,
+        calls_at_ready: calls_ready,
+        steady_window,
+        steady_calls: c1.minus(&c0),
+        steady_reconciles: metric(&m1, "portvakt_reconciles_total")
+            - metric(&m0, "portvakt_reconciles_total"),
+        steady_secret_writes: metric(&m1, "portvakt_secret_writes_total")
+            - metric(&m0, "portvakt_secret_writes_total"),
+        steady_objects_written: changed(&v0, &v1),
+        steady_secrets_written: changed(&s0, &s1),
+        keys_generated,
+        keygen_cpu,
+        keygen_how,
+        operator_cpu,
+        peak_rss,
+        n: args.n,
+        concurrency: args.concurrency,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("x", "20ms").unwrap(),
+            Duration::from_millis(20)
+        );
+        assert_eq!(parse_duration("x", "60s").unwrap(), Duration::from_secs(60));
+        assert_eq!(
+            parse_duration("x", "30m").unwrap(),
+            Duration::from_secs(1800)
+        );
+        assert!(
+            parse_duration("--latency", "fast")
+                .unwrap_err()
+                .to_string()
+                .contains("--latency")
+        );
+    }
+
+    #[test]
+    fn metrics_and_env() {
+        let m = parse_metrics(
+            "# TYPE a counter\na 3\nportvakt_digdir_requests_total{method=\"GET\"} 7\n",
+        );
+        assert_eq!(m.get("a"), Some(&3.0));
+        assert_eq!(
+            m.get("portvakt_digdir_requests_total{method=\"GET\"}"),
+            Some(&7.0)
+        );
+        let e = parse_env_file("A=1\n\n# c\nB=x=y\n");
+        assert_eq!(
+            e,
+            vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
+    }
+
+    #[test]
+    fn list_calls_count_only_the_collection() {
+        let v = json!({"admin_api": 3, "admin_api_writes": 0, "token": 1, "by_route": {
+            "GET /api/v1/clients": 2, "GET /api/v1/clients/{id}": 5, "GET /api/v1/clients/{id}/jwks": 1}});
+        let c = Calls::from_json(&v).unwrap();
+        assert_eq!(c.lists(), 2);
+    }
+
+    #[test]
+    fn own_process_usage() {
+        let (_, rss) = proc_usage(std::process::id()).unwrap();
+        assert!(rss > 0);
+    }
+}
