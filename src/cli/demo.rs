@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use portvakt::clock::Clock;
 use portvakt::sim::digdir::{DigdirSim, ProviderUrls, Seed, app};
@@ -19,7 +19,10 @@ use super::run::RunArgs;
 
 /// The examples shipped in examples/, built into the binary so the demo runs from anywhere.
 const EXAMPLES: &[(&str, &str)] = &[
-    ("idportenclient.yaml", include_str!("../../examples/idportenclient.yaml")),
+    (
+        "idportenclient.yaml",
+        include_str!("../../examples/idportenclient.yaml"),
+    ),
     (
         "maskinportenclient-consumer.yaml",
         include_str!("../../examples/maskinportenclient-consumer.yaml"),
@@ -47,7 +50,9 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("== Starting the embedded Kubernetes API server and the Digdir simulator");
     let digdir = DigdirSim::try_new(clock.clone(), Seed::default())
         .context("the Digdir simulator's default seed")?;
-    let digdir_url = super::sim::serve_digdir(&digdir, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let digdir_handle =
+        super::sim::serve_digdir(&digdir, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let digdir_url = digdir_handle.url();
     let state = tempfile::tempdir().context("creating a temporary directory")?;
     super::sim::write_run_settings(&digdir, &digdir_url, state.path(), "portvakt-demo")?;
     println!("Digdir simulator (self-service API, Maskinporten, ID-porten) at {digdir_url}");
@@ -79,7 +84,11 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("== Waiting until every example is Ready");
     let outcome = wait_all_ready(&client, &objects, Duration::from_secs(120)).await;
     println!();
-    for plural in ["idportenclients", "maskinportenclients", "azureadapplications"] {
+    for plural in [
+        "idportenclients",
+        "maskinportenclients",
+        "azureadapplications",
+    ] {
         if !objects
             .iter()
             .any(|(_, o)| format!("{}s", manifests::kind_of(o).to_lowercase()) == plural)
@@ -127,10 +136,19 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
             .context("listening on 127.0.0.1")?;
         super::sim::write_kubeconfig(&args.kubeconfig, &handle.url())?;
         println!();
-        println!("Serving on {}; kubeconfig: {}", handle.url(), args.kubeconfig.display());
-        println!("Try: KUBECONFIG={} kubectl get idportenclients,maskinportenclients -A", args.kubeconfig.display());
+        println!(
+            "Serving on {}; kubeconfig: {}",
+            handle.url(),
+            args.kubeconfig.display()
+        );
+        println!(
+            "Try: KUBECONFIG={} kubectl get idportenclients,maskinportenclients -A",
+            args.kubeconfig.display()
+        );
         println!("Stop with Ctrl-C.");
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
     }
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), controllers).await;
@@ -185,12 +203,17 @@ async fn wait_all_ready(
         let mut waiting = Vec::new();
         for (_, obj) in objects {
             let resource = manifests::api_resource(obj)?;
-            let namespace = manifests::namespace_of(obj).unwrap_or("default").to_string();
+            let namespace = manifests::namespace_of(obj)
+                .unwrap_or("default")
+                .to_string();
             let name = manifests::name_of(obj).to_string();
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), &namespace, &resource);
             let current = api.get(&name).await?;
             let value = serde_json::to_value(&current)?;
-            let generation = value.pointer("/metadata/generation").and_then(Value::as_i64);
+            let generation = value
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64);
             let conditions = value
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)
@@ -208,7 +231,11 @@ async fn wait_all_ready(
                 name,
                 object: value,
             };
-            if is_ready { ready.push(entry) } else { waiting.push(entry) }
+            if is_ready {
+                ready.push(entry)
+            } else {
+                waiting.push(entry)
+            }
         }
         if waiting.is_empty() {
             return Ok(ready);
@@ -220,16 +247,28 @@ async fn wait_all_ready(
                     .object
                     .pointer("/status/conditions")
                     .and_then(Value::as_array)
-                    .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready")))
-                    .map(|c| format!(
-                        "{}: {}",
-                        c.get("reason").and_then(Value::as_str).unwrap_or(""),
-                        c.get("message").and_then(Value::as_str).unwrap_or("")
-                    ))
+                    .and_then(|cs| {
+                        cs.iter()
+                            .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+                    })
+                    .map(|c| {
+                        format!(
+                            "{}: {}",
+                            c.get("reason").and_then(Value::as_str).unwrap_or(""),
+                            c.get("message").and_then(Value::as_str).unwrap_or("")
+                        )
+                    })
                     .unwrap_or_else(|| "no Ready condition yet".into());
-                why.push(format!("{} {}/{}: {ready_condition}", w.kind, w.namespace, w.name));
+                why.push(format!(
+                    "{} {}/{}: {ready_condition}",
+                    w.kind, w.namespace, w.name
+                ));
             }
-            bail!("not Ready within {}s:\n  {}", limit.as_secs(), why.join("\n  "));
+            bail!(
+                "not Ready within {}s:\n  {}",
+                limit.as_secs(),
+                why.join("\n  ")
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -243,7 +282,10 @@ fn secret_name(r: &ReadyResource) -> String {
         .to_string()
 }
 
-async fn secret_data(client: &kube::Client, r: &ReadyResource) -> anyhow::Result<BTreeMap<String, String>> {
+async fn secret_data(
+    client: &kube::Client,
+    r: &ReadyResource,
+) -> anyhow::Result<BTreeMap<String, String>> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &r.namespace);
     let name = secret_name(r);
     let secret = api
@@ -310,16 +352,28 @@ async fn prove(client: &kube::Client, r: &ReadyResource, clock: &Clock) -> anyho
                 authorization_endpoint: None,
             };
             let scopes = get("MASKINPORTEN_SCOPES")?;
-            let token = app::maskinporten_token(&urls, &get("MASKINPORTEN_CLIENT_ID")?, &jwk, &scopes, clock)
-                .await
-                .map_err(|e| anyhow::anyhow!("Maskinporten refused the grant: {e}"))?;
+            let token = app::maskinporten_token(
+                &urls,
+                &get("MASKINPORTEN_CLIENT_ID")?,
+                &jwk,
+                &scopes,
+                clock,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("Maskinporten refused the grant: {e}"))?;
             Ok(format!(
                 "{} {}/{}: Maskinporten issued a {} token (expires_in {}) for scope {:?}",
                 r.kind,
                 r.namespace,
                 r.name,
-                token.get("token_type").and_then(Value::as_str).unwrap_or("?"),
-                token.get("expires_in").map(Value::to_string).unwrap_or_default(),
+                token
+                    .get("token_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?"),
+                token
+                    .get("expires_in")
+                    .map(Value::to_string)
+                    .unwrap_or_default(),
                 token.get("scope").and_then(Value::as_str).unwrap_or("")
             ))
         }

@@ -10,6 +10,7 @@ use axum::routing::get;
 use portvakt::clock::Clock;
 use portvakt::sim::digdir::{DigdirSim, Seed};
 use portvakt::sim::kube::ApiServer;
+use portvakt::sim::{ServeHandle, serve_on};
 use serde_json::json;
 
 #[derive(clap::Args, Debug)]
@@ -18,13 +19,21 @@ pub struct SimArgs {
     #[arg(long, default_value = "127.0.0.1:0", env = "PORTVAKT_SIM_LISTEN")]
     pub listen: SocketAddr,
     /// Where to write the kubeconfig that points at the embedded server.
-    #[arg(long, default_value = "portvakt-sim.kubeconfig", env = "PORTVAKT_SIM_KUBECONFIG")]
+    #[arg(
+        long,
+        default_value = "portvakt-sim.kubeconfig",
+        env = "PORTVAKT_SIM_KUBECONFIG"
+    )]
     pub kubeconfig: PathBuf,
     /// Install portvakt's CRDs on start (otherwise `kubectl apply -f crds/` does it).
     #[arg(long)]
     pub install_crds: bool,
     /// Address of the Digdir simulator (self-service API, Maskinporten, ID-porten).
-    #[arg(long, default_value = "127.0.0.1:0", env = "PORTVAKT_SIM_DIGDIR_LISTEN")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:0",
+        env = "PORTVAKT_SIM_DIGDIR_LISTEN"
+    )]
     pub digdir_listen: SocketAddr,
     /// Fixed latency added to every Digdir self-service API call (e.g. 20ms).
     #[arg(long, default_value = "0ms")]
@@ -46,7 +55,8 @@ fn parse_millis(setting: &str, value: &str) -> anyhow::Result<std::time::Duratio
     } else {
         v.parse::<u64>().ok()
     };
-    let ms = ms.with_context(|| format!("{setting}: {value:?} is not a duration like 20ms or 1s"))?;
+    let ms =
+        ms.with_context(|| format!("{setting}: {value:?} is not a duration like 20ms or 1s"))?;
     Ok(std::time::Duration::from_millis(ms))
 }
 
@@ -74,14 +84,16 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     };
     let clock = Clock::system();
     let server = ApiServer::new(clock.clone());
-    let digdir = DigdirSim::try_new(clock, seed).context("--digdir-seed: the seed is inconsistent")?;
+    let digdir =
+        DigdirSim::try_new(clock, seed).context("--digdir-seed: the seed is inconsistent")?;
     digdir.set_latency(latency);
 
     let handle = server
         .serve(args.listen)
         .await
         .with_context(|| format!("--listen: cannot listen on {}", args.listen))?;
-    let digdir_url = serve_digdir(&digdir, args.digdir_listen).await?;
+    let digdir_handle = serve_digdir(&digdir, args.digdir_listen).await?;
+    let digdir_url = digdir_handle.url();
     if args.install_crds {
         super::demo::install_crds(&server.client()).await?;
     }
@@ -107,18 +119,23 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     println!("  kubectl get idportenclients,maskinportenclients -A");
     println!();
     println!("Stop with Ctrl-C.");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     drop(handle);
+    drop(digdir_handle);
     Ok(())
 }
 
 /// Serves the Digdir simulator plus `/_sim/digdir/calls`, a count of the calls it answered
-/// (the benchmark reads it), and returns its base URL.
-pub async fn serve_digdir(digdir: &DigdirSim, addr: SocketAddr) -> anyhow::Result<String> {
+/// (the benchmark reads it), until the handle is dropped.
+pub async fn serve_digdir(digdir: &DigdirSim, addr: SocketAddr) -> anyhow::Result<ServeHandle> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("--digdir-listen: cannot listen on {addr}"))?;
-    let local = listener.local_addr().context("--digdir-listen: no local address")?;
+    let local = listener
+        .local_addr()
+        .context("--digdir-listen: no local address")?;
     let url = format!("http://{local}");
     digdir.set_base_url(&url);
     let stats = digdir.clone();
@@ -129,12 +146,7 @@ pub async fn serve_digdir(digdir: &DigdirSim, addr: SocketAddr) -> anyhow::Resul
             async move { axum::Json(call_counts(&sim)) }
         }),
     ));
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "Digdir simulator stopped");
-        }
-    });
-    Ok(url)
+    serve_on(listener, app, async {}).context("--digdir-listen: serving")
 }
 
 fn call_counts(sim: &DigdirSim) -> serde_json::Value {
@@ -155,9 +167,17 @@ fn call_counts(sim: &DigdirSim) -> serde_json::Value {
         let route: Vec<&str> = call
             .path
             .split('/')
-            .map(|seg| if seg.len() >= 32 && seg.contains('-') { "{id}" } else { seg })
+            .map(|seg| {
+                if seg.len() >= 32 && seg.contains('-') {
+                    "{id}"
+                } else {
+                    seg
+                }
+            })
             .collect();
-        *by_route.entry(format!("{} {}", call.method, route.join("/"))).or_default() += 1;
+        *by_route
+            .entry(format!("{} {}", call.method, route.join("/")))
+            .or_default() += 1;
     }
     json!({"admin_api": admin, "admin_api_writes": admin_writes, "token": tokens, "by_route": by_route})
 }
@@ -216,7 +236,9 @@ fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
 pub fn write_kubeconfig(path: &Path, url: &str) -> anyhow::Result<()> {
     let yaml = ApiServer::kubeconfig_yaml(url, "default");
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, yaml).with_context(|| format!("--kubeconfig: writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("--kubeconfig: writing {}", path.display()))?;
+    std::fs::write(&tmp, yaml)
+        .with_context(|| format!("--kubeconfig: writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("--kubeconfig: writing {}", path.display()))?;
     Ok(())
 }

@@ -3,3 +3,6 @@
 
 pub mod digdir;
 pub mod kube;
+mod serve;
+
+pub use serve::{ServeHandle, serve_on};

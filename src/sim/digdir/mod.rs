@@ -227,36 +227,7 @@ impl std::fmt::Debug for DigdirSim {
 }
 
 /// A running simulator; shuts down when dropped.
-pub struct SimHandle {
-    pub addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl SimHandle {
-    /// `http://{addr}`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops serving and waits for the server task.
-    pub async fn shutdown(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for SimHandle {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
+pub type SimHandle = crate::sim::ServeHandle;
 
 impl DigdirSim {
     /// A simulator seeded with `seed`; panics only if key generation fails.
@@ -391,20 +362,7 @@ impl DigdirSim {
         if !addr.ip().is_unspecified() {
             self.set_base_url(&format!("http://{addr}"));
         }
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = self.router();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Ok(SimHandle {
-            addr,
-            shutdown: Some(tx),
-            task: Some(task),
-        })
+        crate::sim::serve_on(listener, self.router(), async {})
     }
 
     /// Fixes the base URL the issuers are derived from (instead of the `Host` header).

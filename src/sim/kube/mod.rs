@@ -25,7 +25,8 @@ pub mod table;
 pub mod types;
 pub mod watch;
 
+pub use crate::sim::ServeHandle;
 pub use error::{ApiError, StatusCause};
 pub use faults::{FaultAction, FaultRule, JournalEntry};
 pub use resource::{PrinterColumn, ResourceInfo};
-pub use server::{ApiServer, ServeHandle};
+pub use server::ApiServer;

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
+
+use crate::sim::ServeHandle;
 
 use super::error::ApiResult;
 use super::faults::{FaultAction, FaultRule, Faults, JournalEntry};
@@ -107,23 +109,12 @@ impl ApiServer {
     /// Serves on a TCP address (use 127.0.0.1:0 for a free port).
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<ServeHandle> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = oneshot::channel::<()>();
-        let router = self.router();
         let server = self.clone();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                    server.drop_watches();
-                })
-                .await;
-        });
-        Ok(ServeHandle {
-            addr,
-            shutdown: Some(tx),
-            task: Some(task),
-        })
+        crate::sim::serve_on(
+            listener,
+            self.router(),
+            async move { server.drop_watches() },
+        )
     }
 
     /// A kubeconfig for a plain-HTTP server with an empty user.
@@ -292,42 +283,5 @@ impl ApiServer {
             return false;
         };
         Selectors { labels, fields }.matches(obj)
-    }
-}
-
-/// A server listening on a socket; shuts down on drop or [`ServeHandle::shutdown`].
-pub struct ServeHandle {
-    pub addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl ServeHandle {
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops accepting, ends open watches and waits (at most 5 s) for the server.
-    pub async fn shutdown(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
-    }
-}
-
-impl Drop for ServeHandle {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
     }
 }
