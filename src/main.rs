@@ -8,7 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "portvakt", version, about = "OAuth2/OIDC clients in ID-porten, Maskinporten and Entra ID, from nais.io/v1 resources")]
+#[command(
+    name = "portvakt",
+    version,
+    about = "OAuth2/OIDC clients in ID-porten, Maskinporten and Entra ID, from nais.io/v1 resources"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,10 +40,16 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
     portvakt::install_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if matches!(cli.command, Command::Run(_)) {
+        // The operator's blocking work is key generation (CPU-bound, one per core at a time) plus
+        // the odd file read or DNS lookup: a few threads suffice, and each extra thread would
+        // bring its own allocator arena.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        builder.max_blocking_threads(cores + 2);
+    }
+    let runtime = builder.build().context("starting the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Command::Crds { write: None } => {
@@ -71,4 +81,3 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .init();
 }
-

@@ -6,8 +6,10 @@
 //! `envFrom[].secretRef`, in containers, initContainers or ephemeralContainers — whatever the labels
 //! (digdirator only looked at objects labelled `app=<name>`, and missed projected volumes).
 //!
-//! The scan lists each kind in pages of 500 and keeps only the names found, never the objects. It
-//! runs on demand, when something might be removed, not on every pass.
+//! The scan lists each kind in pages of [`PAGE_SIZE`] and keeps only the names found, never the
+//! objects; each page is dropped before the next is read. It runs on demand, when something might be
+//! removed, not on every pass, and at most [`MAX_CONCURRENT_SCANS`] scans run at once (a burst of
+//! reconciles must not hold many namespaces' Pods in memory together).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -168,7 +170,12 @@ pub enum ScanError {
 }
 
 /// Page size of the scan's list calls.
-pub const PAGE_SIZE: u32 = 500;
+pub const PAGE_SIZE: u32 = 100;
+
+/// Scans running at once (process-wide).
+pub const MAX_CONCURRENT_SCANS: usize = 2;
+
+static SCAN_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_SCANS);
 
 async fn for_each_page<K, F>(
     api: Api<K>,
@@ -191,8 +198,10 @@ where
             namespace: ns.to_string(),
             source,
         })?;
+        let next = page.metadata.continue_.clone();
         page.items.iter().for_each(&mut f);
-        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+        drop(page);
+        match next.filter(|t| !t.is_empty()) {
             Some(t) => token = Some(t),
             None => return Ok(()),
         }
@@ -201,6 +210,8 @@ where
 
 /// Scans a namespace's Pods and workload templates. Calls the API once per page of each kind.
 pub async fn scan(client: &kube::Client, namespace: &str) -> Result<References, ScanError> {
+    // The semaphore is never closed, so acquiring only waits.
+    let _slot = SCAN_SLOTS.acquire().await.ok();
     let mut refs = References::default();
     let c = client.clone();
     for_each_page(

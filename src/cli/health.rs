@@ -43,14 +43,40 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> String {
         ("portvakt_client_deletes_total", &c.client_deletes),
     ];
     for (name, value) in counters {
-        let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# TYPE {name} counter\n{name} {}",
+            value.load(Ordering::Relaxed)
+        );
     }
+    let _ = writeln!(
+        out,
+        "# TYPE portvakt_key_generation_cpu_seconds_total counter\nportvakt_key_generation_cpu_seconds_total {:.6}",
+        c.keygen_cpu_micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE portvakt_next_keys_deferred gauge\nportvakt_next_keys_deferred {}",
+        ctx.deferred_next_keys()
+    );
     let s = ctx.digdir.stats();
     let _ = writeln!(out, "# TYPE portvakt_digdir_requests_total counter");
-    for (method, n) in [("GET", s.gets), ("POST", s.posts), ("PUT", s.puts), ("DELETE", s.deletes)] {
-        let _ = writeln!(out, "portvakt_digdir_requests_total{{method=\"{method}\"}} {n}");
+    for (method, n) in [
+        ("GET", s.gets),
+        ("POST", s.posts),
+        ("PUT", s.puts),
+        ("DELETE", s.deletes),
+    ] {
+        let _ = writeln!(
+            out,
+            "portvakt_digdir_requests_total{{method=\"{method}\"}} {n}"
+        );
     }
-    let _ = writeln!(out, "# TYPE portvakt_digdir_retries_total counter\nportvakt_digdir_retries_total {}", s.retries);
+    let _ = writeln!(
+        out,
+        "# TYPE portvakt_digdir_retries_total counter\nportvakt_digdir_retries_total {}",
+        s.retries
+    );
     let _ = writeln!(
         out,
         "# TYPE portvakt_digdir_token_grants_total counter\nportvakt_digdir_token_grants_total {}",

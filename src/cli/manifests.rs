@@ -10,8 +10,8 @@ pub const FIELD_MANAGER: &str = "portvakt-demo";
 
 /// Splits a multi-document YAML stream into JSON objects, skipping empty documents.
 pub fn parse_documents(source: &str, origin: &str) -> anyhow::Result<Vec<Value>> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(source)
-        .with_context(|| format!("{origin}: not valid YAML"))?;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(source).with_context(|| format!("{origin}: not valid YAML"))?;
     let mut objects = Vec::new();
     for doc in docs {
         match doc {
@@ -28,7 +28,9 @@ pub fn namespace_of(obj: &Value) -> Option<&str> {
 }
 
 pub fn name_of(obj: &Value) -> &str {
-    obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 pub fn kind_of(obj: &Value) -> &str {

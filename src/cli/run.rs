@@ -53,13 +53,25 @@ pub struct RunArgs {
     #[arg(long, env = "PORTVAKT_DIGDIR_ADMIN_KID")]
     pub digdir_admin_kid: Option<String>,
     /// Default client name for registrations whose spec has none.
-    #[arg(long, env = "PORTVAKT_CLIENT_NAME", default_value = "ARBEIDS- OG VELFERDSETATEN")]
+    #[arg(
+        long,
+        env = "PORTVAKT_CLIENT_NAME",
+        default_value = "ARBEIDS- OG VELFERDSETATEN"
+    )]
     pub client_name: String,
     /// Default client URI (and post-logout redirect URI) for registrations whose spec has none.
-    #[arg(long, env = "PORTVAKT_CLIENT_URI", default_value = "https://www.nav.no")]
+    #[arg(
+        long,
+        env = "PORTVAKT_CLIENT_URI",
+        default_value = "https://www.nav.no"
+    )]
     pub client_uri: String,
     /// Scope registered on a MaskinportenClient that consumes none (Digdir refuses clients without scopes).
-    #[arg(long, env = "PORTVAKT_MASKINPORTEN_DEFAULT_SCOPE", default_value = "nav:test/api")]
+    #[arg(
+        long,
+        env = "PORTVAKT_MASKINPORTEN_DEFAULT_SCOPE",
+        default_value = "nav:test/api"
+    )]
     pub maskinporten_default_scope: String,
     /// Run the IDPortenClient controller.
     #[arg(long, env = "PORTVAKT_IDPORTEN", default_value_t = true, action = clap::ArgAction::Set)]
@@ -103,7 +115,10 @@ pub fn parse_duration(setting: &str, value: &str) -> anyhow::Result<Duration> {
 
 fn digdir_config(args: &RunArgs) -> anyhow::Result<DigdirConfig> {
     let env: DigdirEnvironment = args.digdir_env.parse().map_err(|_| {
-        anyhow::anyhow!("--digdir-env: {:?} is not `test` or `prod`", args.digdir_env)
+        anyhow::anyhow!(
+            "--digdir-env: {:?} is not `test` or `prod`",
+            args.digdir_env
+        )
     })?;
     if args.digdir_admin_client_id.trim().is_empty() {
         bail!("--digdir-admin-client-id is empty");
@@ -118,7 +133,11 @@ fn digdir_config(args: &RunArgs) -> anyhow::Result<DigdirConfig> {
     if let Some(url) = &args.idporten_well_known_url {
         config.idporten_well_known_url = url.clone();
     }
-    config.scopes = args.digdir_admin_scopes.split_whitespace().map(str::to_string).collect();
+    config.scopes = args
+        .digdir_admin_scopes
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     config
         .validate()
         .map_err(|problem| anyhow::anyhow!("Digdir configuration: {problem}"))?;
@@ -155,7 +174,11 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     let config = digdir_config(args)?;
     let key_propagation = parse_duration("--key-propagation", &args.key_propagation)?;
     let signer = signer(args)?;
-    Ok(Settings { config, signer, key_propagation })
+    Ok(Settings {
+        config,
+        signer,
+        key_propagation,
+    })
 }
 
 /// Builds everything from checked settings: the Digdir client, the providers' metadata and the context.
@@ -165,7 +188,11 @@ pub async fn build_context(
     clock: Clock,
     client: kube::Client,
 ) -> anyhow::Result<Arc<Context>> {
-    let Settings { config, signer, key_propagation } = settings;
+    let Settings {
+        config,
+        signer,
+        key_propagation,
+    } = settings;
     let digdir = DigdirClient::new(&config, signer, clock.clone())
         .map_err(|e| anyhow::anyhow!("Digdir client: {e}"))?;
     let http = digdir.http().clone();
@@ -240,7 +267,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let health = super::health::serve(args.metrics_address, ctx.clone())
         .await
-        .with_context(|| format!("--metrics-address: cannot listen on {}", args.metrics_address))?;
+        .with_context(|| {
+            format!(
+                "--metrics-address: cannot listen on {}",
+                args.metrics_address
+            )
+        })?;
     tracing::info!(cluster = %args.cluster_name, metrics = %health, "portvakt running");
     let shutdown = opts.shutdown.clone();
     tokio::spawn(async move {
@@ -271,10 +303,17 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("x", "90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("x", "2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("x", "1h").unwrap(), Duration::from_secs(3600));
-        let err = parse_duration("--resync-period", "soon").unwrap_err().to_string();
+        assert_eq!(
+            parse_duration("x", "1h").unwrap(),
+            Duration::from_secs(3600)
+        );
+        let err = parse_duration("--resync-period", "soon")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--resync-period"), "{err}");
-        let err = parse_duration("--resync-period", "5y").unwrap_err().to_string();
+        let err = parse_duration("--resync-period", "5y")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown unit"), "{err}");
     }
 }

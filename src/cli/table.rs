@@ -24,7 +24,12 @@ pub fn render(table: &Value, with_namespace: bool) -> String {
     }
     header.extend(columns.iter().map(|(_, n)| n.clone()));
     let mut rows = vec![header];
-    for row in table.get("rows").and_then(Value::as_array).into_iter().flatten() {
+    for row in table
+        .get("rows")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let cells = row.get("cells").and_then(Value::as_array);
         let mut line = Vec::new();
         if with_namespace {

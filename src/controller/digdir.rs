@@ -338,6 +338,7 @@ async fn finalize<K: DigdirResource>(
     ctx: &Context,
     api: &Api<K>,
 ) -> Result<Action, Error> {
+    ctx.set_deferred_next(&object_key(obj), false);
     if !has_finalizer(obj, cstatus::FINALIZER) && !has_finalizer(obj, cstatus::LEGACY_FINALIZER) {
         return Ok(Action::await_change());
     }
@@ -354,6 +355,7 @@ async fn finalize<K: DigdirResource>(
         };
         if let Some(id) = id {
             ctx.digdir.delete_client(&id).await?;
+            ctx.registrations.forget(&id).await;
             Counters::inc(&ctx.counters.client_deletes);
             tracing::info!(object = %object_key(obj), client_id = %id, "deleted client at Digdir");
         }
@@ -382,27 +384,22 @@ async fn finalize<K: DigdirResource>(
     }
 }
 
+/// The active client with this description and integration type, from the shared registration
+/// index ([`super::registry`]): no list per resource.
 async fn find_by_description(
     ctx: &Context,
     desc: &str,
     integration_type: &str,
 ) -> Result<Option<String>, Error> {
-    let listed = ctx.digdir.list_clients(false).await?;
-    let listed: Vec<registration::Listed> = listed
-        .iter()
-        .filter(|c| c.is_active())
-        .map(|c| registration::Listed {
-            client_id: c.client_id.clone().unwrap_or_default(),
-            description: c.description.clone(),
-            integration_type: c.integration_type.as_str().to_string(),
-        })
-        .collect();
-    Ok(
-        match registration::identify(None, &listed, desc, integration_type) {
-            Identity::Adopt(id) | Identity::Known(id) => Some(id),
-            Identity::Create => None,
-        },
-    )
+    Ok(ctx
+        .registrations
+        .find(&ctx.digdir, desc, integration_type)
+        .await?)
+}
+
+/// Whether a failed create may still have created the client (no answer, or a server error).
+fn create_outcome_unknown(e: &DigdirError) -> bool {
+    e.status().is_none_or(|s| s >= 500)
 }
 
 /// Valid and invalid consumed scopes, with digdirator's rule: a scope is usable when access to it is
@@ -509,27 +506,48 @@ async fn sync_registration<K: DigdirResource>(
     let mut observed: Option<ClientRegistration> = None;
     if let Some(id) = status.client_id.clone().filter(|s| !s.is_empty()) {
         match ctx.digdir.get_client(&id).await {
-            Ok(c) if c.is_active() => observed = Some(c),
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
+            Ok(c) if c.is_active() => {
+                ctx.registrations.record(&c).await;
+                observed = Some(c);
+            }
+            Ok(_) => ctx.registrations.forget(&id).await,
+            Err(e) if e.is_not_found() => ctx.registrations.forget(&id).await,
             Err(e) => return Err(e.into()),
         }
     }
-    if observed.is_none()
-        && let Some(id) = find_by_description(ctx, &desc, obj.integration_type()).await?
-    {
-        {
-            let c = ctx.digdir.get_client(&id).await?;
-            publish(
-                ctx,
-                obj,
-                EventType::Normal,
-                events::UPDATED_IN_DIGDIR,
-                format!("Client {id} adopted (description {desc})"),
-            )
-            .await;
-            observed = Some(c);
+    // Adoption by description. The index may be stale: a client it names that is gone makes it
+    // list again (once) before anything is decided.
+    for attempt in 0..2 {
+        if observed.is_some() {
+            break;
         }
+        let Some(id) = find_by_description(ctx, &desc, obj.integration_type()).await? else {
+            break;
+        };
+        let c = match ctx.digdir.get_client(&id).await {
+            Ok(c) if c.is_active() || attempt > 0 => c,
+            Ok(_) => {
+                ctx.registrations.forget(&id).await;
+                ctx.registrations.invalidate().await;
+                continue;
+            }
+            Err(e) if e.is_not_found() && attempt == 0 => {
+                ctx.registrations.forget(&id).await;
+                ctx.registrations.invalidate().await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        ctx.registrations.record(&c).await;
+        publish(
+            ctx,
+            obj,
+            EventType::Normal,
+            events::UPDATED_IN_DIGDIR,
+            format!("Client {id} adopted (description {desc})"),
+        )
+        .await;
+        observed = Some(c);
     }
     let mut created = false;
     let mut updated = Vec::new();
@@ -545,7 +563,10 @@ async fn sync_registration<K: DigdirResource>(
             }
             let diff = registration::differing_fields(&payload, &observed_json(&c));
             if !diff.is_empty() {
-                ctx.digdir.update_client(&id, &body).await?;
+                let c = ctx.digdir.update_client(&id, &body).await?;
+                ctx.registrations
+                    .record(&with_identity(c, &body, &id))
+                    .await;
                 Counters::inc(&ctx.counters.client_updates);
                 publish(
                     ctx,
@@ -560,13 +581,25 @@ async fn sync_registration<K: DigdirResource>(
             id
         }
         None => {
-            let c = ctx.digdir.create_client(&body).await?;
+            let c = match ctx.digdir.create_client(&body).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if create_outcome_unknown(&e) {
+                        // The client may exist: list again before the next create is decided.
+                        ctx.registrations.invalidate().await;
+                    }
+                    return Err(e.into());
+                }
+            };
             Counters::inc(&ctx.counters.client_creates);
             created = true;
             let id = c
                 .client_id
                 .clone()
                 .ok_or(Error::Incomplete("client_id in Digdir's answer"))?;
+            ctx.registrations
+                .record(&with_identity(c, &body, &id))
+                .await;
             publish(
                 ctx,
                 obj,
@@ -594,6 +627,23 @@ async fn sync_registration<K: DigdirResource>(
         created,
         updated,
     })
+}
+
+/// Digdir's answer to a create or update, with the identity fields of what was sent when the answer
+/// leaves them out (so the index always knows the client).
+fn with_identity(
+    mut c: ClientRegistration,
+    sent: &ClientRegistration,
+    id: &str,
+) -> ClientRegistration {
+    if c.client_id.as_deref().is_none_or(str::is_empty) {
+        c.client_id = Some(id.to_string());
+    }
+    if c.description.is_empty() {
+        c.description = sent.description.clone();
+        c.integration_type = sent.integration_type.clone();
+    }
+    c
 }
 
 /// Everything read about a resource's Secrets.
@@ -658,6 +708,41 @@ fn registered_from_jwks(resp: Option<crate::digdir::JwksResponse>, now: Timestam
     }
 }
 
+/// This thread's CPU time in nanoseconds (`/proc/thread-self/schedstat`), if the kernel reports it.
+fn thread_cpu_nanos() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Generates a key off the async threads, at most one per core at a time, and counts its CPU time.
+async fn generate_key(ctx: &Context) -> Result<Key, Error> {
+    let _slot = ctx
+        .keygen_slots
+        .acquire()
+        .await
+        .map_err(|e| keyplan::GenerateError(e.to_string()))?;
+    let (jwk, micros) = tokio::task::spawn_blocking(|| {
+        let cpu0 = thread_cpu_nanos();
+        let wall0 = std::time::Instant::now();
+        let jwk = crate::keys::generate_key();
+        let micros = match (cpu0, thread_cpu_nanos()) {
+            (Some(a), Some(b)) if b >= a => (b - a) / 1000,
+            _ => u64::try_from(wall0.elapsed().as_micros()).unwrap_or(u64::MAX),
+        };
+        (jwk, micros)
+    })
+    .await
+    .map_err(|e| keyplan::GenerateError(e.to_string()))?;
+    Counters::add(&ctx.counters.keygen_cpu_micros, micros);
+    let jwk = jwk.map_err(|e| keyplan::GenerateError(e.to_string()))?;
+    Counters::inc(&ctx.counters.keys_generated);
+    Ok(Key::from_private(&jwk))
+}
+
 /// The key-plan inputs that do not change while the plan gathers more observations.
 struct KeyBase<'a> {
     now: Timestamp,
@@ -717,12 +802,7 @@ async fn plan_keys(
             KeyPlan::Act(_) => {
                 let mut made = Vec::new();
                 for _ in 0..n {
-                    let jwk = tokio::task::spawn_blocking(crate::keys::generate_key)
-                        .await
-                        .map_err(|e| keyplan::GenerateError(e.to_string()))?
-                        .map_err(|e| keyplan::GenerateError(e.to_string()))?;
-                    Counters::inc(&ctx.counters.keys_generated);
-                    made.push(Key::from_private(&jwk));
+                    made.push(generate_key(ctx).await?);
                 }
                 made.reverse();
                 let mut real = || {
@@ -794,11 +874,15 @@ async fn apply<K: DigdirResource>(
     let book_valid = book.client_id == client_id && !reg.created;
     let next_key = next_key.filter(|_| book_valid);
     let force_read = cstatus::wants_resync(annotations);
-    let mut registered =
+    let mut registered = if reg.created {
+        // Created in this pass: nothing is registered yet, no JWKS read needed.
+        Some(Registered::default())
+    } else {
         (book_valid && !force_read && book.expires_at.is_some()).then(|| Registered {
             kids: book.registered_kids.clone(),
             expires_at: book.expires_at,
-        });
+        })
+    };
     let mut refs = None;
     let managed = managed_secrets(K::KIND, &view);
     let next_registered_at = if book_valid {
@@ -936,6 +1020,7 @@ async fn apply<K: DigdirResource>(
         if Some(&st) != obj.digdir_status() {
             patch_status(api, &name, &st).await?;
         }
+        ctx.set_deferred_next(&object_key(obj), false);
         return Ok((Action::requeue(wait), repairs));
     }
 
@@ -1051,7 +1136,10 @@ async fn apply<K: DigdirResource>(
             .await;
         }
     }
-    Ok((Action::requeue(resync), repairs))
+    let key = object_key(obj);
+    ctx.set_deferred_next(&key, actions.next_due_in.is_some());
+    let requeue = actions.next_due_in.map_or(resync, |d| d.min(resync));
+    Ok((Action::requeue(requeue), repairs))
 }
 
 async fn write_next(

@@ -157,7 +157,8 @@ pub async fn pass(ctx: &Context, stores: &Stores) -> Result<PassReport, Error> {
     if idp.is_empty() && mp.is_empty() {
         return Ok(report);
     }
-    let listed = ctx.digdir.list_clients(false).await?;
+    // The one list of the pass also refreshes the registration index the reconciles adopt from.
+    let listed = ctx.registrations.refresh(&ctx.digdir).await?;
     let active: HashMap<String, Value> = listed
         .iter()
         .filter(|c| c.is_active())

@@ -12,8 +12,9 @@
 
 pub mod digdir;
 pub mod drift;
+pub mod registry;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +42,9 @@ pub struct Counters {
     pub failures: AtomicU64,
     pub workload_scans: AtomicU64,
     pub keys_generated: AtomicU64,
+    /// CPU time spent generating keys, in microseconds (thread CPU time of each `generate_key`;
+    /// wall time where the kernel does not report it).
+    pub keygen_cpu_micros: AtomicU64,
     pub secret_writes: AtomicU64,
     pub secret_deletes: AtomicU64,
     pub jwks_reads: AtomicU64,
@@ -63,6 +67,9 @@ impl Counters {
     pub(crate) fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// Everything a reconcile needs.
@@ -81,6 +88,13 @@ pub struct Context {
     pub(crate) scope_access: tokio::sync::Mutex<Option<digdir::ScopeAccess>>,
     /// What the periodic pass found and when it read each JWKS.
     pub(crate) drift: Mutex<drift::DriftState>,
+    /// Which client belongs to which resource, from one shared list (see [`registry`]).
+    pub registrations: registry::RegistrationIndex,
+    /// Key generations running at once (CPU-bound: one per core; more only adds threads and
+    /// allocator arenas).
+    pub(crate) keygen_slots: tokio::sync::Semaphore,
+    /// Resources whose next key is deferred (see [`core::keyplan`]), by object key.
+    deferred_next: Mutex<HashSet<String>>,
 }
 
 impl Context {
@@ -108,7 +122,31 @@ impl Context {
             backoff: Mutex::new(HashMap::new()),
             scope_access: tokio::sync::Mutex::new(None),
             drift: Mutex::new(drift::DriftState::default()),
+            registrations: registry::RegistrationIndex::default(),
+            keygen_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
+            deferred_next: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Resources whose next key is still deferred (made in a later pass).
+    pub fn deferred_next_keys(&self) -> usize {
+        self.deferred_next
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    pub(crate) fn set_deferred_next(&self, key: &str, deferred: bool) {
+        let mut s = self.deferred_next.lock().unwrap_or_else(|p| p.into_inner());
+        if deferred {
+            if !s.contains(key) {
+                s.insert(key.to_string());
+            }
+        } else {
+            s.remove(key);
+        }
     }
 
     /// Records a failure of `key` and returns how long to wait: 1 s doubling to 5 minutes, or the

@@ -6,20 +6,28 @@
 //! registered, in a separate Secret it owns (`portvakt-next-<kind>-<name>`, see
 //! [`super::secret::next_key_secret_name`]); the app Secrets stay exactly as digdirator wrote them.
 //!
-//! - **First sync without a reusable key**: a current key and a next key are made; the next key is
-//!   stored first, then both are registered in one JWKS POST, then the app Secret is written. A brand
-//!   new client has no older working key, so waiting would gain nothing.
+//! - **First sync without a reusable key**: *one* key is made. It is stored in the next-key Secret
+//!   first, then registered, then written to the app Secret, and the resource is Ready. A brand new
+//!   client has no older working key, so waiting would gain nothing.
+//! - **Deferred next key**: the next key is only needed by a later rotation, so it is made off the
+//!   critical path: a next-key Secret whose key an app Secret already holds (the first key) counts as
+//!   "no next key yet", and for [`super::Config::next_key_delay`] after that key was registered the
+//!   pass makes none and asks to be run again when the delay is over ([`KeyActions::next_due_in`]).
+//!   A burst of new resources thus spends its CPU on first keys; their next keys follow. A rotation
+//!   asked for meanwhile makes the next key at once and waits for it to age like any other. With a
+//!   zero delay the first sync makes both keys in one pass (current and next, one JWKS POST).
 //! - **Rotation** (`digdir.nais.io/rotate`, or `spec.secretName` changed): the next key is promoted to
 //!   current once it has been registered for [`super::Config::key_propagation`]; a fresh next key is
 //!   made and registered in the same POST. If the next key is younger, nothing is handed out and the
 //!   pass is retried when it has aged ([`KeyActions::wait`]). If there is no next key yet (a
-//!   switch-over followed at once by a rotation), one is made, registered, and the rotation waits for it.
+//!   switch-over followed at once by a rotation, or a rotation while the next key is deferred), one
+//!   is made, registered, and the rotation waits for it.
 //! - **Reuse**: otherwise the key in the Secret named by `spec.secretName` is kept, or — on the first
 //!   sync after digdirator, or after that Secret was deleted by hand — the key of the newest managed
 //!   Secret. The JWK is reused byte for byte, so digdirator's Secret is not rewritten.
-//! - **Every key passes through storage before registration**: a generated next key is written to the
-//!   next-key Secret before the POST. A crash never leaves a registered key that no Secret holds for
-//!   longer than one pass.
+//! - **Every key passes through storage before registration**: a generated key (the first key too) is
+//!   written to the next-key Secret before the POST, and registered before an app Secret gets it. A
+//!   crash never leaves a registered key that no Secret holds, nor an app holding an unregistered key.
 //! - **Registered set** (at most [`super::Config::max_keys`], in this priority): the current key; keys of
 //!   Secrets referenced by running Pods (the replaced key of a Secret rewritten in place counts, until
 //!   the Pods have restarted); the next key; keys of Secrets referenced by scaled-up templates; the newest
@@ -29,7 +37,9 @@
 //!   [`super::Config::renew_before`] ahead. Without a record (first pass after digdirator, record lost)
 //!   the JWKS is read once.
 //! - **Cleanup**: managed Secrets other than `spec.secretName` that nothing references are deleted.
-//!   The workload scan that decides "referenced" runs only when a POST or a deletion is in view.
+//!   The workload scan that decides "referenced" runs only when a POST or a deletion is in view *and*
+//!   some managed Secret holds a key other than the app's own (otherwise references change nothing:
+//!   a first sync or a next-key pass never scans).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -88,13 +98,17 @@ pub struct KeyActions {
     /// The key for the app Secret; `None` while a rotation waits (the Secret is left as it is).
     pub current: Option<Key>,
     pub source: CurrentSource,
+    /// The key the next-key Secret holds after this pass: the next key, or — after a first sync,
+    /// until the deferred next key is made — the app's own key.
     pub next: Key,
-    /// The next key is new: store it before registering it.
+    /// The key is new: store it before registering it.
     pub next_is_new: bool,
     /// The JWKS to POST (replaces the whole set), public halves in priority order.
     pub register: Option<Vec<Key>>,
     /// A rotation waits for the next key to age; retry after this.
     pub wait: Option<Duration>,
+    /// The next key is deferred; make it in a pass after this long.
+    pub next_due_in: Option<Duration>,
     /// The app gets a new key in this pass.
     pub rotated: bool,
     /// Why a POST happens (for events and `--observe`).
@@ -154,9 +168,30 @@ pub fn plan(
         .find(|m| m.name == inp.secret_name && m.key.is_some());
     let wants_rotation = inp.rotate
         || (named.is_none() && inp.synced_secret_name.is_some_and(|s| s != inp.secret_name));
+    // A stored key an app Secret already holds (the first key, kept in the next-key Secret until the
+    // deferred next key is made) is no next key.
+    let handed_out = |k: &Key| {
+        inp.managed
+            .iter()
+            .any(|m| m.key.as_ref().is_some_and(|mk| mk.kid == k.kid))
+    };
+    let next_in: Option<&Key> = inp.next.filter(|n| !handed_out(n));
+    let delay = SignedDuration::try_from(cfg.next_key_delay).unwrap_or(SignedDuration::ZERO);
+    // How long the next key may still wait (the first key registered less than the delay ago).
+    let deferred_for = match (inp.next, inp.next_registered_at) {
+        (Some(n), Some(at))
+            if next_in.is_none()
+                && !delay.is_zero()
+                && is_registered(&n.kid)
+                && at + delay > inp.now =>
+        {
+            Some(to_std((at + delay).duration_since(inp.now)).max(Duration::from_secs(1)))
+        }
+        _ => None,
+    };
 
     let cur = if wants_rotation {
-        match inp.next {
+        match next_in {
             Some(n) if is_registered(&n.kid) => match inp.next_registered_at {
                 Some(at) if at + propagation <= inp.now => Cur::Promote,
                 Some(at) => Cur::Wait(
@@ -169,14 +204,14 @@ pub fn plan(
     } else if registered.kids.is_empty() && !inp.managed.is_empty() {
         // A client without keys (re-created at Digdir, or never given any): keys of other clients'
         // Secrets are not reused (Digdir refuses a kid that belongs to another client).
-        if inp.next.is_some() {
+        if next_in.is_some() {
             Cur::Promote
         } else {
             Cur::Generate
         }
     } else if let Some(m) = named.or_else(|| newest(inp.managed)) {
         Cur::Reuse(m)
-    } else if inp.next.is_some() {
+    } else if next_in.is_some() {
         Cur::Promote
     } else {
         Cur::Generate
@@ -184,10 +219,22 @@ pub fn plan(
 
     // The key the app holds now: kept registered, even while a rotation waits.
     let in_place_old = named.and_then(|m| m.key.as_ref());
-    let next_missing = inp.next.is_none();
-    let next_unregistered = inp.next.is_none_or(|n| !is_registered(&n.kid));
     let promote = matches!(cur, Cur::Promote);
     let waiting = matches!(cur, Cur::Wait(_));
+    // First key alone; the next key follows in a later pass.
+    let first_key_alone = matches!(cur, Cur::Generate) && !delay.is_zero();
+    // The next key waits (the stored first key stays where it is).
+    let deferring = matches!(cur, Cur::Reuse(_)) && deferred_for.is_some();
+    let keep_next = if deferring { inp.next } else { next_in };
+    let next_due_in = if first_key_alone {
+        Some(cfg.next_key_delay)
+    } else if deferring {
+        deferred_for
+    } else {
+        None
+    };
+    let next_missing = keep_next.is_none();
+    let next_unregistered = keep_next.is_none_or(|n| !is_registered(&n.kid));
 
     let mut post_reasons = Vec::new();
     match &cur {
@@ -200,7 +247,7 @@ pub fn plan(
         Cur::Generate => post_reasons.push("first key"),
         Cur::Wait(_) => {}
     }
-    if !promote && (next_missing || next_unregistered) {
+    if !promote && !first_key_alone && (next_missing || next_unregistered) {
         post_reasons.push("next key not registered");
     }
     let renew_before = SignedDuration::try_from(cfg.renew_before).unwrap_or(SignedDuration::ZERO);
@@ -217,43 +264,66 @@ pub fn plan(
             .filter(|m| m.name != inp.secret_name)
             .collect()
     };
-    let Some(refs) = inp.refs else {
-        if !post_reasons.is_empty() || !candidates.is_empty() {
-            return Ok(KeyPlan::NeedScan);
+    // The key the registered set starts with; references only matter for Secrets holding others.
+    let held_kid: Option<&str> = match &cur {
+        Cur::Reuse(m) => m.key.as_ref().map(|k| k.kid.as_str()),
+        Cur::Promote => next_in.map(|k| k.kid.as_str()),
+        Cur::Generate => None,
+        Cur::Wait(_) => newest(inp.managed)
+            .and_then(|m| m.key.as_ref())
+            .map(|k| k.kid.as_str()),
+    };
+    let refs_matter = !candidates.is_empty()
+        || inp.managed.iter().any(|m| {
+            m.key
+                .as_ref()
+                .is_some_and(|k| Some(k.kid.as_str()) != held_kid)
+        });
+    let no_refs = References::default();
+    let refs = match inp.refs {
+        Some(r) => r,
+        None if !refs_matter && !post_reasons.is_empty() => &no_refs,
+        None => {
+            if !post_reasons.is_empty() || !candidates.is_empty() {
+                return Ok(KeyPlan::NeedScan);
+            }
+            // Nothing to register or remove: no scan, no POST.
+            let (current, source) = match cur {
+                Cur::Reuse(m) => (m.key.clone(), CurrentSource::Existing(m.name.clone())),
+                // Promote/Generate always have post reasons; Wait is handled with refs too.
+                _ => return Ok(KeyPlan::NeedScan),
+            };
+            let next = match keep_next {
+                Some(n) => n.clone(),
+                None => return Ok(KeyPlan::NeedScan),
+            };
+            return Ok(KeyPlan::Act(Box::new(KeyActions {
+                current,
+                source,
+                next,
+                next_is_new: false,
+                register: None,
+                wait: None,
+                next_due_in,
+                rotated: false,
+                post_reasons,
+                dropped: Vec::new(),
+                delete: Vec::new(),
+            })));
         }
-        // Nothing to register or remove: no scan, no POST.
-        let (current, source) = match cur {
-            Cur::Reuse(m) => (m.key.clone(), CurrentSource::Existing(m.name.clone())),
-            // Promote/Generate always have post reasons; Wait is handled with refs too.
-            _ => return Ok(KeyPlan::NeedScan),
-        };
-        let next = match inp.next {
-            Some(n) => n.clone(),
-            None => return Ok(KeyPlan::NeedScan),
-        };
-        return Ok(KeyPlan::Act(Box::new(KeyActions {
-            current,
-            source,
-            next,
-            next_is_new: false,
-            register: None,
-            wait: None,
-            rotated: false,
-            post_reasons,
-            dropped: Vec::new(),
-            delete: Vec::new(),
-        })));
     };
 
     // Final: make the keys needed.
     let (current, source, wait) = match cur {
         Cur::Reuse(m) => (m.key.clone(), CurrentSource::Existing(m.name.clone()), None),
-        Cur::Promote => (inp.next.cloned(), CurrentSource::PromotedNext, None),
+        Cur::Promote => (next_in.cloned(), CurrentSource::PromotedNext, None),
         Cur::Generate => (Some(generate()?), CurrentSource::Generated, None),
         Cur::Wait(d) => (None, CurrentSource::Existing(String::new()), Some(d)),
     };
-    let (next, next_is_new) = match inp.next {
-        Some(n) if !promote => (n.clone(), false),
+    let (next, next_is_new) = match (&current, keep_next) {
+        // The first key is stored (as the next-key Secret's key) before it is registered.
+        (Some(k), _) if first_key_alone => (k.clone(), true),
+        (_, Some(n)) if !promote => (n.clone(), false),
         _ => (generate()?, true),
     };
 
@@ -328,6 +398,7 @@ pub fn plan(
         next_is_new,
         register: (!post_reasons.is_empty()).then_some(set),
         wait,
+        next_due_in,
         post_reasons,
         dropped,
         delete,
@@ -394,8 +465,11 @@ mod tests {
     }
 
     #[test]
-    fn first_sync_generates_current_and_next_and_registers_both() {
-        let cfg = Config::default();
+    fn first_sync_with_zero_delay_generates_current_and_next_and_registers_both() {
+        let cfg = Config {
+            next_key_delay: Duration::ZERO,
+            ..Config::default()
+        };
         let mut inp = base(&[]);
         inp.synced_secret_name = None;
         let mut g = Gen(0);
@@ -405,19 +479,84 @@ mod tests {
         ));
         let r = Registered::default();
         inp.registered = Some(&r);
-        assert!(matches!(
-            plan(&cfg, &inp, &mut g.f()).unwrap(),
-            KeyPlan::NeedScan
-        ));
-        assert_eq!(g.0, 0, "no key generated before the plan is final");
-        let refs = References::default();
-        inp.refs = Some(&refs);
         let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
         assert_eq!(a.source, CurrentSource::Generated);
         assert_eq!(a.current.unwrap().kid, "gen1");
         assert_eq!((a.next.kid.as_str(), a.next_is_new), ("gen2", true));
         assert_eq!(kids(&a.register), ["gen1", "gen2"]);
+        assert!(!a.rotated && a.wait.is_none() && a.next_due_in.is_none());
+    }
+
+    #[test]
+    fn first_sync_makes_one_key_stored_before_registration_and_defers_the_next() {
+        let cfg = Config::default();
+        let mut inp = base(&[]);
+        inp.synced_secret_name = None;
+        let mut g = Gen(0);
+        let r = Registered::default();
+        inp.registered = Some(&r);
+        // No managed Secret: references cannot matter, so no workload scan.
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert_eq!(g.0, 1, "one key on the critical path");
+        assert_eq!(a.source, CurrentSource::Generated);
+        assert_eq!(a.current.as_ref().unwrap().kid, "gen1");
+        // The key goes to the next-key Secret (stored) before the POST, then to the app.
+        assert_eq!((a.next.kid.as_str(), a.next_is_new), ("gen1", true));
+        assert_eq!(kids(&a.register), ["gen1"]);
+        assert_eq!(a.next_due_in, Some(cfg.next_key_delay));
         assert!(!a.rotated && a.wait.is_none());
+    }
+
+    #[test]
+    fn deferred_next_key_is_made_when_the_delay_is_over_without_a_scan() {
+        let cfg = Config::default();
+        // After the first sync: the app Secret and the next-key Secret hold the same key.
+        let managed = [ms("s1", "k1", "2025-06-01T11:58:00Z")];
+        let first = Key::placeholder("k1");
+        let r = reg(&["k1"], "2026-06-01T11:58:00Z");
+        let mut inp = base(&managed);
+        inp.next = Some(&first);
+        inp.next_registered_at = Some(ts("2025-06-01T11:58:00Z"));
+        inp.registered = Some(&r);
+        let mut g = Gen(0);
+        // Within the delay: nothing to do, come back when it is over.
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert!(a.register.is_none() && a.delete.is_empty() && !a.next_is_new);
+        assert_eq!(a.next.kid, "k1");
+        assert_eq!(a.current.as_ref().unwrap().kid, "k1");
+        assert_eq!(a.next_due_in, Some(Duration::from_secs(180)));
+        assert_eq!(g.0, 0);
+        // Delay over: a next key is made and registered with the current one, no scan needed.
+        inp.now = ts("2025-06-01T12:03:00Z");
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert_eq!((a.next.kid.as_str(), a.next_is_new), ("gen1", true));
+        assert_eq!(kids(&a.register), ["k1", "gen1"]);
+        assert_eq!(a.post_reasons, ["next key not registered"]);
+        assert_eq!(a.source, CurrentSource::Existing("s1".into()));
+        assert!(a.next_due_in.is_none() && !a.rotated);
+    }
+
+    #[test]
+    fn rotation_while_the_next_key_is_deferred_makes_it_and_waits() {
+        let cfg = Config {
+            key_propagation: Duration::from_secs(120),
+            ..Config::default()
+        };
+        let managed = [ms("s1", "k1", "2025-06-01T11:59:00Z")];
+        let first = Key::placeholder("k1");
+        let r = reg(&["k1"], "2026-06-01T11:59:00Z");
+        let mut inp = base(&managed);
+        inp.rotate = true;
+        inp.next = Some(&first);
+        inp.next_registered_at = Some(ts("2025-06-01T11:59:00Z"));
+        inp.registered = Some(&r);
+        let refs = References::default();
+        inp.refs = Some(&refs);
+        let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
+        // The app's own key is never "promoted": a real next key is made and must age first.
+        assert!(a.current.is_none() && !a.rotated && a.next_is_new);
+        assert_eq!(a.wait, Some(cfg.key_propagation));
+        assert_eq!(kids(&a.register), ["k1", "gen1"]);
     }
 
     #[test]
@@ -668,6 +807,7 @@ mod tests {
         inp.refs = Some(&refs);
         let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
         assert_eq!(a.source, CurrentSource::Generated);
-        assert_eq!(kids(&a.register), ["gen1", "gen2"]);
+        assert_eq!(kids(&a.register), ["gen1"]);
+        assert_eq!(a.next.kid, "gen1");
     }
 }

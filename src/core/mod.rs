@@ -91,6 +91,9 @@ pub struct Config {
     /// The periodic pass reads a client's JWKS (to find keys removed by hand) about this often,
     /// jittered per client (see [`drift`]).
     pub jwks_check_every: Duration,
+    /// After a first sync (one key), the next key is made once the first key has been registered
+    /// this long (see [`keyplan`]); zero makes both keys in the first sync.
+    pub next_key_delay: Duration,
 }
 
 impl Default for Config {
@@ -108,6 +111,7 @@ impl Default for Config {
             renew_before: Duration::from_secs(30 * 24 * 3600),
             max_keys: 5,
             jwks_check_every: Duration::from_secs(24 * 3600),
+            next_key_delay: Duration::from_secs(300),
         }
     }
 }

@@ -188,6 +188,7 @@ mod tests {
             next_is_new: false,
             register: register.then(Vec::new),
             wait: None,
+            next_due_in: None,
             rotated,
             post_reasons: if register {
                 vec!["next key not registered"]

@@ -51,13 +51,19 @@ fn run_refuses_bad_settings_naming_them() {
         (&[("PORTVAKT_RESYNC_PERIOD", "soon")], "--resync-period"),
         (&[("PORTVAKT_CONCURRENCY", "0")], "--concurrency"),
         (&[("PORTVAKT_DIGDIR_BASE_URL", "ftp://digdir")], "base_url"),
-        (&[("PORTVAKT_DIGDIR_ADMIN_KID", "")], "--digdir-admin-cert-chain-file or --digdir-admin-kid"),
+        (
+            &[("PORTVAKT_DIGDIR_ADMIN_KID", "")],
+            "--digdir-admin-cert-chain-file or --digdir-admin-kid",
+        ),
         (&[], "--digdir-admin-key-file"),
     ];
     for (overrides, setting) in cases {
         let (ok, text) = portvakt(&["run"], &with(overrides));
         assert!(!ok, "portvakt run accepted {overrides:?}:\n{text}");
-        assert!(text.contains(setting), "the error for {overrides:?} does not name {setting}:\n{text}");
+        assert!(
+            text.contains(setting),
+            "the error for {overrides:?} does not name {setting}:\n{text}"
+        );
     }
 }
 
@@ -65,7 +71,10 @@ fn run_refuses_bad_settings_naming_them() {
 fn sim_refuses_a_non_loopback_address() {
     let (ok, text) = portvakt(&["sim", "--listen", "0.0.0.0:0"], &[]);
     assert!(!ok, "{text}");
-    assert!(text.contains("--listen") && text.contains("loopback"), "{text}");
+    assert!(
+        text.contains("--listen") && text.contains("loopback"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -86,5 +95,8 @@ fn crds_prints_exactly_what_crds_holds() {
         .iter()
         .map(|p| std::fs::read_to_string(p).expect("reading a CRD file"))
         .collect();
-    assert_eq!(printed, on_disk, "`portvakt crds` differs from the files in crds/");
+    assert_eq!(
+        printed, on_disk,
+        "`portvakt crds` differs from the files in crds/"
+    );
 }

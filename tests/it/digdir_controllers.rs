@@ -330,13 +330,52 @@ async fn create_gives_ready_secret_and_one_client() {
         (owner.kind.as_str(), owner.name.as_str(), owner.controller),
         ("IDPortenClient", "app", Some(true))
     );
-    // The app's key is registered, and so is a next key.
+    // Ready with one key (registered before the app got it); the next key is deferred.
+    let ctx = env.ctx.clone().expect("ctx");
+    let kids = env.jwks_kids(&client_id);
+    assert_eq!(
+        kids,
+        std::slice::from_ref(&jwk.kid),
+        "only the app's key at first"
+    );
+    assert_eq!(Counters::get(&ctx.counters.keys_generated), 1);
+    assert!(
+        Counters::get(&ctx.counters.keygen_cpu_micros) > 0,
+        "key CPU counted"
+    );
+    assert_eq!(ctx.deferred_next_keys(), 1);
+    // A pass within the delay does nothing.
+    let writes_before = env.digdir.stats().writes();
+    env.annotate("app", "touch", "0").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(env.digdir.stats().writes(), writes_before);
+    // Once the delay is over, a pass makes and registers the next key; the app's Secret stays.
+    env.clock
+        .advance(env.core_config().next_key_delay + Duration::from_secs(1));
+    env.annotate("app", "touch", "2").await;
+    wait_until("next key registered", async || {
+        env.jwks_kids(&client_id).len() == 2
+    })
+    .await;
     let kids = env.jwks_kids(&client_id);
     assert!(kids.contains(&jwk.kid), "{kids:?}");
-    assert_eq!(kids.len(), 2, "current + next: {kids:?}");
+    assert_eq!(Counters::get(&ctx.counters.keys_generated), 2);
+    assert_eq!(
+        data(
+            &env.secret("app-idporten").await.expect("Secret"),
+            "IDPORTEN_CLIENT_JWK"
+        ),
+        data(&s, "IDPORTEN_CLIENT_JWK"),
+        "the app's key is unchanged"
+    );
+    wait_until("nothing deferred", async || ctx.deferred_next_keys() == 0).await;
+    assert_eq!(
+        Counters::get(&ctx.counters.workload_scans),
+        0,
+        "no Secret but the app's own: nothing to scan for"
+    );
 
     // Steady state: another pass writes nothing anywhere.
-    let ctx = env.ctx.clone().expect("ctx");
     let writes_before = env.digdir.stats().writes();
     let secret_writes = Counters::get(&ctx.counters.secret_writes);
     env.annotate("app", "touch", "1").await;
@@ -410,6 +449,68 @@ async fn adopts_existing_registration_without_duplicate() {
         clients[0]["redirect_uris"],
         json!(["https://app.example.com/oauth2/callback"])
     );
+}
+
+#[tokio::test]
+async fn many_creates_share_one_list_of_registrations() {
+    let mut env = env().await;
+    let ctx = env.run();
+    let names: Vec<String> = (0..12).map(|i| format!("app{i}")).collect();
+    for n in &names {
+        env.create_idp(n, spec(&format!("{n}-secret"))).await;
+    }
+    for n in &names {
+        env.wait_ready(n).await;
+    }
+    for n in &names {
+        assert_eq!(env.clients_with_description(&desc(n)).len(), 1, "{n}");
+    }
+    let lists = env
+        .sim
+        .journal()
+        .iter()
+        .filter(|c| c.method == axum::http::Method::GET && c.path == "/api/v1/clients")
+        .count();
+    // One list for all the creates, not one per resource.
+    assert_eq!(lists, 1, "list calls for {} creates", names.len());
+    assert_eq!(Counters::get(&ctx.counters.client_creates), 12);
+    assert_eq!(ctx.registrations.len().await, 12, "own creates recorded");
+    // A brand-new client's JWKS is not read: it has none.
+    assert_eq!(
+        env.sim
+            .journal()
+            .iter()
+            .filter(|c| c.method == axum::http::Method::GET && c.path.ends_with("/jwks"))
+            .count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn client_created_before_a_restart_is_adopted_from_a_fresh_list() {
+    let mut env = env().await;
+    env.run();
+    env.create_idp("a", spec("a-secret")).await;
+    env.wait_ready("a").await;
+    env.stop().await;
+    // While the operator is down, a client for "b" appears (as after a crash between the create
+    // and the status write).
+    let existing = env
+        .digdir
+        .create_client(&registration("b"))
+        .await
+        .expect("pre-create")
+        .client_id
+        .expect("id");
+    let ctx = env.run();
+    env.create_idp("b", spec("b-secret")).await;
+    let o = env.wait_ready("b").await;
+    assert_eq!(
+        o.status.and_then(|s| s.client_id).as_deref(),
+        Some(existing.as_str())
+    );
+    assert_eq!(env.clients_with_description(&desc("b")).len(), 1);
+    assert_eq!(Counters::get(&ctx.counters.client_creates), 0);
 }
 
 #[tokio::test]
@@ -981,6 +1082,7 @@ async fn key_removed_by_hand_is_registered_again() {
     let mut env = env().await;
     let cfg = core::Config {
         jwks_check_every: Duration::from_secs(3600),
+        next_key_delay: Duration::ZERO,
         ..env.core_config()
     };
     let ctx = env.run_with(cfg, PASS);
@@ -1246,6 +1348,7 @@ async fn rotation_with_propagation_delay_only_hands_out_accepted_keys() {
     env.sim.set_propagation_delay(delay);
     let cfg = core::Config {
         key_propagation: delay,
+        next_key_delay: Duration::ZERO,
         ..env.core_config()
     };
     env.run_with(cfg, Duration::from_secs(3600));

@@ -25,7 +25,11 @@ fn repo() -> PathBuf {
 
 fn shared_examples() -> PathBuf {
     let dir = repo().join("../shared/examples");
-    assert!(dir.is_dir(), "the shared examples are missing at {}", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the shared examples are missing at {}",
+        dir.display()
+    );
     dir
 }
 
@@ -56,10 +60,18 @@ fn start_sim() -> Sim {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("starting portvakt sim");
-    let sim = Sim { child, kubeconfig, state, _dir: dir };
+    let sim = Sim {
+        child,
+        kubeconfig,
+        state,
+        _dir: dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     while !sim.kubeconfig.exists() {
-        assert!(Instant::now() < deadline, "portvakt sim wrote no kubeconfig within 60s");
+        assert!(
+            Instant::now() < deadline,
+            "portvakt sim wrote no kubeconfig within 60s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     sim
@@ -87,14 +99,22 @@ fn text(output: &Output) -> String {
 #[track_caller]
 fn ok(sim: &Sim, args: &[&str]) -> String {
     let output = kubectl(sim, args);
-    assert!(output.status.success(), "kubectl {args:?} failed:\n{}", text(&output));
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed:\n{}",
+        text(&output)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[track_caller]
 fn rejected(sim: &Sim, args: &[&str]) -> String {
     let output = kubectl(sim, args);
-    assert!(!output.status.success(), "kubectl {args:?} should have failed:\n{}", text(&output));
+    assert!(
+        !output.status.success(),
+        "kubectl {args:?} should have failed:\n{}",
+        text(&output)
+    );
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -146,52 +166,119 @@ fn kubectl_applies_gets_describes_and_deletes_the_shared_examples() {
     }
 
     // Printer columns come from the CRD.
-    let out = ok(&sim, &["get", "idportenclients", "-n", "tilgangsstyring-main"]);
+    let out = ok(
+        &sim,
+        &["get", "idportenclients", "-n", "tilgangsstyring-main"],
+    );
     let header = out.lines().next().unwrap_or_default();
     for column in ["NAME", "SECRET REF", "CLIENTID", "AGE"] {
-        assert!(header.contains(column), "column {column} missing in:\n{out}");
+        assert!(
+            header.contains(column),
+            "column {column} missing in:\n{out}"
+        );
     }
-    assert!(out.contains("test-client") && out.contains("idporten-secret"), "{out}");
+    assert!(
+        out.contains("test-client") && out.contains("idporten-secret"),
+        "{out}"
+    );
     let out = ok(&sim, &["get", "maskinportenclients", "-A"]);
-    assert!(out.contains("krr-lookup") && out.contains("delegated-api"), "{out}");
+    assert!(
+        out.contains("krr-lookup") && out.contains("delegated-api"),
+        "{out}"
+    );
 
     // A second client-side apply of an unchanged file is a no-op patch.
-    let out = ok(&sim, &["apply", "-f", path_str(&examples.join("idportenclient.yaml"))]);
+    let out = ok(
+        &sim,
+        &[
+            "apply",
+            "-f",
+            path_str(&examples.join("idportenclient.yaml")),
+        ],
+    );
     assert!(out.contains("unchanged"), "{out}");
 
     // Server-side apply.
     let out = ok(
         &sim,
-        &["apply", "--server-side", "-f", path_str(&examples.join("maskinportenclient-consumer.yaml"))],
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            path_str(&examples.join("maskinportenclient-consumer.yaml")),
+        ],
     );
     assert!(out.contains("serverside-applied"), "{out}");
 
-    let out = ok(&sim, &["describe", "idportenclient", "test-client", "-n", "tilgangsstyring-main"]);
-    assert!(out.contains("Name:") && out.contains("test-client"), "{out}");
+    let out = ok(
+        &sim,
+        &[
+            "describe",
+            "idportenclient",
+            "test-client",
+            "-n",
+            "tilgangsstyring-main",
+        ],
+    );
+    assert!(
+        out.contains("Name:") && out.contains("test-client"),
+        "{out}"
+    );
     assert!(out.contains("idporten-secret"), "{out}");
 
     let out = ok(
         &sim,
-        &["annotate", "idportenclient", "test-client", "-n", "tilgangsstyring-main", "digdir.nais.io/resync=true"],
+        &[
+            "annotate",
+            "idportenclient",
+            "test-client",
+            "-n",
+            "tilgangsstyring-main",
+            "digdir.nais.io/resync=true",
+        ],
     );
     assert!(out.contains("annotated"), "{out}");
     let out = ok(
         &sim,
         &[
-            "patch", "idportenclient", "test-client", "-n", "tilgangsstyring-main", "--type=merge",
-            "-p", r#"{"spec":{"clientName":"Patched Name"}}"#,
+            "patch",
+            "idportenclient",
+            "test-client",
+            "-n",
+            "tilgangsstyring-main",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"clientName":"Patched Name"}}"#,
         ],
     );
     assert!(out.contains("patched"), "{out}");
     let out = ok(
         &sim,
-        &["get", "idportenclient", "test-client", "-n", "tilgangsstyring-main", "-o", "jsonpath={.spec.clientName}"],
+        &[
+            "get",
+            "idportenclient",
+            "test-client",
+            "-n",
+            "tilgangsstyring-main",
+            "-o",
+            "jsonpath={.spec.clientName}",
+        ],
     );
     assert_eq!(out, "Patched Name");
 
     let out = ok(&sim, &["delete", "-f", path_str(&examples)]);
-    assert!(out.contains("idportenclient.nais.io \"test-client\" deleted"), "{out}");
-    let out = ok(&sim, &["get", "idportenclients,maskinportenclients,azureadapplications", "-A"]);
+    assert!(
+        out.contains("idportenclient.nais.io \"test-client\" deleted"),
+        "{out}"
+    );
+    let out = ok(
+        &sim,
+        &[
+            "get",
+            "idportenclients,maskinportenclients,azureadapplications",
+            "-A",
+        ],
+    );
     assert!(!out.contains("test-client"), "{out}");
 }
 
@@ -208,7 +295,11 @@ fn kubectl_prints_the_servers_validation_error_naming_the_field() {
             "atMaxAge: 1000",
             "spec.scopes.exposes[0].atMaxAge",
         ),
-        ("orgno.yaml", "orgno: \"12345678\"", "spec.scopes.exposes[0].consumers[0].orgno"),
+        (
+            "orgno.yaml",
+            "orgno: \"12345678\"",
+            "spec.scopes.exposes[0].consumers[0].orgno",
+        ),
         ("separator.yaml", "separator: \":\"", "separator"),
     ];
     for (file, line, field) in cases {
@@ -229,11 +320,20 @@ fn kubectl_prints_the_servers_validation_error_naming_the_field() {
         manifest.push_str(&consumer);
         let path = write_manifest(dir.path(), file, &manifest);
         let err = rejected(&sim, &["apply", "-f", path_str(&path)]);
-        assert!(err.contains(field), "{file}: the error does not name {field}:\n{err}");
-        assert!(err.contains("is invalid"), "{file}: not a validation error:\n{err}");
+        assert!(
+            err.contains(field),
+            "{file}: the error does not name {field}:\n{err}"
+        );
+        assert!(
+            err.contains("is invalid"),
+            "{file}: not a validation error:\n{err}"
+        );
     }
     let out = ok(&sim, &["get", "maskinportenclients", "-A", "-o", "name"]);
-    assert!(out.trim().is_empty(), "a rejected manifest was stored: {out}");
+    assert!(
+        out.trim().is_empty(),
+        "a rejected manifest was stored: {out}"
+    );
 
     // Strict field validation: an unknown field is refused by the server.
     let path = write_manifest(
@@ -257,18 +357,30 @@ impl Drop for Operator {
 }
 
 fn start_operator(sim: &Sim) -> Operator {
-    let settings = std::fs::read_to_string(sim.state.join("run.env")).expect("portvakt sim wrote no run.env");
+    let settings =
+        std::fs::read_to_string(sim.state.join("run.env")).expect("portvakt sim wrote no run.env");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_portvakt"));
-    cmd.arg("run").env("KUBECONFIG", &sim.kubeconfig).env("PORTVAKT_LOG", "warn");
+    cmd.arg("run")
+        .env("KUBECONFIG", &sim.kubeconfig)
+        .env("PORTVAKT_LOG", "warn");
     for line in settings.lines() {
         if let Some((k, v)) = line.split_once('=') {
             cmd.env(k, v);
         }
     }
-    Operator(cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("starting portvakt run"))
+    Operator(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting portvakt run"),
+    )
 }
 
-fn secret_data(sim: &Sim, namespace: &str, name: &str) -> std::collections::BTreeMap<String, String> {
+fn secret_data(
+    sim: &Sim,
+    namespace: &str,
+    name: &str,
+) -> std::collections::BTreeMap<String, String> {
     use base64::Engine as _;
     let out = ok(sim, &["get", "secret", name, "-n", namespace, "-o", "json"]);
     let secret: serde_json::Value = serde_json::from_str(&out).expect("kubectl printed JSON");
@@ -294,18 +406,33 @@ async fn operator_binary_makes_the_examples_ready_and_their_credentials_work() {
     ok(&sim, &["apply", "-f", path_str(&repo().join("examples"))]);
     let out = ok(
         &sim,
-        &["wait", "--for=condition=Ready", "--timeout=90s", "-n", "tilgangsstyring-main", "idportenclient/test-client"],
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "--timeout=90s",
+            "-n",
+            "tilgangsstyring-main",
+            "idportenclient/test-client",
+        ],
     );
     assert!(out.contains("condition met"), "{out}");
     let out = ok(
         &sim,
-        &["wait", "--for=condition=Ready", "--timeout=90s", "-n", "team-a", "maskinportenclient/krr-lookup"],
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "--timeout=90s",
+            "-n",
+            "team-a",
+            "maskinportenclient/krr-lookup",
+        ],
     );
     assert!(out.contains("condition met"), "{out}");
     let clock = portvakt::clock::Clock::system();
 
     let mp = secret_data(&sim, "team-a", "krr-lookup-maskinporten");
-    let jwk: serde_json::Value = serde_json::from_str(&mp["MASKINPORTEN_CLIENT_JWK"]).expect("JWK JSON");
+    let jwk: serde_json::Value =
+        serde_json::from_str(&mp["MASKINPORTEN_CLIENT_JWK"]).expect("JWK JSON");
     for field in ["kid", "alg", "n", "e", "d", "p", "q", "dp", "dq", "qi"] {
         assert!(jwk.get(field).is_some(), "the private JWK lacks {field}");
     }
@@ -316,15 +443,22 @@ async fn operator_binary_makes_the_examples_ready_and_their_credentials_work() {
         jwks_uri: mp["MASKINPORTEN_JWKS_URI"].clone(),
         authorization_endpoint: None,
     };
-    let token = app::maskinporten_token(&urls, &mp["MASKINPORTEN_CLIENT_ID"], &jwk, &mp["MASKINPORTEN_SCOPES"], &clock)
-        .await
-        .expect("Maskinporten accepts a grant signed with the Secret's key");
+    let token = app::maskinporten_token(
+        &urls,
+        &mp["MASKINPORTEN_CLIENT_ID"],
+        &jwk,
+        &mp["MASKINPORTEN_SCOPES"],
+        &clock,
+    )
+    .await
+    .expect("Maskinporten accepts a grant signed with the Secret's key");
     assert_eq!(token["token_type"], "Bearer");
     assert_eq!(token["scope"], "krr:global/kontaktinformasjon.read");
     assert!(token["expires_in"].is_u64(), "{token}");
 
     let idp = secret_data(&sim, "tilgangsstyring-main", "idporten-secret");
-    let jwk: serde_json::Value = serde_json::from_str(&idp["IDPORTEN_CLIENT_JWK"]).expect("JWK JSON");
+    let jwk: serde_json::Value =
+        serde_json::from_str(&idp["IDPORTEN_CLIENT_JWK"]).expect("JWK JSON");
     let metadata: serde_json::Value = reqwest::get(&idp["IDPORTEN_WELL_KNOWN_URL"])
         .await
         .expect("well-known document")
@@ -336,7 +470,9 @@ async fn operator_binary_makes_the_examples_ready_and_their_credentials_work() {
         well_known_url: idp["IDPORTEN_WELL_KNOWN_URL"].clone(),
         token_endpoint: idp["IDPORTEN_TOKEN_ENDPOINT"].clone(),
         jwks_uri: idp["IDPORTEN_JWKS_URI"].clone(),
-        authorization_endpoint: metadata["authorization_endpoint"].as_str().map(str::to_string),
+        authorization_endpoint: metadata["authorization_endpoint"]
+            .as_str()
+            .map(str::to_string),
     };
     assert_eq!(
         idp["IDPORTEN_REDIRECT_URI"],
@@ -355,8 +491,20 @@ async fn operator_binary_makes_the_examples_ready_and_their_credentials_work() {
     assert!(tokens["id_token"].is_string(), "{tokens}");
 
     // Deleting goes through the finalizer: the operator removes the client at Digdir first.
-    let out = ok(&sim, &["delete", "-n", "team-a", "maskinportenclient/krr-lookup", "--timeout=60s"]);
+    let out = ok(
+        &sim,
+        &[
+            "delete",
+            "-n",
+            "team-a",
+            "maskinportenclient/krr-lookup",
+            "--timeout=60s",
+        ],
+    );
     assert!(out.contains("deleted"), "{out}");
-    let out = ok(&sim, &["get", "maskinportenclients", "-n", "team-a", "-o", "name"]);
+    let out = ok(
+        &sim,
+        &["get", "maskinportenclients", "-n", "team-a", "-o", "name"],
+    );
     assert!(out.trim().is_empty(), "{out}");
 }
