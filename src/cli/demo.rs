@@ -179,6 +179,7 @@ fn run_args_for_sim(digdir: &DigdirSim, digdir_url: &str, state: &std::path::Pat
         concurrency: 4,
         resync_period: "1h".into(),
         key_propagation: "0s".into(),
+        next_key_delay: "5m".into(),
         metrics_address: SocketAddr::from(([127, 0, 0, 1], 0)),
         observe: false,
     }

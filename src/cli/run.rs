@@ -88,6 +88,10 @@ pub struct RunArgs {
     /// How long Digdir may take to accept a newly registered key (documented: up to 2 minutes).
     #[arg(long, env = "PORTVAKT_KEY_PROPAGATION", default_value = "2m")]
     pub key_propagation: String,
+    /// How long after a resource's first key is registered its next key (kept for a later
+    /// rotation) is made: a burst of new resources spends its CPU on first keys first.
+    #[arg(long, env = "PORTVAKT_NEXT_KEY_DELAY", default_value = "5m")]
+    pub next_key_delay: String,
     /// Health and metrics endpoint (/healthz, /readyz, /metrics).
     #[arg(long, env = "PORTVAKT_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     pub metrics_address: SocketAddr,
@@ -164,6 +168,7 @@ pub struct Settings {
     config: DigdirConfig,
     signer: Arc<dyn Signer>,
     key_propagation: Duration,
+    next_key_delay: Duration,
 }
 
 /// Checks every setting, failing on the first bad one and naming it.
@@ -173,11 +178,13 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     }
     let config = digdir_config(args)?;
     let key_propagation = parse_duration("--key-propagation", &args.key_propagation)?;
+    let next_key_delay = parse_duration("--next-key-delay", &args.next_key_delay)?;
     let signer = signer(args)?;
     Ok(Settings {
         config,
         signer,
         key_propagation,
+        next_key_delay,
     })
 }
 
@@ -192,6 +199,7 @@ pub async fn build_context(
         config,
         signer,
         key_propagation,
+        next_key_delay,
     } = settings;
     let digdir = DigdirClient::new(&config, signer, clock.clone())
         .map_err(|e| anyhow::anyhow!("Digdir client: {e}"))?;
@@ -228,6 +236,7 @@ pub async fn build_context(
             token_endpoint: maskinporten.token_endpoint,
         },
         key_propagation,
+        next_key_delay,
         ..portvakt::core::Config::default()
     };
     Ok(Context::new(client, digdir, core_config, clock))

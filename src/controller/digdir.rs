@@ -226,17 +226,25 @@ pub(super) fn observed_json(c: &ClientRegistration) -> serde_json::Value {
 }
 
 async fn patch_status<K: DigdirResource>(
+    ctx: &Context,
     api: &Api<K>,
     name: &str,
     st: &DigdiratorStatus,
 ) -> Result<(), Error> {
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": st })),
-    )
-    .await?;
+    let o = api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": st })),
+        )
+        .await?;
+    record_own(ctx, &o);
     Ok(())
+}
+
+/// Records a write of the resource (its answer) as portvakt's own (see [`super::OwnWrites`]).
+fn record_own<K: DigdirResource>(ctx: &Context, written: &K) {
+    ctx.own_writes.record(K::kind(&()).as_ref(), written.meta());
 }
 
 /// The controller entry point.
@@ -290,7 +298,7 @@ async fn report_failure<K: DigdirResource>(obj: &K, ctx: &Context, api: &Api<K>,
         &message,
     );
     if prev != Some(&st) {
-        if let Err(e) = patch_status(api, &obj.name_any(), &st).await {
+        if let Err(e) = patch_status(ctx, api, &obj.name_any(), &st).await {
             tracing::debug!(error = %e, "writing failure status failed");
         }
         publish(
@@ -309,7 +317,11 @@ fn has_finalizer<K: Resource>(obj: &K, f: &str) -> bool {
 }
 
 /// Adds portvakt's finalizer and drops the legacy one (optimistic: carries resourceVersion).
-async fn ensure_finalizer<K: DigdirResource>(obj: &K, api: &Api<K>) -> Result<(), Error> {
+async fn ensure_finalizer<K: DigdirResource>(
+    obj: &K,
+    ctx: &Context,
+    api: &Api<K>,
+) -> Result<(), Error> {
     if has_finalizer(obj, cstatus::FINALIZER) && !has_finalizer(obj, cstatus::LEGACY_FINALIZER) {
         return Ok(());
     }
@@ -324,12 +336,14 @@ async fn ensure_finalizer<K: DigdirResource>(obj: &K, api: &Api<K>) -> Result<()
     list.push(cstatus::FINALIZER.into());
     let patch =
         json!({"metadata": {"finalizers": list, "resourceVersion": obj.meta().resource_version}});
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(patch),
-    )
-    .await?;
+    let o = api
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await?;
+    record_own(ctx, &o);
     Ok(())
 }
 
@@ -378,8 +392,14 @@ async fn finalize<K: DigdirResource>(
         )
         .await
     {
-        Ok(_) => Ok(Action::await_change()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Action::await_change()),
+        Ok(_) => {
+            forget_own::<K>(ctx, obj);
+            Ok(Action::await_change())
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            forget_own::<K>(ctx, obj);
+            Ok(Action::await_change())
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -614,12 +634,14 @@ async fn sync_registration<K: DigdirResource>(
     if status.client_id.as_deref() != Some(client_id.as_str()) {
         // Written before anything else, so a crash never leads to a second client.
         status.client_id = Some(client_id.clone());
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"clientID": client_id}})),
-        )
-        .await?;
+        let o = api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"clientID": client_id}})),
+            )
+            .await?;
+        record_own(ctx, &o);
     }
     Ok(Registration {
         client_id,
@@ -824,7 +846,7 @@ async fn apply<K: DigdirResource>(
     api: &Api<K>,
     resync: Duration,
 ) -> Result<(Action, Vec<String>), Error> {
-    ensure_finalizer(obj, api).await?;
+    ensure_finalizer(obj, ctx, api).await?;
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let generation = obj.meta().generation;
@@ -940,7 +962,7 @@ async fn apply<K: DigdirResource>(
     let mut next_secret = view.next.clone();
     if actions.next_is_new {
         let desired = csecret::desired_next_key_secret(&owner, &actions.next, &new_book);
-        next_secret = Some(write_next(&sapi, oid, next_secret.as_ref(), &desired).await?);
+        next_secret = Some(write_next(ctx, &sapi, oid, next_secret.as_ref(), &desired).await?);
         Counters::inc(&ctx.counters.secret_writes);
     }
     let mut key_ids = None;
@@ -1003,7 +1025,7 @@ async fn apply<K: DigdirResource>(
         });
     if next_needs_write {
         let desired = csecret::desired_next_key_secret(&owner, &actions.next, &new_book);
-        write_next(&sapi, oid, next_secret.as_ref(), &desired).await?;
+        write_next(ctx, &sapi, oid, next_secret.as_ref(), &desired).await?;
         Counters::inc(&ctx.counters.secret_writes);
     }
 
@@ -1018,7 +1040,7 @@ async fn apply<K: DigdirResource>(
             ),
         );
         if Some(&st) != obj.digdir_status() {
-            patch_status(api, &name, &st).await?;
+            patch_status(ctx, api, &name, &st).await?;
         }
         ctx.set_deferred_next(&object_key(obj), false);
         return Ok((Action::requeue(wait), repairs));
@@ -1044,15 +1066,7 @@ async fn apply<K: DigdirResource>(
         .as_ref()
         .is_none_or(|s| csecret::needs_write(s, &desired));
     if write {
-        secrets::write(
-            &sapi,
-            oid,
-            view.app.as_ref(),
-            &desired,
-            |e| csecret::merged_for_update(e, &desired),
-            true,
-        )
-        .await?;
+        write_app(ctx, &sapi, oid, view.app.as_ref(), &desired).await?;
         Counters::inc(&ctx.counters.secret_writes);
         changed = true;
     }
@@ -1063,6 +1077,11 @@ async fn apply<K: DigdirResource>(
             .find(|s| s.metadata.name.as_deref() == Some(name_to_delete))
         {
             secrets::delete(&sapi, oid, s).await?;
+            ctx.own_writes.forget(
+                "Secret",
+                &ns,
+                s.metadata.name.as_deref().unwrap_or_default(),
+            );
             Counters::inc(&ctx.counters.secret_deletes);
             changed = true;
         }
@@ -1092,12 +1111,14 @@ async fn apply<K: DigdirResource>(
             .iter()
             .map(|a| (a.to_string(), serde_json::Value::Null))
             .collect();
-        api.patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": ann}})),
-        )
-        .await?;
+        let o = api
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": ann}})),
+            )
+            .await?;
+        record_own(ctx, &o);
     }
 
     let prev_dropped = obj
@@ -1124,7 +1145,7 @@ async fn apply<K: DigdirResource>(
                 dropped: actions.dropped.clone(),
             },
         );
-        patch_status(api, &name, &st).await?;
+        patch_status(ctx, api, &name, &st).await?;
         if !up_to_date || write {
             publish(
                 ctx,
@@ -1142,7 +1163,59 @@ async fn apply<K: DigdirResource>(
     Ok((Action::requeue(requeue), repairs))
 }
 
+/// Forgets the own writes of a resource that is gone, and of its Secrets.
+fn forget_own<K: DigdirResource>(ctx: &Context, obj: &K) {
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    ctx.own_writes.forget(K::kind(&()).as_ref(), &ns, &name);
+    ctx.own_writes.forget("Secret", &ns, obj.secret_name());
+    ctx.own_writes.forget(
+        "Secret",
+        &ns,
+        &csecret::next_key_secret_name(K::KIND, &name),
+    );
+}
+
+/// Creates the app Secret, or replaces `existing` (owned by portvakt) with `desired` merged onto it.
+async fn write_app(
+    ctx: &Context,
+    sapi: &Api<Secret>,
+    oid: OwnerId<'_>,
+    existing: Option<&Secret>,
+    desired: &Secret,
+) -> Result<(), Error> {
+    let pp = kube::api::PostParams::default();
+    let written = match existing {
+        None => sapi
+            .create(&pp, desired)
+            .await
+            .map_err(|e| secret_err("creating", desired, e))?,
+        Some(e) => {
+            secrets::check_owned(e, oid)?;
+            let m = csecret::merged_for_update(e, desired);
+            let name = desired.metadata.name.clone().unwrap_or_default();
+            sapi.replace(&name, &pp, &m)
+                .await
+                .map_err(|e| secret_err("updating", desired, e))?
+        }
+    };
+    ctx.own_writes.record("Secret", &written.metadata);
+    Ok(())
+}
+
 async fn write_next(
+    ctx: &Context,
+    sapi: &Api<Secret>,
+    oid: OwnerId<'_>,
+    existing: Option<&Secret>,
+    desired: &Secret,
+) -> Result<Secret, Error> {
+    let written = write_next_secret(sapi, oid, existing, desired).await?;
+    ctx.own_writes.record("Secret", &written.metadata);
+    Ok(written)
+}
+
+async fn write_next_secret(
     sapi: &Api<Secret>,
     oid: OwnerId<'_>,
     existing: Option<&Secret>,

@@ -20,12 +20,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -95,6 +98,67 @@ pub struct Context {
     pub(crate) keygen_slots: tokio::sync::Semaphore,
     /// Resources whose next key is deferred (see [`core::keyplan`]), by object key.
     deferred_next: Mutex<HashSet<String>>,
+    /// The resourceVersion of portvakt's own last write of each object (see [`OwnWrites`]).
+    pub(crate) own_writes: OwnWrites,
+}
+
+/// portvakt's own writes, so the watches can tell them from everyone else's.
+///
+/// A reconcile that writes its resource (finalizer, status, consumed annotations) or one of its
+/// Secrets has already done everything that write calls for; the watch event echoing it back would
+/// only run the same pass again. Each write's answer carries the object's new resourceVersion; a watch
+/// event carrying exactly that version is the echo and triggers nothing. Any other change — someone
+/// else's write, a deletion, a re-created object — carries another version and still triggers.
+#[derive(Debug, Default)]
+pub(crate) struct OwnWrites(Mutex<HashMap<String, String>>);
+
+impl OwnWrites {
+    fn key(kind: &str, meta: &ObjectMeta) -> Option<String> {
+        Some(format!(
+            "{kind}/{}/{}",
+            meta.namespace.as_deref()?,
+            meta.name.as_deref()?
+        ))
+    }
+
+    /// Records the object as portvakt's write answered it.
+    pub(crate) fn record(&self, kind: &str, meta: &ObjectMeta) {
+        let (Some(key), Some(rv)) = (Self::key(kind, meta), meta.resource_version.as_ref()) else {
+            return;
+        };
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(key, rv.clone());
+    }
+
+    /// Forgets an object portvakt deleted (or whose owner is gone).
+    pub(crate) fn forget(&self, kind: &str, namespace: &str, name: &str) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(&format!("{kind}/{namespace}/{name}"));
+    }
+
+    /// Whether this version of the object is portvakt's own last write of it.
+    pub(crate) fn is_own(&self, kind: &str, meta: &ObjectMeta) -> bool {
+        let (Some(key), Some(rv)) = (Self::key(kind, meta), meta.resource_version.as_ref()) else {
+            return false;
+        };
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&key) == Some(rv)
+    }
+}
+
+/// The parts of a resource whose change calls for a reconcile: generation (spec), annotations
+/// (resync, rotate, preserve), labels, finalizers and deletion. Status alone does not: only
+/// portvakt writes it.
+fn trigger_hash<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let m = obj.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    m.generation.hash(&mut h);
+    m.annotations.hash(&mut h);
+    m.labels.hash(&mut h);
+    m.finalizers.hash(&mut h);
+    m.deletion_timestamp.as_ref().map(|t| t.0).hash(&mut h);
+    Some(h.finish())
 }
 
 impl Context {
@@ -127,6 +191,7 @@ impl Context {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
             deferred_next: Mutex::new(HashSet::new()),
+            own_writes: OwnWrites::default(),
         })
     }
 
@@ -212,12 +277,38 @@ fn controller_for<K: DigdirResource>(
     impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let api: Api<K> = Api::all(ctx.client.clone());
-    let secrets: Api<Secret> = Api::all(ctx.client.clone());
+    let secrets: Api<PartialObjectMeta<Secret>> = Api::all(ctx.client.clone());
     let selector = format!("type={}", K::KIND.secret_type_label());
     let shutdown = opts.shutdown.clone();
     let resync = opts.resync_period;
-    let controller = Controller::new(api, watcher::Config::default())
-        .owns(secrets, watcher::Config::default().labels(&selector))
+    // The resources: every change reaches the store; a reconcile only for a change that calls for
+    // one (not status alone) and that is not portvakt's own write echoed back.
+    let (reader, writer) = reflector::store();
+    let own = ctx.clone();
+    let resources = watcher(api, watcher::Config::default())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(trigger_hash::<K>, PredicateConfig::default())
+        .try_filter(move |obj| {
+            let own_write = own.own_writes.is_own(K::kind(&()).as_ref(), obj.meta());
+            std::future::ready(!own_write)
+        });
+    // The owned Secrets (metadata only): a change or deletion by anyone else triggers its owner's
+    // reconcile; portvakt's own writes echoed back do not. Deletions always trigger.
+    let own = ctx.clone();
+    let owned_secrets = watcher(secrets, watcher::Config::default().labels(&selector))
+        .try_filter(move |ev| {
+            let own_write = match ev {
+                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+                    own.own_writes.is_own("Secret", &s.metadata)
+                }
+                _ => false,
+            };
+            std::future::ready(!own_write)
+        })
+        .touched_objects();
+    let controller = Controller::for_stream(resources, reader)
+        .owns_stream(owned_secrets)
         .with_config(ControllerConfig::default().concurrency(opts.concurrency))
         .graceful_shutdown_on(async move { shutdown.cancelled().await });
     let store = controller.store();

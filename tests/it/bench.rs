@@ -12,7 +12,14 @@ fn bench_smoke_run_gets_every_client_ready_and_writes_nothing_in_steady_state() 
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_portvakt"))
         .args(["bench", "--n", "5", "--unrelated", "50", "--latency", "1ms"])
-        .args(["--steady-window", "5s", "--timeout", "40s"])
+        .args([
+            "--steady-window",
+            "5s",
+            "--next-key-delay",
+            "2s",
+            "--timeout",
+            "40s",
+        ])
         .env("TMPDIR", tmp.path())
         .env_remove("PORTVAKT_LOG")
         .stdin(Stdio::null())

@@ -1468,3 +1468,46 @@ async fn rotation_with_propagation_delay_only_hands_out_accepted_keys() {
     );
     wait_until("Ready", async || ready(&api).await).await;
 }
+
+#[tokio::test]
+async fn secret_changed_or_deleted_by_someone_else_is_repaired_without_a_loop() {
+    let mut env = env().await;
+    let ctx = env.run();
+    env.create_idp("app", spec("app-idporten")).await;
+    env.wait_ready("app").await;
+    let s = env.secret("app-idporten").await.expect("Secret");
+    let client_id = data(&s, "IDPORTEN_CLIENT_ID");
+    let kid = kid_of(&s);
+    // The operator's own writes echoed back by the watches start no further passes.
+    let settled = Counters::get(&ctx.counters.reconciles);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(Counters::get(&ctx.counters.reconciles), settled);
+
+    // Edited by someone else: repaired.
+    env.secrets()
+        .patch(
+            "app-idporten",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"IDPORTEN_CLIENT_ID": "tampered"}})),
+        )
+        .await
+        .expect("patch");
+    wait_until("Secret repaired", async || {
+        env.secret("app-idporten")
+            .await
+            .is_some_and(|s| data(&s, "IDPORTEN_CLIENT_ID") == client_id)
+    })
+    .await;
+
+    // Deleted by someone else: written again, with the same key.
+    env.secrets()
+        .delete("app-idporten", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_until("Secret re-created", async || {
+        env.secret("app-idporten")
+            .await
+            .is_some_and(|s| kid_of(&s) == kid && data(&s, "IDPORTEN_CLIENT_ID") == client_id)
+    })
+    .await;
+}

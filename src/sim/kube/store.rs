@@ -193,9 +193,14 @@ fn random_suffix() -> String {
         .collect()
 }
 
+/// Core Events are stored in events.k8s.io form and served converted.
+pub(super) fn is_core_event(info: &ResourceInfo) -> bool {
+    info.plural == "events" && info.group.is_empty()
+}
+
 /// The object as served at this resource's version.
 pub fn served(info: &ResourceInfo, stored: &Value) -> Value {
-    if info.plural == "events" && info.group.is_empty() {
+    if is_core_event(info) {
         return events::to_core(stored);
     }
     let mut v = stored.clone();
@@ -328,14 +333,51 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))
     }
 
+    /// Objects of a type as stored, in key order, optionally in one namespace.
+    fn stored_objects<'a>(
+        &'a self,
+        info: &'a ResourceInfo,
+        ns: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a ObjKey, &'a Value)> + 'a {
+        let skey = registry::storage_key(info);
+        // A namespace narrows the range itself (keys are ordered by kind, namespace, name).
+        let start_ns = ns
+            .filter(|_| info.namespaced)
+            .map(str::to_string)
+            .unwrap_or_default();
+        self.objects
+            .range((skey.clone(), start_ns, String::new())..)
+            .take_while(move |(k, _)| {
+                k.0 == skey && ns.is_none_or(|n| !info.namespaced || k.1 == n)
+            })
+    }
+
     /// Objects of a type as served, in key order, optionally in one namespace.
     pub fn served_objects(&self, info: &ResourceInfo, ns: Option<&str>) -> Vec<(ObjKey, Value)> {
-        let skey = registry::storage_key(info);
-        self.objects
-            .range((skey.clone(), String::new(), String::new())..)
-            .take_while(|(k, _)| k.0 == skey)
-            .filter(|(k, _)| ns.is_none_or(|n| !info.namespaced || k.1 == n))
+        self.stored_objects(info, ns)
             .map(|(k, v)| (k.clone(), served(info, v)))
+            .collect()
+    }
+
+    /// Objects of a type matching `sel`, as served, in key order, optionally in one namespace.
+    /// Selectors are decided on the stored form where it answers them like the served form (every
+    /// type but core Events), so objects that do not match are never copied.
+    pub fn matching_served(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        sel: &Selectors,
+    ) -> Vec<(ObjKey, Value)> {
+        let same_form = !is_core_event(info);
+        self.stored_objects(info, ns)
+            .filter_map(|(k, v)| {
+                if same_form {
+                    sel.matches(v).then(|| (k.clone(), served(info, v)))
+                } else {
+                    let o = served(info, v);
+                    sel.matches(&o).then(|| (k.clone(), o))
+                }
+            })
             .collect()
     }
 
@@ -372,20 +414,30 @@ impl Store {
         };
         let mut items = Vec::new();
         let mut next = None;
-        for (k, obj) in self.served_objects(info, ns) {
+        let same_form = !is_core_event(info);
+        for (k, stored) in self.stored_objects(info, ns) {
             if let Some((sns, sname)) = &start
                 && (&k.1, &k.2) <= (sns, sname)
             {
                 continue;
             }
-            if !sel.matches(&obj) {
-                continue;
-            }
+            let obj = if same_form {
+                if !sel.matches(stored) {
+                    continue;
+                }
+                served(info, stored)
+            } else {
+                let obj = served(info, stored);
+                if !sel.matches(&obj) {
+                    continue;
+                }
+                obj
+            };
             if limit.is_some_and(|l| l > 0 && items.len() >= l) {
-                next = Some(k);
+                next = Some(k.clone());
                 break;
             }
-            items.push((k, obj));
+            items.push((k.clone(), obj));
         }
         let mut metadata = json!({ "resourceVersion": self.rv.to_string() });
         if let (Some(_), Some((last, _))) = (&next, items.last()) {
@@ -1263,9 +1315,8 @@ impl Store {
         let list = self.list(info, ns, sel, None, None)?;
         if !opts.dry_run {
             let keys: Vec<ObjKey> = self
-                .served_objects(info, ns)
+                .matching_served(info, ns, sel)
                 .into_iter()
-                .filter(|(_, o)| sel.matches(o))
                 .map(|(k, _)| k)
                 .collect();
             for k in keys {

@@ -15,7 +15,7 @@ use super::registry;
 use super::resource::ResourceInfo;
 use super::selector::Selectors;
 use super::server::ApiServer;
-use super::store::{EventType, WatchEvent, served};
+use super::store::{EventType, WatchEvent, is_core_event, served};
 
 pub struct WatchParams {
     pub resource_version: Option<String>,
@@ -59,15 +59,21 @@ fn render(
     if info.namespaced && ns.is_some_and(|n| n != ev.namespace) {
         return None;
     }
-    let obj = served(info, &ev.object);
-    let now = sel.matches(&obj);
+    // Selectors answer the same on the stored form (but for core Events): only what is sent is
+    // converted to the served form.
+    let same_form = !is_core_event(info);
+    let matches = |v: &serde_json::Value| {
+        if same_form {
+            sel.matches(v)
+        } else {
+            sel.matches(&served(info, v))
+        }
+    };
+    let now = matches(&ev.object);
     let etype = match ev.etype {
         EventType::Added | EventType::Deleted => now.then_some(ev.etype),
         EventType::Modified => {
-            let before = ev
-                .prev
-                .as_ref()
-                .is_some_and(|p| sel.matches(&served(info, p)));
+            let before = ev.prev.as_ref().is_some_and(matches);
             match (before, now) {
                 (true, true) => Some(EventType::Modified),
                 (false, true) => Some(EventType::Added),
@@ -76,7 +82,7 @@ fn render(
             }
         }
     }?;
-    Some(event_line(etype.as_str(), obj))
+    Some(event_line(etype.as_str(), served(info, &ev.object)))
 }
 
 /// Starts a watch and returns the streaming response.
@@ -102,10 +108,8 @@ pub fn watch(
         } else {
             match p.resource_version.as_deref() {
                 None | Some("") | Some("0") => {
-                    for (_, obj) in store.served_objects(&info, ns.as_deref()) {
-                        if p.selectors.matches(&obj) {
-                            initial.push(event_line("ADDED", obj));
-                        }
+                    for (_, obj) in store.matching_served(&info, ns.as_deref(), &p.selectors) {
+                        initial.push(event_line("ADDED", obj));
                     }
                 }
                 Some(rv) => match rv.parse::<u64>() {
