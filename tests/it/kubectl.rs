@@ -356,11 +356,13 @@ impl Drop for Operator {
     }
 }
 
-fn start_operator(sim: &Sim) -> Operator {
+/// `portvakt run ARGS` with the settings `portvakt sim` wrote.
+fn operator_command(sim: &Sim, args: &[&str]) -> Command {
     let settings =
         std::fs::read_to_string(sim.state.join("run.env")).expect("portvakt sim wrote no run.env");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_portvakt"));
     cmd.arg("run")
+        .args(args)
         .env("KUBECONFIG", &sim.kubeconfig)
         .env("PORTVAKT_LOG", "warn");
     for line in settings.lines() {
@@ -368,12 +370,26 @@ fn start_operator(sim: &Sim) -> Operator {
             cmd.env(k, v);
         }
     }
+    cmd
+}
+
+fn start_operator(sim: &Sim) -> Operator {
+    let mut cmd = operator_command(sim, &[]);
     Operator(
         cmd.stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("starting portvakt run"),
     )
+}
+
+/// `portvakt run --observe`: its report, after checking it exited 0.
+fn observe(sim: &Sim) -> String {
+    let out = operator_command(sim, &["--observe"])
+        .output()
+        .expect("running portvakt run --observe");
+    assert!(out.status.success(), "--observe failed:\n{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn secret_data(
@@ -400,10 +416,44 @@ async fn operator_binary_makes_the_examples_ready_and_their_credentials_work() {
     use portvakt::sim::digdir::{ProviderUrls, app};
     portvakt::install_crypto_provider();
     let sim = start_sim();
-    let _operator = start_operator(&sim);
     ok(&sim, &["apply", "-f", path_str(&repo().join("crds"))]);
     create_namespaces(&sim, &["tilgangsstyring-main", "team-a"]);
     ok(&sim, &["apply", "-f", path_str(&repo().join("examples"))]);
+
+    // Before switching on: --observe says what it would do and writes nothing.
+    let before = ok(
+        &sim,
+        &[
+            "get",
+            "idportenclients,maskinportenclients,secrets",
+            "-A",
+            "-o",
+            "yaml",
+        ],
+    );
+    let report = observe(&sim);
+    assert!(
+        report.contains("IDPortenClient tilgangsstyring-main/test-client: create"),
+        "{report}"
+    );
+    assert!(
+        report.contains("MaskinportenClient team-a/krr-lookup: create"),
+        "{report}"
+    );
+    assert!(report.contains("totals: 2 resources"), "{report}");
+    let after = ok(
+        &sim,
+        &[
+            "get",
+            "idportenclients,maskinportenclients,secrets",
+            "-A",
+            "-o",
+            "yaml",
+        ],
+    );
+    assert_eq!(before, after, "--observe changed something in Kubernetes");
+
+    let _operator = start_operator(&sim);
     let out = ok(
         &sim,
         &[
@@ -489,6 +539,17 @@ async fn operator_binary_makes_the_examples_ready_and_their_credentials_work() {
     .await
     .expect("an ID-porten login with the Secret's key completes");
     assert!(tokens["id_token"].is_string(), "{tokens}");
+
+    // Once synchronised, --observe sees nothing to do.
+    let report = observe(&sim);
+    assert!(
+        report.contains("IDPortenClient tilgangsstyring-main/test-client: unchanged"),
+        "{report}"
+    );
+    assert!(
+        report.contains("MaskinportenClient team-a/krr-lookup: unchanged"),
+        "{report}"
+    );
 
     // Deleting goes through the finalizer: the operator removes the client at Digdir first.
     let out = ok(
