@@ -24,6 +24,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use portvakt::crd::{ConsumedScope, MaskinportenClient, MaskinportenClientSpec, MaskinportenScope};
 use serde_json::{Value, json};
 
+use super::run::parse_duration;
+
 /// The scope every benchmark MaskinportenClient consumes (seeded in the Digdir simulator).
 const CONSUMED_SCOPE: &str = "krr:global/kontaktinformasjon.read";
 /// Label selector of the Secrets the MaskinportenClient controller manages.
@@ -66,24 +68,6 @@ pub struct BenchArgs {
     /// Exit 1 when a target is missed (otherwise only a broken run exits non-zero).
     #[arg(long)]
     pub check: bool,
-}
-
-/// Parses "20ms", "5s", "10m", "1h" or a plain number of seconds.
-fn parse_duration(setting: &str, value: &str) -> anyhow::Result<Duration> {
-    let v = value.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (digits, unit) = v.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .with_context(|| format!("{setting}: {value:?} is not a duration like 20ms, 60s or 30m"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => bail!("{setting}: {value:?} has an unknown unit (use ms, s, m or h)"),
-    };
-    Ok(d)
 }
 
 pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {

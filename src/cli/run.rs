@@ -100,21 +100,22 @@ pub struct RunArgs {
     pub observe: bool,
 }
 
-/// Parses "90s", "5m", "1h", "2d" or a plain number of seconds.
+/// Parses "20ms", "90s", "5m", "1h", "2d" or a plain number of seconds; the error names `setting`.
+/// Every duration flag of the binary goes through it.
 pub fn parse_duration(setting: &str, value: &str) -> anyhow::Result<Duration> {
     let v = value.trim();
     let (digits, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
-    let n: u64 = digits
-        .parse()
-        .with_context(|| format!("{setting}: {value:?} is not a duration like 30s, 10m or 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => bail!("{setting}: {value:?} has an unknown unit (use s, m, h or d)"),
-    };
-    Ok(Duration::from_secs(secs))
+    let n: u64 = digits.parse().with_context(|| {
+        format!("{setting}: {value:?} is not a duration like 20ms, 30s, 10m or 1h")
+    })?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86400)),
+        _ => bail!("{setting}: {value:?} has an unknown unit (use ms, s, m, h or d)"),
+    })
 }
 
 fn digdir_config(args: &RunArgs) -> anyhow::Result<DigdirConfig> {
@@ -311,6 +312,14 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("x", "90").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_duration("x", "20ms").unwrap(),
+            Duration::from_millis(20)
+        );
+        assert_eq!(
+            parse_duration("x", "2d").unwrap(),
+            Duration::from_secs(2 * 86400)
+        );
         assert_eq!(parse_duration("x", "2m").unwrap(), Duration::from_secs(120));
         assert_eq!(
             parse_duration("x", "1h").unwrap(),

@@ -46,18 +46,12 @@ pub struct SimArgs {
     pub state_dir: PathBuf,
 }
 
-fn parse_millis(setting: &str, value: &str) -> anyhow::Result<std::time::Duration> {
-    let v = value.trim();
-    let ms = if let Some(ms) = v.strip_suffix("ms") {
-        ms.parse::<u64>().ok()
-    } else if let Some(s) = v.strip_suffix('s') {
-        s.parse::<u64>().ok().map(|s| s * 1000)
-    } else {
-        v.parse::<u64>().ok()
-    };
-    let ms =
-        ms.with_context(|| format!("{setting}: {value:?} is not a duration like 20ms or 1s"))?;
-    Ok(std::time::Duration::from_millis(ms))
+/// The simulator's latency: a plain number means milliseconds here (it is always small).
+fn parse_latency(setting: &str, value: &str) -> anyhow::Result<std::time::Duration> {
+    match value.trim().parse::<u64>() {
+        Ok(ms) => Ok(std::time::Duration::from_millis(ms)),
+        Err(_) => super::run::parse_duration(setting, value),
+    }
 }
 
 fn require_loopback(setting: &str, addr: SocketAddr) -> anyhow::Result<()> {
@@ -72,7 +66,7 @@ fn require_loopback(setting: &str, addr: SocketAddr) -> anyhow::Result<()> {
 pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     require_loopback("--listen", args.listen)?;
     require_loopback("--digdir-listen", args.digdir_listen)?;
-    let latency = parse_millis("--digdir-latency", &args.digdir_latency)?;
+    let latency = parse_latency("--digdir-latency", &args.digdir_latency)?;
     let seed = match &args.digdir_seed {
         None => Seed::default(),
         Some(path) => {
