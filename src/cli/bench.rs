@@ -406,20 +406,10 @@ fn ns_name(i: usize) -> String {
     format!("bench-{i:02}")
 }
 
+/// Ready for its current generation, by the condition policy every kind shares.
 fn ready_at_generation(mc: &MaskinportenClient) -> bool {
-    let Some(status) = &mc.status else {
-        return false;
-    };
-    let generation = mc.metadata.generation;
-    status
-        .conditions
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .any(|c| {
-            let observed = c.observed_generation.or(status.observed_generation);
-            c.type_ == "Ready" && c.status == "True" && observed.is_some() && observed == generation
-        })
+    let conditions = mc.status.as_ref().and_then(|s| s.conditions.as_deref());
+    portvakt::conditions::is_ready(conditions.unwrap_or_default(), mc.metadata.generation)
 }
 
 fn random_b64(len: usize) -> String {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use portvakt::clock::Clock;
 use portvakt::sim::digdir::{DigdirSim, ProviderUrls, Seed, app};
@@ -215,16 +216,16 @@ async fn wait_all_ready(
             let generation = value
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64);
-            let conditions = value
+            let conditions: Vec<Condition> = value
                 .pointer("/status/conditions")
-                .and_then(Value::as_array)
                 .cloned()
+                .map(serde_json::from_value)
+                .transpose()
+                .with_context(|| {
+                    format!("{} {namespace}/{name}: status.conditions", resource.kind)
+                })?
                 .unwrap_or_default();
-            let is_ready = conditions.iter().any(|c| {
-                c.get("type").and_then(Value::as_str) == Some("Ready")
-                    && c.get("status").and_then(Value::as_str) == Some("True")
-                    && c.get("observedGeneration").and_then(Value::as_i64) == generation
-            });
+            let is_ready = portvakt::conditions::is_ready(&conditions, generation);
             let entry = ReadyResource {
                 kind: resource.kind.clone(),
                 plural: resource.plural.clone(),
