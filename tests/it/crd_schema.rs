@@ -24,14 +24,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The test data: liberator's CRDs and the example manifests (copies, see tests/data/README.md).
 fn shared(sub: &str) -> PathBuf {
-    let dir = repo().join("../shared").join(sub);
-    assert!(
-        dir.is_dir(),
-        "{} is missing: the shared references/examples must sit next to the repository (../shared)",
-        dir.display()
-    );
-    dir
+    repo().join("tests/data").join(sub)
 }
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
@@ -310,7 +305,7 @@ const STATUS: &str = "spec.versions[0].schema.openAPIV3Schema.properties.status.
 
 #[test]
 fn crds_are_a_superset_of_liberator() {
-    let dir = shared("reference/liberator-crds");
+    let dir = shared("liberator-crds");
     let files = yaml_files(&dir);
     assert_eq!(
         files.len(),

@@ -23,14 +23,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The example manifests (tests/data/examples: copies, see tests/data/README.md).
 fn shared_examples() -> PathBuf {
-    let dir = repo().join("../shared/examples");
-    assert!(
-        dir.is_dir(),
-        "the shared examples are missing at {}",
-        dir.display()
-    );
-    dir
+    repo().join("tests/data/examples")
 }
 
 fn kubectl_binary() -> PathBuf {
