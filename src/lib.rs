@@ -1,7 +1,8 @@
 //! portvakt: registers OAuth2/OIDC clients in ID-porten, Maskinporten and Entra ID
 //! from nais.io/v1 custom resources, and writes their credentials into Secrets.
 
-pub mod clock;
+/// The injectable clock shared with the simulators.
+pub use portvakt_clock as clock;
 pub mod conditions;
 pub mod controller;
 pub mod core;
@@ -9,7 +10,6 @@ pub mod crd;
 pub mod digdir;
 pub mod keys;
 pub mod secrets;
-pub mod sim;
 pub mod workloads;
 
 /// Installs rustls' ring provider as the process default; kube and reqwest both use it.

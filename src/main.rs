@@ -27,12 +27,15 @@ enum Command {
         write: Option<PathBuf>,
     },
     /// Run the embedded Kubernetes API server (and simulators) on loopback until stopped.
+    #[cfg(feature = "sim")]
     Sim(cli::SimArgs),
     /// Run the controllers against the cluster of the kubeconfig (or in-cluster) and Digdir.
     Run(Box<cli::RunArgs>),
     /// Start everything embedded, apply examples/, show the result and exit.
+    #[cfg(feature = "sim")]
     Demo(cli::DemoArgs),
     /// Benchmark `portvakt run` against `portvakt sim` (N MaskinportenClients, fixed Digdir latency).
+    #[cfg(feature = "sim")]
     Bench(cli::BenchArgs),
 }
 
@@ -65,8 +68,11 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Run(args) => cli::run(*args).await,
+            #[cfg(feature = "sim")]
             Command::Sim(args) => cli::run_sim(args).await,
+            #[cfg(feature = "sim")]
             Command::Demo(args) => cli::run_demo(args).await,
+            #[cfg(feature = "sim")]
             Command::Bench(args) => cli::run_bench(args).await,
         }
     })

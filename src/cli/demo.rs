@@ -11,8 +11,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use portvakt::clock::Clock;
-use portvakt::sim::digdir::{DigdirSim, ProviderUrls, Seed, app};
-use portvakt::sim::kube::ApiServer;
+use portvakt_sim::digdir::{DigdirSim, ProviderUrls, Seed, app};
+use portvakt_sim::kube::ApiServer;
 use serde_json::Value;
 
 use super::manifests;

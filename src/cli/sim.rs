@@ -8,9 +8,9 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use portvakt::clock::Clock;
-use portvakt::sim::digdir::{DigdirSim, Seed};
-use portvakt::sim::kube::ApiServer;
-use portvakt::sim::{ServeHandle, serve_on};
+use portvakt_sim::digdir::{DigdirSim, Seed};
+use portvakt_sim::kube::ApiServer;
+use portvakt_sim::{ServeHandle, serve_on};
 use serde_json::json;
 
 #[derive(clap::Args, Debug)]

@@ -14,7 +14,6 @@ mod azure;
 mod idporten;
 mod maskinporten;
 mod status;
-pub mod testdata;
 
 pub use azure::*;
 pub use idporten::*;

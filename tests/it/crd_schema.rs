@@ -6,7 +6,7 @@
 //!   additions are the documented ones.
 //! - `crds_yaml_is_what_crds_dir_holds`: `portvakt crds` prints exactly crds/.
 //! - examples deserialize (and round-trip losslessly) into the Rust types; the validation table of
-//!   `portvakt::crd::testdata` is checked against the embedded API server's schema validation.
+//!   `crd_testdata` is checked against the embedded API server's schema validation.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,9 +15,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use portvakt::crd::{
     self, AzureAdApplication, AzureAdApplicationSpec, AzureAdApplicationStatus, DigdiratorStatus,
-    IDPortenClient, IDPortenClientSpec, MaskinportenClient, MaskinportenClientSpec, testdata,
+    IDPortenClient, IDPortenClientSpec, MaskinportenClient, MaskinportenClientSpec,
 };
 use schemars::JsonSchema;
+
+use crate::crd_testdata as testdata;
 use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
@@ -473,7 +475,7 @@ fn typed_values_serialize_in_liberator_field_order() {
 // ---------------------------------------------------------------------------------------------------
 // Validation table against the embedded API server's schema validation
 
-use portvakt::sim::kube::schema::{prune_and_default, validate};
+use portvakt_sim::kube::schema::{prune_and_default, validate};
 
 fn check(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<(String, String)> {
     let crd = our_crd(kind);

@@ -17,8 +17,8 @@ use portvakt::digdir::{
     ClientRegistration, DigdirClient, DigdirConfig, DigdirEnvironment, Jwk, RetryPolicy,
 };
 use portvakt::keys::{self, FileSigner, KeyReference};
-use portvakt::sim::digdir::{DigdirSim, FaultRule, FaultTimes, Seed, SimHandle, WellKnownUrls};
-use portvakt::sim::kube::ApiServer;
+use portvakt_sim::digdir::{DigdirSim, FaultRule, FaultTimes, Seed, SimHandle, WellKnownUrls};
+use portvakt_sim::kube::ApiServer;
 use rsa::pkcs8::DecodePrivateKey;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -94,7 +94,7 @@ fn digdir_client(
     DigdirClient::new(&config, signer, clock.clone()).expect("digdir client")
 }
 
-fn md(p: &portvakt::sim::digdir::ProviderUrls) -> ProviderMetadata {
+fn md(p: &portvakt_sim::digdir::ProviderUrls) -> ProviderMetadata {
     ProviderMetadata {
         well_known_url: p.well_known_url.clone(),
         issuer: p.issuer.clone(),
@@ -836,7 +836,7 @@ async fn crash_between_create_and_status_still_one_client() {
     let mut env = env().await;
     // The status write after the create fails once: the next pass must adopt, not create again.
     env.kube.inject_fault(
-        portvakt::sim::kube::FaultRule::status(500)
+        portvakt_sim::kube::FaultRule::status(500)
             .method("PATCH")
             .path("/apis/nais.io/v1/namespaces/default/idportenclients/app/status")
             .times(1),
@@ -1289,7 +1289,7 @@ async fn more_than_five_keys_in_use_keeps_the_prioritised_ones_and_reports_the_r
 #[tokio::test]
 async fn digdir_timeouts_for_a_while_end_ready_with_one_client() {
     use axum::http::Method;
-    use portvakt::sim::digdir::FaultAction;
+    use portvakt_sim::digdir::FaultAction;
     let mut env = env().await;
     env.digdir = digdir_client(&env.sim, &env.urls, &env.clock, Duration::from_millis(400));
     // The create goes through but its answer comes too late; reads hang for a while too.
@@ -1325,7 +1325,7 @@ async fn digdir_timeouts_for_a_while_end_ready_with_one_client() {
 async fn token_with_secret_key(env: &Env, secret: &Secret) -> Result<Value, String> {
     let jwk: Value = serde_json::from_str(&data(secret, "MASKINPORTEN_CLIENT_JWK"))
         .map_err(|e| e.to_string())?;
-    portvakt::sim::digdir::app::maskinporten_token(
+    portvakt_sim::digdir::app::maskinporten_token(
         &env.urls.maskinporten,
         &data(secret, "MASKINPORTEN_CLIENT_ID"),
         &jwk,

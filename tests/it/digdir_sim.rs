@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use portvakt::clock::Clock;
-use portvakt::sim::digdir::{
+use portvakt_sim::digdir::{
     AuthorizeRequest, DigdirSim, FaultRule, FaultTimes, JWT_BEARER, RsaKey, Seed, SimHandle,
     WellKnownUrls, app,
 };
@@ -501,7 +501,7 @@ async fn jwks_rules_max_five_unique_kids_replace_and_expiry() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let exp = body["keys"][0]["exp"].as_i64().expect("exp");
-    let year = portvakt::sim::digdir::KEY_LIFETIME_SECS;
+    let year = portvakt_sim::digdir::KEY_LIFETIME_SECS;
     assert!(
         (exp - (env.clock.unix_seconds() + year)).abs() < 10,
         "exp a year out: {exp}"
@@ -631,7 +631,7 @@ async fn idporten_login_with_pkce_and_private_key_jwt() {
     .await
     .expect("login");
     let claims =
-        portvakt::sim::digdir::crypto::raw_claims(tokens["id_token"].as_str().expect("id_token"))
+        portvakt_sim::digdir::crypto::raw_claims(tokens["id_token"].as_str().expect("id_token"))
             .expect("claims");
     assert_eq!(claims["aud"], id);
     assert_eq!(claims["iss"], env.urls.idporten.issuer);
@@ -650,7 +650,7 @@ async fn idporten_login_with_pkce_and_private_key_jwt() {
         scope: "openid".into(),
         state: Some("s".into()),
         nonce: Some("n".into()),
-        code_challenge: Some(portvakt::sim::digdir::crypto::s256(verifier)),
+        code_challenge: Some(portvakt_sim::digdir::crypto::s256(verifier)),
         code_challenge_method: Some("S256".into()),
         ..AuthorizeRequest::default()
     };
@@ -672,7 +672,7 @@ async fn idporten_login_with_pkce_and_private_key_jwt() {
                     ("code_verifier", verifier),
                     (
                         "client_assertion_type",
-                        portvakt::sim::digdir::CLIENT_ASSERTION_TYPE,
+                        portvakt_sim::digdir::CLIENT_ASSERTION_TYPE,
                     ),
                     ("client_assertion", &assertion),
                 ])
@@ -896,10 +896,10 @@ fn urlencode(s: &str) -> String {
 async fn a_timed_out_post_still_creates_the_client_and_hand_edits_show_as_drift() {
     let env = start().await;
     let token = env.admin_token().await;
-    env.sim.inject_fault(portvakt::sim::digdir::FaultRule {
+    env.sim.inject_fault(portvakt_sim::digdir::FaultRule {
         method: Some(http::Method::POST),
         path_prefix: "/api/v1/clients".into(),
-        action: portvakt::sim::digdir::FaultAction::LatencyAfterHandling(Duration::from_secs(2)),
+        action: portvakt_sim::digdir::FaultAction::LatencyAfterHandling(Duration::from_secs(2)),
         times: FaultTimes::Once,
     });
     let impatient = reqwest::Client::builder()

@@ -22,7 +22,7 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use portvakt::clock::Clock;
-use portvakt::sim::kube::{ApiServer, FaultRule};
+use portvakt_sim::kube::{ApiServer, FaultRule};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

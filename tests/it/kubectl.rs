@@ -408,7 +408,7 @@ fn secret_data(
 /// The binary against `portvakt sim`, driven by kubectl, and both token proofs from the Secrets alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_binary_makes_the_examples_ready_and_their_credentials_work() {
-    use portvakt::sim::digdir::{ProviderUrls, app};
+    use portvakt_sim::digdir::{ProviderUrls, app};
     portvakt::install_crypto_provider();
     let sim = start_sim();
     ok(&sim, &["apply", "-f", path_str(&repo().join("crds"))]);

@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod crd_schema;
+mod crd_testdata;
 mod deploy;
 mod digdir_client;
 mod digdir_controllers;

@@ -50,12 +50,12 @@ use axum::routing::{get, post};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
-use crate::clock::Clock;
 pub use crypto::RsaKey;
 pub use error::{ApiError, OAuthError, SimError};
 pub use faults::{CallRecord, FaultAction, FaultRule, FaultTimes};
 pub use oidc::{AuthorizeOutcome, AuthorizeRequest};
 pub use oidc::{CLIENT_ASSERTION_TYPE, CODE_LIFETIME_SECS};
+use portvakt_clock::Clock;
 pub use seed::{Organisation, Seed, SeedDelegationSource, SeedScope};
 use state::{Client, ClientFields, ClientJwks, State, StoredJwk};
 pub use state::{JWT_BEARER, KEY_LIFETIME_SECS, MAX_KEYS};
@@ -227,7 +227,7 @@ impl std::fmt::Debug for DigdirSim {
 }
 
 /// A running simulator; shuts down when dropped.
-pub type SimHandle = crate::sim::ServeHandle;
+pub type SimHandle = crate::ServeHandle;
 
 impl DigdirSim {
     /// A simulator seeded with `seed`; panics only if key generation fails.
@@ -362,7 +362,7 @@ impl DigdirSim {
         if !addr.ip().is_unspecified() {
             self.set_base_url(&format!("http://{addr}"));
         }
-        crate::sim::serve_on(listener, self.router(), async {})
+        crate::serve_on(listener, self.router(), async {})
     }
 
     /// Fixes the base URL the issuers are derived from (instead of the `Host` header).

@@ -25,7 +25,7 @@ pub mod table;
 pub mod types;
 pub mod watch;
 
-pub use crate::sim::ServeHandle;
+pub use crate::ServeHandle;
 pub use error::{ApiError, StatusCause};
 pub use faults::{FaultAction, FaultRule, JournalEntry};
 pub use resource::{PrinterColumn, ResourceInfo};

@@ -463,7 +463,7 @@ fn compare(x: &Value, op: &str, lit: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::kube::discovery::tests::info;
+    use crate::kube::discovery::tests::info;
 
     fn now() -> jiff::Timestamp {
         "2025-06-01T12:00:00Z".parse().expect("timestamp")

@@ -749,7 +749,7 @@ fn meta_schemas() -> Vec<(&'static str, Value)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::kube::discovery::tests::sample;
+    use crate::kube::discovery::tests::sample;
 
     /// What client-go's `QueryParamVerifierV3` checks: a PATCH operation with the GVK extension and an
     /// inline `fieldValidation` query parameter, for every PATCH path of the kind.

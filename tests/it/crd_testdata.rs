@@ -1,4 +1,4 @@
-//! Manifests for schema tests, shared by `tests/it/crd_schema.rs` and the embedded API server's tests.
+//! Manifests for schema tests (`crd_schema.rs`): test data, kept out of the production library.
 //!
 //! - [`invalid_manifests`]: for every validation rule in liberator's CRDs, one manifest that breaks it
 //!   (on create) and the field path the API server's error must name (`details.causes[].field`, as the real

@@ -9,7 +9,7 @@ use super::crypto::{self, RsaKey};
 use super::error::SimError;
 use super::oidc::CLIENT_ASSERTION_TYPE;
 use super::state::JWT_BEARER;
-use crate::clock::Clock;
+use portvakt_clock::Clock;
 
 fn http_client() -> Result<reqwest::Client, SimError> {
     let _ = rustls::crypto::ring::default_provider().install_default();

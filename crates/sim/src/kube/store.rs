@@ -17,7 +17,7 @@ use super::registry::{self, Registry};
 use super::resource::ResourceInfo;
 use super::selector::Selectors;
 use super::types;
-use crate::clock::Clock;
+use portvakt_clock::Clock;
 
 /// (storage key, namespace or "", name).
 pub type ObjKey = (String, String, String);

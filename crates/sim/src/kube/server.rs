@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::sim::ServeHandle;
+use crate::ServeHandle;
 
 use super::error::ApiResult;
 use super::faults::{FaultAction, FaultRule, Faults, JournalEntry};
@@ -17,7 +17,7 @@ use super::registry;
 use super::resource::ResourceInfo;
 use super::selector::Selectors;
 use super::store::{Store, WriteOpts, served};
-use crate::clock::Clock;
+use portvakt_clock::Clock;
 
 const JOURNAL_CAP: usize = 20_000;
 const DEFAULT_HISTORY: usize = 2_000;
@@ -110,7 +110,7 @@ impl ApiServer {
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<ServeHandle> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let server = self.clone();
-        crate::sim::serve_on(
+        crate::serve_on(
             listener,
             self.router(),
             async move { server.drop_watches() },

@@ -4,9 +4,9 @@ use serde_json::{Value, json};
 
 use super::*;
 
-/// The test data (copies of liberator's CRDs and the example manifests; see tests/data/README.md).
+/// The repository's test data (copies of liberator's CRDs and the example manifests; see tests/data/README.md).
 fn reference(rel: &str) -> String {
-    format!("{}/tests/data/{rel}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/../../tests/data/{rel}", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn yaml(path: &str) -> Value {
@@ -15,9 +15,7 @@ fn yaml(path: &str) -> Value {
 }
 
 fn crd_schema(plural: &str) -> Value {
-    let crd = yaml(&reference(&format!(
-        "liberator-crds/nais.io_{plural}.yaml"
-    )));
+    let crd = yaml(&reference(&format!("liberator-crds/nais.io_{plural}.yaml")));
     crd.pointer("/spec/versions/0/schema/openAPIV3Schema")
         .cloned()
         .expect("CRD has a schema")
