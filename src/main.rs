@@ -39,7 +39,19 @@ enum Command {
     Bench(cli::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Prints a failure as the error and its causes alone (never anyhow's backtrace, which
+/// `RUST_BACKTRACE=1` would add: a bad setting is not a crash) and exits 1.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
     portvakt::install_crypto_provider();

@@ -44,6 +44,30 @@ pub struct SimArgs {
     /// Directory for the admin credentials and `run.env` (the settings for `portvakt run`).
     #[arg(long, default_value = "portvakt-sim")]
     pub state_dir: PathBuf,
+    /// A fault injected into the Digdir simulator from the start, in the one-line form
+    /// `[METHOD] /path-prefix ACTION [WHEN]` (e.g. `POST /api/v1/clients status=503 retry-after=5 for=30s`;
+    /// README: "Faults"). Repeat for more. More can be added while running: POST to `/_sim/faults`.
+    #[arg(long = "digdir-fault", value_name = "RULE")]
+    pub digdir_faults: Vec<String>,
+    /// A fault injected into the embedded Kubernetes API server from the start (same form, e.g.
+    /// `PATCH /apis/nais.io status=409 once`). Repeat for more.
+    #[arg(long = "kube-fault", value_name = "RULE")]
+    pub kube_faults: Vec<String>,
+}
+
+/// Parses the `--*-fault` rules (all of them, before anything starts), naming the flag.
+fn parse_faults(
+    flag: &str,
+    rules: &[String],
+    clock: &Clock,
+) -> anyhow::Result<Vec<portvakt_sim::fault::FaultRule>> {
+    rules
+        .iter()
+        .map(|r| {
+            portvakt_sim::fault::FaultRule::parse(r, clock.now())
+                .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+        })
+        .collect()
 }
 
 /// The simulator's latency: a plain number means milliseconds here (it is always small).
@@ -77,10 +101,18 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         }
     };
     let clock = Clock::system();
+    let digdir_faults = parse_faults("--digdir-fault", &args.digdir_faults, &clock)?;
+    let kube_faults = parse_faults("--kube-fault", &args.kube_faults, &clock)?;
     let server = ApiServer::new(clock.clone());
     let digdir =
         DigdirSim::try_new(clock, seed).context("--digdir-seed: the seed is inconsistent")?;
     digdir.set_latency(latency);
+    for rule in digdir_faults {
+        digdir.inject_fault(rule);
+    }
+    for rule in kube_faults {
+        server.inject_fault(rule);
+    }
 
     let handle = server
         .serve(args.listen)
@@ -107,10 +139,18 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     println!("Use it with:");
     println!("  export KUBECONFIG={}", path.display());
     println!("  kubectl apply -f crds/");
-    println!("  kubectl create namespace team-a");
+    println!(
+        "  kubectl apply -f - <<<'{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{{\"name\":\"team-a\"}}}}'"
+    );
     println!("  kubectl apply -f examples/maskinportenclient-consumer.yaml");
     println!("  set -a; . {}; set +a; portvakt run", run_env.display());
     println!("  kubectl get idportenclients,maskinportenclients -A");
+    println!();
+    println!("Faults and the call journal (README: \"Faults\"):");
+    println!(
+        "  curl -X POST {digdir_url}/_sim/faults -d 'POST /api/v1/clients status=503 for=30s'"
+    );
+    println!("  curl {digdir_url}/_sim/journal        curl {url}/_sim/journal");
     println!();
     println!("Stop with Ctrl-C.");
     tokio::signal::ctrl_c()

@@ -78,6 +78,27 @@ fn sim_refuses_a_non_loopback_address() {
 }
 
 #[test]
+fn sim_refuses_a_fault_rule_that_does_not_parse_naming_the_flag_and_the_word() {
+    let (ok, text) = portvakt(
+        &[
+            "sim",
+            "--digdir-fault",
+            "POST /api/v1/clients status=503 sometimes",
+        ],
+        &[("RUST_BACKTRACE", "1")],
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("--digdir-fault") && text.contains("\"sometimes\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("backtrace") && !text.contains("Stack"),
+        "a bad setting prints the error alone, not a backtrace:\n{text}"
+    );
+}
+
+#[test]
 fn crds_prints_exactly_what_crds_holds() {
     let out = Command::new(env!("CARGO_BIN_EXE_portvakt"))
         .arg("crds")

@@ -839,7 +839,7 @@ async fn crash_between_create_and_status_still_one_client() {
         portvakt_sim::kube::FaultRule::status(500)
             .method("PATCH")
             .path("/apis/nais.io/v1/namespaces/default/idportenclients/app/status")
-            .times(1),
+            .once(),
     );
     let ctx = env.run();
     env.create_idp("app", spec("app-1")).await;
@@ -873,15 +873,15 @@ async fn crash_between_create_and_status_still_one_client() {
 async fn digdir_errors_for_a_while_end_ready_without_duplicate() {
     let mut env = env().await;
     env.sim.inject_fault(
-        FaultRule::status(
-            Some(axum::http::Method::POST),
-            "/api/v1/clients",
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        )
-        .times(FaultTimes::Times(6)),
+        FaultRule::status(500)
+            .method("POST")
+            .path("/api/v1/clients")
+            .times(FaultTimes::Times(6)),
     );
     env.sim.inject_fault(
-        FaultRule::throttle(Some(axum::http::Method::GET), "/api/v1/clients", 1)
+        FaultRule::throttle(1)
+            .method("GET")
+            .path("/api/v1/clients")
             .times(FaultTimes::Times(3)),
     );
     env.run();
@@ -1289,18 +1289,19 @@ async fn more_than_five_keys_in_use_keeps_the_prioritised_ones_and_reports_the_r
 #[tokio::test]
 async fn digdir_timeouts_for_a_while_end_ready_with_one_client() {
     use axum::http::Method;
-    use portvakt_sim::digdir::FaultAction;
     let mut env = env().await;
     env.digdir = digdir_client(&env.sim, &env.urls, &env.clock, Duration::from_millis(400));
     // The create goes through but its answer comes too late; reads hang for a while too.
-    env.sim.inject_fault(FaultRule {
-        method: Some(Method::POST),
-        path_prefix: "/api/v1/clients".into(),
-        action: FaultAction::LatencyAfterHandling(Duration::from_secs(2)),
-        times: FaultTimes::Times(2),
-    });
     env.sim.inject_fault(
-        FaultRule::latency(Some(Method::GET), "/api/v1/clients", Duration::from_secs(2))
+        FaultRule::latency_after_handling(Duration::from_secs(2))
+            .method(Method::POST)
+            .path("/api/v1/clients")
+            .times(FaultTimes::Times(2)),
+    );
+    env.sim.inject_fault(
+        FaultRule::latency(Duration::from_secs(2))
+            .method(Method::GET)
+            .path("/api/v1/clients")
             .times(FaultTimes::Times(3)),
     );
     env.run();

@@ -724,19 +724,23 @@ async fn injected_faults_are_one_shot_and_journaled() {
     let env = start().await;
     let token = env.admin_token().await;
     use reqwest::Method;
-    env.sim.inject_fault(FaultRule::status(
-        Some(http::Method::GET),
-        "/api/v1/clients",
-        http::StatusCode::INTERNAL_SERVER_ERROR,
-    ));
+    env.sim.inject_fault(
+        FaultRule::status(500)
+            .method(http::Method::GET)
+            .path("/api/v1/clients")
+            .once(),
+    );
     let (status, body) = env.api_with(&token, Method::GET, "/clients", None).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_digdir_error(&body);
     let (status, _) = env.api_with(&token, Method::GET, "/clients", None).await;
     assert_eq!(status, StatusCode::OK, "one-shot");
 
-    env.sim
-        .inject_fault(FaultRule::throttle(None, "/api/v1/clients", 7).times(FaultTimes::Times(2)));
+    env.sim.inject_fault(
+        FaultRule::throttle(7)
+            .path("/api/v1/clients")
+            .times(FaultTimes::Times(2)),
+    );
     for _ in 0..2 {
         let r = env
             .http
@@ -896,12 +900,12 @@ fn urlencode(s: &str) -> String {
 async fn a_timed_out_post_still_creates_the_client_and_hand_edits_show_as_drift() {
     let env = start().await;
     let token = env.admin_token().await;
-    env.sim.inject_fault(portvakt_sim::digdir::FaultRule {
-        method: Some(http::Method::POST),
-        path_prefix: "/api/v1/clients".into(),
-        action: portvakt_sim::digdir::FaultAction::LatencyAfterHandling(Duration::from_secs(2)),
-        times: FaultTimes::Once,
-    });
+    env.sim.inject_fault(
+        FaultRule::latency_after_handling(Duration::from_secs(2))
+            .method(http::Method::POST)
+            .path("/api/v1/clients")
+            .once(),
+    );
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(200))
         .build()
@@ -938,4 +942,106 @@ async fn a_timed_out_post_still_creates_the_client_and_hand_edits_show_as_drift(
     assert_eq!(status, StatusCode::OK);
     assert!(env.sim.remove_key(&id, "drift"));
     assert!(env.sim.jwks(&id).is_none());
+}
+
+#[tokio::test]
+async fn faults_and_the_journal_are_driven_over_http() {
+    let env = start().await;
+    let token = env.admin_token().await;
+    let base = env.urls.admin_base_url.clone();
+    // A rule in the one-line form, as a user's CI would send it.
+    let r = env
+        .http
+        .post(format!("{base}/_sim/faults"))
+        .body("GET /api/v1/clients status=503 retry-after=4 once\n# comments and blank lines are skipped\n")
+        .send()
+        .await
+        .expect("POST /_sim/faults");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let listed: Value = env
+        .http
+        .get(format!("{base}/_sim/faults"))
+        .send()
+        .await
+        .expect("GET /_sim/faults")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        listed["rules"][0]["rule"],
+        "GET /api/v1/clients status=503 retry-after=4 once"
+    );
+    let r = env
+        .http
+        .get(format!("{}/clients", env.urls.admin_api_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET /clients");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("4")
+    );
+    assert_digdir_error(&r.json().await.expect("Digdir's error body"));
+    let (status, _) = env
+        .api_with(&token, reqwest::Method::GET, "/clients", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "once means once");
+
+    // A rule that does not parse is refused with a message naming the word.
+    let r = env
+        .http
+        .post(format!("{base}/_sim/faults"))
+        .body("GET /api/v1/clients status=503 sometimes")
+        .send()
+        .await
+        .expect("POST /_sim/faults");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.expect("JSON");
+    assert!(
+        e["error"].as_str().is_some_and(|m| m.contains("sometimes")),
+        "{e}"
+    );
+
+    // The journal, newest last, with the faulted call marked; the control routes are not in it.
+    let j: Value = env
+        .http
+        .get(format!("{base}/_sim/journal"))
+        .send()
+        .await
+        .expect("GET /_sim/journal")
+        .json()
+        .await
+        .expect("JSON");
+    let calls = j["calls"].as_array().expect("calls");
+    let listing: Vec<(&str, u64, bool)> = calls
+        .iter()
+        .filter(|c| c["path"] == "/api/v1/clients")
+        .map(|c| {
+            (
+                c["method"].as_str().unwrap_or_default(),
+                c["status"].as_u64().unwrap_or_default(),
+                c["faulted"].as_bool().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(listing, [("GET", 503, true), ("GET", 200, false)]);
+    assert!(
+        calls
+            .iter()
+            .all(|c| !c["path"].as_str().unwrap_or_default().starts_with("/_sim/")),
+        "control calls are not journaled"
+    );
+    let since = calls.last().and_then(|c| c["seq"].as_u64()).expect("seq") + 1;
+    let j: Value = env
+        .http
+        .get(format!("{base}/_sim/journal?since={since}"))
+        .send()
+        .await
+        .expect("GET /_sim/journal")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(j["calls"].as_array().map(Vec::len), Some(0));
 }

@@ -1147,7 +1147,7 @@ async fn fault_injection_and_journal() {
         FaultRule::status(500)
             .method("GET")
             .path("/api/v1/namespaces/default/configmaps/f")
-            .times(1),
+            .once(),
     );
     let (code, reason, _) = api_err(api.get("f").await.unwrap_err());
     assert_eq!((code, reason.as_str()), (500, "InternalError"));
@@ -1155,7 +1155,7 @@ async fn fault_injection_and_journal() {
     server.inject_fault(
         FaultRule::status(429)
             .path("/api/v1/namespaces/default/configmaps")
-            .times(2),
+            .count(2),
     );
     assert_eq!(api_err(api.get("f").await.unwrap_err()).0, 429);
     assert_eq!(
@@ -1178,7 +1178,7 @@ async fn fault_injection_and_journal() {
         .await
         .unwrap();
     // Latency.
-    server.inject_fault(FaultRule::latency(Duration::from_millis(300)).times(1));
+    server.inject_fault(FaultRule::latency(Duration::from_millis(300)).once());
     let t = std::time::Instant::now();
     api.get("f").await.unwrap();
     assert!(t.elapsed() >= Duration::from_millis(300));

@@ -2,6 +2,7 @@
 //! and Digdir. Used by the tests, `portvakt sim` and `portvakt demo`.
 
 pub mod digdir;
+pub mod fault;
 pub mod kube;
 mod serve;
 

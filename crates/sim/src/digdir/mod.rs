@@ -28,31 +28,29 @@ mod admin_api;
 pub mod app;
 pub mod crypto;
 pub mod error;
-pub mod faults;
 mod oidc;
 pub mod seed;
 mod state;
 mod token;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State as AxState};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use serde_json::Value;
 
+pub use crate::fault::{CallRecord, FaultAction, FaultRule, FaultTimes};
+use crate::fault::{ErrorShape, FaultLayer};
 pub use crypto::RsaKey;
 pub use error::{ApiError, OAuthError, SimError};
-pub use faults::{CallRecord, FaultAction, FaultRule, FaultTimes};
 pub use oidc::{AuthorizeOutcome, AuthorizeRequest};
 pub use oidc::{CLIENT_ASSERTION_TYPE, CODE_LIFETIME_SECS};
 use portvakt_clock::Clock;
@@ -62,6 +60,8 @@ pub use state::{JWT_BEARER, KEY_LIFETIME_SECS, MAX_KEYS};
 pub use token::{CLOCK_SKEW_SECS, MAX_GRANT_LIFETIME_SECS};
 
 const JOURNAL_CAP: usize = 200_000;
+/// Largest request body accepted.
+const MAX_BODY: usize = 1024 * 1024;
 
 /// The issuers as seen by one request.
 #[derive(Clone, Debug)]
@@ -87,9 +87,7 @@ impl Issuers {
 pub(crate) struct Inner {
     pub(crate) clock: Clock,
     state: Mutex<State>,
-    faults: Mutex<faults::Faults>,
-    journal: Mutex<VecDeque<CallRecord>>,
-    latency_ms: AtomicU64,
+    faults: Arc<FaultLayer>,
     base_url: RwLock<Option<String>>,
     pub(crate) ca: crypto::TestCa,
     pub(crate) mp_key: RsaKey,
@@ -313,11 +311,9 @@ impl DigdirSim {
             .insert(admin_client.client_id.clone(), admin_client);
         Ok(Self {
             inner: Arc::new(Inner {
-                clock,
+                clock: clock.clone(),
                 state: Mutex::new(state),
-                faults: Mutex::new(faults::Faults::default()),
-                journal: Mutex::new(VecDeque::new()),
-                latency_ms: AtomicU64::new(0),
+                faults: FaultLayer::new(clock.clone(), DigdirErrorShape, JOURNAL_CAP, MAX_BODY),
                 base_url: RwLock::new(None),
                 ca,
                 mp_key,
@@ -344,15 +340,14 @@ impl DigdirSim {
             .route("/idporten/jwks.json", get(oidc::idporten_jwks))
             .route("/idporten/authorize", get(oidc::authorize_endpoint))
             .route("/idporten/token", post(oidc::idporten_token));
-        Router::new()
+        let app = Router::new()
             .nest("/api/v1", admin_api::routes())
             .merge(runtime)
             .fallback(not_found)
-            .layer(axum::middleware::from_fn_with_state(
-                self.inner.clone(),
-                journal_and_faults,
-            ))
-            .with_state(self.inner.clone())
+            .layer(axum::middleware::from_fn(json_errors))
+            .with_state(self.inner.clone());
+        crate::fault::control_routes(&self.inner.faults)
+            .merge(crate::fault::wrap(app, &self.inner.faults))
     }
 
     /// Serves the router on `addr` (port 0 for any free port).
@@ -446,29 +441,29 @@ impl DigdirSim {
     }
 
     pub fn journal(&self) -> Vec<CallRecord> {
-        let journal = self.inner.journal.lock().unwrap_or_else(|p| p.into_inner());
-        journal.iter().cloned().collect()
+        self.inner.faults.journal()
     }
 
     pub fn clear_journal(&self) {
-        let mut journal = self.inner.journal.lock().unwrap_or_else(|p| p.into_inner());
-        journal.clear();
+        self.inner.faults.clear_journal();
     }
 
     pub fn inject_fault(&self, rule: FaultRule) {
-        let mut faults = self.inner.faults.lock().unwrap_or_else(|p| p.into_inner());
-        faults.add(rule);
+        self.inner.faults.inject(rule);
     }
 
     pub fn clear_faults(&self) {
-        let mut faults = self.inner.faults.lock().unwrap_or_else(|p| p.into_inner());
-        faults.clear();
+        self.inner.faults.clear_faults();
+    }
+
+    /// The fault rules and the call journal.
+    pub fn faults(&self) -> &Arc<FaultLayer> {
+        &self.inner.faults
     }
 
     /// A fixed (real-time) latency on every admin API call (`/api/v1`).
     pub fn set_latency(&self, latency: Duration) {
-        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-        self.inner.latency_ms.store(ms, Ordering::SeqCst);
+        self.inner.faults.set_base_latency("/api/", latency);
     }
 
     /// How long (simulated time) changes take to reach the token endpoints.
@@ -570,111 +565,32 @@ async fn not_found(req: Request) -> Response {
     ApiError::not_found(format!("no such resource: {path}")).into_response()
 }
 
-fn fault_response(path: &str, status: StatusCode, retry_after: Option<u64>) -> Response {
-    let description = format!("injected fault: {status}");
-    let mut response = if path.starts_with("/api/") {
-        ApiError::new(status, "server_error", description).into_response()
-    } else {
-        let mut e = OAuthError::new(
-            if status == StatusCode::TOO_MANY_REQUESTS {
+/// Injected faults answer as Digdir does: `{error, error_description}` on the admin API, an OAuth
+/// error (`slow_down` for 429) on the token endpoints.
+struct DigdirErrorShape;
+
+impl ErrorShape for DigdirErrorShape {
+    fn error(&self, path: &str, status: StatusCode, message: &str) -> Response {
+        if path.starts_with("/api/") {
+            ApiError::new(status, "server_error", message).into_response()
+        } else {
+            let code = if status == StatusCode::TOO_MANY_REQUESTS {
                 "slow_down"
             } else {
                 "server_error"
-            },
-            description,
-        );
-        e.status = status;
-        e.into_response()
-    };
-    if let Some(secs) = retry_after
-        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
+            };
+            let mut e = OAuthError::new(code, message);
+            e.status = status;
+            e.into_response()
+        }
     }
-    response
 }
 
-/// Journals every call, applies injected faults and the fixed admin API latency, and
-/// makes sure every error answer has a JSON body.
-async fn journal_and_faults(
-    AxState(inner): AxState<Arc<Inner>>,
-    req: Request<Body>,
-    next: Next,
-) -> Response {
-    let method = req.method().clone();
+/// Makes sure every error answer has a JSON body (axum's own 405, say).
+async fn json_errors(req: Request<Body>, next: Next) -> Response {
     let path = req.uri().path().to_string();
-    let query = req.uri().query().map(str::to_string);
-    let time: Timestamp = inner.clock.now();
-    let actions = {
-        let mut faults = inner.faults.lock().unwrap_or_else(|p| p.into_inner());
-        faults.take(&method, &path, time)
-    };
-    let latency = inner.latency_ms.load(Ordering::SeqCst);
-    if latency > 0 && path.starts_with("/api/") {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
-    }
-    let mut faulted = false;
-    let mut early = None;
-    let mut after = None;
-    let mut slow_answer = None;
-    for action in &actions {
-        match action {
-            FaultAction::Latency(d) => tokio::time::sleep(*d).await,
-            FaultAction::Status {
-                status,
-                retry_after,
-            } if early.is_none() => {
-                early = Some(fault_response(&path, *status, *retry_after));
-            }
-            FaultAction::StatusAfterHandling(status) if after.is_none() => after = Some(*status),
-            FaultAction::LatencyAfterHandling(d) => slow_answer = Some(*d),
-            _ => {}
-        }
-    }
-    let response = match early {
-        Some(r) => {
-            faulted = true;
-            r
-        }
-        None => {
-            // Spawned, so the call's effect happens even if the client hangs up.
-            let handled = tokio::spawn(next.run(req));
-            let r = match handled.await {
-                Ok(r) => r,
-                Err(_) => ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "the simulator failed to handle the call",
-                )
-                .into_response(),
-            };
-            if let Some(d) = slow_answer {
-                faulted = true;
-                tokio::time::sleep(d).await;
-            }
-            match after {
-                Some(status) => {
-                    faulted = true;
-                    fault_response(&path, status, None)
-                }
-                None => ensure_json_error(&path, r).await,
-            }
-        }
-    };
-    let record = CallRecord {
-        method,
-        path,
-        query,
-        status: response.status().as_u16(),
-        time,
-        faulted,
-    };
-    let mut journal = inner.journal.lock().unwrap_or_else(|p| p.into_inner());
-    if journal.len() >= JOURNAL_CAP {
-        journal.pop_front();
-    }
-    journal.push_back(record);
-    response
+    let response = next.run(req).await;
+    ensure_json_error(&path, response).await
 }
 
 /// Rewrites an error answer without a JSON body (e.g. axum's own 405) into one.

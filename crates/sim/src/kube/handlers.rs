@@ -1,5 +1,6 @@
 //! HTTP routing: parses paths, query and bodies, calls the store, answers JSON,
-//! Tables, watch streams and `Status` errors. Records the journal and fires faults.
+//! Tables, watch streams and `Status` errors. (Faults and the journal are the shared layer's, in
+//! front of this: [`crate::fault`].)
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,7 +14,6 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult, success_status};
-use super::faults::{FaultAction, JournalEntry, reason_for};
 use super::patch::PatchType;
 use super::resource::ResourceInfo;
 use super::selector::{FieldSelector, LabelSelector, Selectors};
@@ -38,58 +38,17 @@ pub async fn dispatch(State(server): State<ApiServer>, req: Request) -> Response
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let headers = req.headers().clone();
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let mut journal = JournalEntry {
-        method: method.to_string(),
-        path: path.clone(),
-        query: query.clone(),
-        content_type: content_type.clone(),
-        status: 0,
-        body: None,
-    };
     let body = match read_body(req.into_body()).await {
         Ok(b) => b,
-        Err(e) => {
-            journal.status = e.code;
-            server.record(journal);
-            return e.into_response();
-        }
+        Err(e) => return e.into_response(),
     };
-    if !body.is_empty() {
-        journal.body = Some(String::from_utf8_lossy(&body).into_owned());
-    }
-    for action in server.fire_faults(method.as_str(), &path) {
-        match action {
-            FaultAction::Latency(d) => tokio::time::sleep(d).await,
-            FaultAction::Status { code, message } => {
-                let mut err = ApiError::new(code, reason_for(code), message);
-                if code == 429 || code == 503 {
-                    err = err.with_details(json!({"retryAfterSeconds": 1}));
-                }
-                journal.status = code;
-                server.record(journal);
-                let mut resp = err.into_response();
-                if code == 429 || code == 503 {
-                    resp.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                }
-                return resp;
-            }
-        }
-    }
     let q: Query = form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let resp = match route(&server, &method, &path, &q, &headers, body) {
+    match route(&server, &method, &path, &q, &headers, body) {
         Ok(r) => r,
         Err(e) => e.into_response(),
-    };
-    journal.status = resp.status().as_u16();
-    server.record(journal);
-    resp
+    }
 }
 
 async fn read_body(body: Body) -> ApiResult<Bytes> {

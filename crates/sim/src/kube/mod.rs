@@ -3,13 +3,12 @@
 //! [`ApiServer`] serves the Kubernetes API from memory: an axum router used
 //! in-process by kube's `Client` (tests), or on a loopback port (`portvakt sim`,
 //! `portvakt demo`, the real kubectl). See `store` for the write semantics, `watch`
-//! for watch streams, `apply` for server-side apply, `faults` for test hooks.
+//! for watch streams, `apply` for server-side apply, [`crate::fault`] for the shared fault and journal layer.
 
 pub mod apply;
 pub mod discovery;
 pub mod error;
 pub mod events;
-pub mod faults;
 pub mod fields;
 pub mod handlers;
 pub mod managed;
@@ -26,7 +25,7 @@ pub mod types;
 pub mod watch;
 
 pub use crate::ServeHandle;
+pub use crate::fault::{CallRecord, FaultAction, FaultRule, FaultTimes};
 pub use error::{ApiError, StatusCause};
-pub use faults::{FaultAction, FaultRule, JournalEntry};
 pub use resource::{PrinterColumn, ResourceInfo};
 pub use server::ApiServer;

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::ServeHandle;
+use crate::fault::{CallRecord, ErrorShape, FaultLayer, FaultRule};
 
 use super::error::ApiResult;
-use super::faults::{FaultAction, FaultRule, Faults, JournalEntry};
 use super::registry;
 use super::resource::ResourceInfo;
 use super::selector::Selectors;
@@ -25,8 +25,7 @@ const DEFAULT_HISTORY: usize = 2_000;
 struct Inner {
     store: Mutex<Store>,
     clock: Clock,
-    journal: Mutex<Vec<JournalEntry>>,
-    faults: Mutex<Faults>,
+    faults: Arc<FaultLayer>,
     drop_watches: watch::Sender<u64>,
     force_expired: AtomicU32,
     bookmark_ms: AtomicU32,
@@ -57,9 +56,13 @@ impl ApiServer {
         let server = Self {
             inner: Arc::new(Inner {
                 store: Mutex::new(Store::new(clock.clone(), DEFAULT_HISTORY)),
-                clock,
-                journal: Mutex::new(Vec::new()),
-                faults: Mutex::new(Faults::default()),
+                clock: clock.clone(),
+                faults: FaultLayer::new(
+                    clock.clone(),
+                    StatusShape,
+                    JOURNAL_CAP,
+                    super::handlers::MAX_BODY,
+                ),
                 drop_watches,
                 force_expired: AtomicU32::new(0),
                 bookmark_ms: AtomicU32::new(2_000),
@@ -93,11 +96,18 @@ impl ApiServer {
         self.inner.clock.clone()
     }
 
-    /// The axum router serving the whole API.
+    /// The axum router serving the whole API, with the fault layer's control routes under `/_sim/`.
     pub fn router(&self) -> axum::Router {
-        axum::Router::new()
+        let api = axum::Router::new()
             .fallback(super::handlers::dispatch)
-            .with_state(self.clone())
+            .with_state(self.clone());
+        crate::fault::control_routes(&self.inner.faults)
+            .merge(crate::fault::wrap(api, &self.inner.faults))
+    }
+
+    /// The fault rules and the call journal.
+    pub fn faults(&self) -> &Arc<FaultLayer> {
+        &self.inner.faults
     }
 
     /// An in-process client (no sockets), default namespace "default".
@@ -197,33 +207,20 @@ impl ApiServer {
         self.lock().current_rv()
     }
 
-    pub fn journal(&self) -> Vec<JournalEntry> {
-        recover(self.inner.journal.lock()).clone()
+    pub fn journal(&self) -> Vec<CallRecord> {
+        self.inner.faults.journal()
     }
 
     pub fn clear_journal(&self) {
-        recover(self.inner.journal.lock()).clear();
-    }
-
-    pub(super) fn record(&self, entry: JournalEntry) {
-        let mut j = recover(self.inner.journal.lock());
-        if j.len() >= JOURNAL_CAP {
-            j.remove(0);
-        }
-        j.push(entry);
+        self.inner.faults.clear_journal();
     }
 
     pub fn inject_fault(&self, rule: FaultRule) {
-        recover(self.inner.faults.lock()).add(rule);
+        self.inner.faults.inject(rule);
     }
 
     pub fn clear_faults(&self) {
-        recover(self.inner.faults.lock()).clear();
-    }
-
-    pub(super) fn fire_faults(&self, method: &str, path: &str) -> Vec<FaultAction> {
-        let now = self.inner.clock.now();
-        recover(self.inner.faults.lock()).fire(method, path, now)
+        self.inner.faults.clear_faults();
     }
 
     /// Ends every open watch stream now (clients see the stream close and re-watch).
@@ -283,5 +280,33 @@ impl ApiServer {
             return false;
         };
         Selectors { labels, fields }.matches(obj)
+    }
+}
+
+/// Injected faults answer with a `Status` body, as the real server does (429 and 503 also carry
+/// `details.retryAfterSeconds` and `Retry-After`, which client-go and kube honour).
+struct StatusShape;
+
+impl ErrorShape for StatusShape {
+    fn error(
+        &self,
+        _path: &str,
+        status: http::StatusCode,
+        message: &str,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let code = status.as_u16();
+        let mut err = super::error::ApiError::new(code, super::error::reason_for(code), message);
+        if code == 429 || code == 503 {
+            err = err.with_details(json!({"retryAfterSeconds": 1}));
+        }
+        let mut resp = err.into_response();
+        if code == 429 || code == 503 {
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        resp
     }
 }
