@@ -630,9 +630,8 @@ async fn idporten_login_with_pkce_and_private_key_jwt() {
     )
     .await
     .expect("login");
-    let claims =
-        portvakt_sim::digdir::crypto::raw_claims(tokens["id_token"].as_str().expect("id_token"))
-            .expect("claims");
+    let claims = portvakt_sim::jwt::raw_claims(tokens["id_token"].as_str().expect("id_token"))
+        .expect("claims");
     assert_eq!(claims["aud"], id);
     assert_eq!(claims["iss"], env.urls.idporten.issuer);
     assert!(
@@ -650,7 +649,7 @@ async fn idporten_login_with_pkce_and_private_key_jwt() {
         scope: "openid".into(),
         state: Some("s".into()),
         nonce: Some("n".into()),
-        code_challenge: Some(portvakt_sim::digdir::crypto::s256(verifier)),
+        code_challenge: Some(portvakt_sim::jwt::s256(verifier)),
         code_challenge_method: Some("S256".into()),
         ..AuthorizeRequest::default()
     };

@@ -1,8 +1,14 @@
-//! Simulators of the systems portvakt talks to: an embedded Kubernetes API server
-//! and Digdir. Used by the tests, `portvakt sim` and `portvakt demo`.
+//! Simulators of the systems portvakt talks to: an embedded Kubernetes API server ([`kube`]) and
+//! Digdir ([`digdir`]). Used by the tests, `portvakt sim` and `portvakt demo`; not part of the
+//! production image.
+//!
+//! Shared by every simulator: [`fault`] (fault injection and the call journal, with their `/_sim/`
+//! control routes), [`jwt`] (RSA keys, a test CA, JWT and x5c helpers for verifying what clients
+//! send), [`serve_on`] (serving on loopback).
 
 pub mod digdir;
 pub mod fault;
+pub mod jwt;
 pub mod kube;
 mod serve;
 

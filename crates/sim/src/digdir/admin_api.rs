@@ -134,7 +134,7 @@ fn owned_client<'a>(state: &'a mut State, id: &str, org: &str) -> Result<&'a mut
 }
 
 fn new_secret_value() -> String {
-    super::crypto::random_token(48)
+    crate::jwt::random_token(48)
 }
 
 fn uses_secret(method: &str) -> bool {

@@ -5,10 +5,10 @@
 use serde_json::{Value, json};
 
 use super::ProviderUrls;
-use super::crypto::{self, RsaKey};
 use super::error::SimError;
 use super::oidc::CLIENT_ASSERTION_TYPE;
 use super::state::JWT_BEARER;
+use crate::jwt::{self as crypto, RsaKey};
 use portvakt_clock::Clock;
 
 fn http_client() -> Result<reqwest::Client, SimError> {
@@ -36,7 +36,7 @@ async fn post_form(url: &str, form: &[(&str, &str)]) -> Result<(u16, Value), Sim
 
 /// A JWT grant / client assertion signed with `jwk` (`kid` from the JWK in the header).
 pub fn sign_assertion(jwk: &Value, claims: &Value) -> Result<String, SimError> {
-    RsaKey::from_private_jwk(jwk)?.sign(claims)
+    Ok(RsaKey::from_private_jwk(jwk)?.sign(claims)?)
 }
 
 /// Gets a Maskinporten token for `client_id` with its private JWK. Returns the token

@@ -24,6 +24,18 @@ pub enum SimError {
     Unexpected(String),
 }
 
+impl From<crate::jwt::CryptoError> for SimError {
+    fn from(e: crate::jwt::CryptoError) -> Self {
+        use crate::jwt::CryptoError as C;
+        match e {
+            C::Key(m) => SimError::Key(m),
+            C::Certificate(m) => SimError::Certificate(m),
+            C::Jwt(m) => SimError::Jwt(m),
+            C::InvalidJwk(m) => SimError::InvalidJwk(m),
+        }
+    }
+}
+
 /// One entry of `errors[]` in Digdir's error body.
 #[derive(Clone, Debug)]
 pub struct FieldError {

@@ -26,7 +26,6 @@
 
 mod admin_api;
 pub mod app;
-pub mod crypto;
 pub mod error;
 mod oidc;
 pub mod seed;
@@ -49,7 +48,8 @@ use serde_json::Value;
 
 pub use crate::fault::{CallRecord, FaultAction, FaultRule, FaultTimes};
 use crate::fault::{ErrorShape, FaultLayer};
-pub use crypto::RsaKey;
+use crate::jwt as crypto;
+pub use crate::jwt::RsaKey;
 pub use error::{ApiError, OAuthError, SimError};
 pub use oidc::{AuthorizeOutcome, AuthorizeRequest};
 pub use oidc::{CLIENT_ASSERTION_TYPE, CODE_LIFETIME_SECS};
@@ -164,7 +164,7 @@ impl AdminCredentials {
         scopes: &str,
         now_unix: i64,
     ) -> Result<String, SimError> {
-        self.key.sign(&self.claims(audience, scopes, now_unix))
+        Ok(self.key.sign(&self.claims(audience, scopes, now_unix))?)
     }
 
     /// A JWT grant with the certificate chain in `x5c` (test helper).
@@ -180,8 +180,9 @@ impl AdminCredentials {
             crypto::x5c_encode(&self.leaf_der),
             crypto::x5c_encode(&self.ca_der),
         ]);
-        self.key
-            .sign_with_header(&header, &self.claims(audience, scopes, now_unix))
+        Ok(self
+            .key
+            .sign_with_header(&header, &self.claims(audience, scopes, now_unix))?)
     }
 
     /// The admin signing key (for tests that craft unusual grants).

@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::crypto::{self, RsaKey};
 use super::error::OAuthError;
 use super::state::AuthCode;
 use super::token::{parse_form, verify_grant};
 use super::{Inner, Issuers};
+use crate::jwt::{self as crypto, RsaKey};
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// How long an authorization code stays usable.
@@ -456,7 +456,7 @@ fn exchange(
         "consumer": {"authority": "iso6523-actorid-upis", "ID": format!("0192:{}", client.client_orgno)},
         "iat": now, "exp": now + lifetime, "jti": uuid::Uuid::new_v4().to_string(),
     });
-    let server = |e: super::error::SimError| {
+    let server = |e: crate::jwt::CryptoError| {
         OAuthError::new("server_error", e.to_string())
             .with_status(StatusCode::INTERNAL_SERVER_ERROR)
     };

@@ -956,7 +956,7 @@ pub fn parse_jwks(
         }
         let n = s("n");
         let e = s("e");
-        match n.as_deref().map(super::crypto::modulus_bits) {
+        match n.as_deref().map(crate::jwt::modulus_bits) {
             None => errs.push(FieldError::new(at("n"), "is required")),
             Some(None) => errs.push(FieldError::new(at("n"), "is not base64url")),
             Some(Some(bits)) if bits < 2048 => errs.push(FieldError::new(
@@ -965,7 +965,7 @@ pub fn parse_jwks(
             )),
             Some(Some(_)) => {}
         }
-        if e.as_deref().and_then(super::crypto::modulus_bits).is_none() {
+        if e.as_deref().and_then(crate::jwt::modulus_bits).is_none() {
             errs.push(FieldError::new(at("e"), "is required (base64url)"));
         }
         let x5c = match map.get("x5c") {

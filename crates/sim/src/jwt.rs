@@ -1,4 +1,4 @@
-//! Keys, certificates and JWTs for the simulator: its signing keys, the test CA that
+//! Keys, certificates and JWTs shared by the simulators: signing keys, the test CA that
 //! issues business certificates, JWK conversion, and JWT signature checks.
 
 use base64::Engine;
@@ -9,8 +9,6 @@ use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use rsa::{BigUint, RsaPrivateKey};
 use serde_json::{Value, json};
-
-use super::error::SimError;
 
 fn b64u(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -33,30 +31,30 @@ impl std::fmt::Debug for RsaKey {
 
 impl RsaKey {
     /// A fresh RSA-2048 key.
-    pub fn generate(kid: impl Into<String>) -> Result<Self, SimError> {
+    pub fn generate(kid: impl Into<String>) -> Result<Self, CryptoError> {
         let key = RsaPrivateKey::new(&mut rand::thread_rng(), 2048)
-            .map_err(|e| SimError::Key(e.to_string()))?;
+            .map_err(|e| CryptoError::Key(e.to_string()))?;
         Self::from_private(kid.into(), key)
     }
 
-    fn from_private(kid: String, key: RsaPrivateKey) -> Result<Self, SimError> {
+    fn from_private(kid: String, key: RsaPrivateKey) -> Result<Self, CryptoError> {
         let der = key
             .to_pkcs1_der()
-            .map_err(|e| SimError::Key(e.to_string()))?;
+            .map_err(|e| CryptoError::Key(e.to_string()))?;
         let encoding = EncodingKey::from_rsa_der(der.as_bytes());
         Ok(Self { kid, key, encoding })
     }
 
     /// From a private JWK (`n`, `e`, `d`, `p`, `q`), as the Secrets hold it.
-    pub fn from_private_jwk(jwk: &Value) -> Result<Self, SimError> {
-        let part = |name: &str| -> Result<BigUint, SimError> {
+    pub fn from_private_jwk(jwk: &Value) -> Result<Self, CryptoError> {
+        let part = |name: &str| -> Result<BigUint, CryptoError> {
             let text = jwk
                 .get(name)
                 .and_then(Value::as_str)
-                .ok_or_else(|| SimError::InvalidJwk(format!("missing `{name}`")))?;
+                .ok_or_else(|| CryptoError::InvalidJwk(format!("missing `{name}`")))?;
             let bytes = URL_SAFE_NO_PAD
                 .decode(text.trim_end_matches('='))
-                .map_err(|_| SimError::InvalidJwk(format!("`{name}` is not base64url")))?;
+                .map_err(|_| CryptoError::InvalidJwk(format!("`{name}` is not base64url")))?;
             Ok(BigUint::from_bytes_be(&bytes))
         };
         let kid = jwk
@@ -70,15 +68,15 @@ impl RsaKey {
             part("d")?,
             vec![part("p")?, part("q")?],
         )
-        .map_err(|e| SimError::InvalidJwk(e.to_string()))?;
+        .map_err(|e| CryptoError::InvalidJwk(e.to_string()))?;
         Self::from_private(kid, key)
     }
 
-    pub fn private_key_pem(&self) -> Result<String, SimError> {
+    pub fn private_key_pem(&self) -> Result<String, CryptoError> {
         self.key
             .to_pkcs8_pem(LineEnding::LF)
             .map(|p| p.to_string())
-            .map_err(|e| SimError::Key(e.to_string()))
+            .map_err(|e| CryptoError::Key(e.to_string()))
     }
 
     pub fn n(&self) -> String {
@@ -117,7 +115,7 @@ impl RsaKey {
     }
 
     /// Signs `claims` with RS256 and this key's `kid` in the header.
-    pub fn sign(&self, claims: &Value) -> Result<String, SimError> {
+    pub fn sign(&self, claims: &Value) -> Result<String, CryptoError> {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
         header.typ = Some("JWT".into());
@@ -125,17 +123,17 @@ impl RsaKey {
     }
 
     /// Signs with a caller-built header (e.g. `x5c` instead of `kid`).
-    pub fn sign_with_header(&self, header: &Header, claims: &Value) -> Result<String, SimError> {
+    pub fn sign_with_header(&self, header: &Header, claims: &Value) -> Result<String, CryptoError> {
         jsonwebtoken::encode(header, claims, &self.encoding)
-            .map_err(|e| SimError::Jwt(e.to_string()))
+            .map_err(|e| CryptoError::Jwt(e.to_string()))
     }
 
-    pub(crate) fn rcgen_key_pair(&self) -> Result<rcgen::KeyPair, SimError> {
+    pub(crate) fn rcgen_key_pair(&self) -> Result<rcgen::KeyPair, CryptoError> {
         let der = self
             .key
             .to_pkcs8_der()
-            .map_err(|e| SimError::Key(e.to_string()))?;
-        rcgen::KeyPair::try_from(der.as_bytes()).map_err(|e| SimError::Key(e.to_string()))
+            .map_err(|e| CryptoError::Key(e.to_string()))?;
+        rcgen::KeyPair::try_from(der.as_bytes()).map_err(|e| CryptoError::Key(e.to_string()))
     }
 }
 
@@ -152,8 +150,9 @@ pub struct TestCa {
 const OID_SERIAL_NUMBER: [u64; 4] = [2, 5, 4, 5];
 
 impl TestCa {
-    pub fn generate() -> Result<Self, SimError> {
-        let key = rcgen::KeyPair::generate().map_err(|e| SimError::Certificate(e.to_string()))?;
+    pub fn generate() -> Result<Self, CryptoError> {
+        let key =
+            rcgen::KeyPair::generate().map_err(|e| CryptoError::Certificate(e.to_string()))?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
         params.distinguished_name.push(
             rcgen::DnType::CommonName,
@@ -184,7 +183,7 @@ impl TestCa {
         orgno: &str,
         org_name: &str,
         subject_key: &RsaKey,
-    ) -> Result<(Vec<u8>, String), SimError> {
+    ) -> Result<(Vec<u8>, String), CryptoError> {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
         params
             .distinguished_name
@@ -206,8 +205,8 @@ impl TestCa {
     }
 }
 
-fn cert_err(e: rcgen::Error) -> SimError {
-    SimError::Certificate(e.to_string())
+fn cert_err(e: rcgen::Error) -> CryptoError {
+    CryptoError::Certificate(e.to_string())
 }
 
 /// What a verified `x5c` chain yields.
@@ -396,4 +395,17 @@ mod tests {
         assert_eq!(modulus_bits("AQAB"), Some(17));
         assert!(RsaKey::from_private_jwk(&key.public_jwk()).is_err());
     }
+}
+
+/// Key, certificate and JWT failures of the helpers above.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("key generation or encoding failed: {0}")]
+    Key(String),
+    #[error("certificate generation failed: {0}")]
+    Certificate(String),
+    #[error("signing a JWT failed: {0}")]
+    Jwt(String),
+    #[error("invalid JWK: {0}")]
+    InvalidJwk(String),
 }
