@@ -68,6 +68,8 @@ pub mod reason {
     pub const CONFIGURATION_ERROR: &str = "ConfigurationError";
     /// The resource is being deleted and its registration removed.
     pub const DELETING: &str = "Deleting";
+    /// portvakt itself failed (a bug or an internal fault, not the user's manifest); retried.
+    pub const INTERNAL_ERROR: &str = "InternalError";
 }
 
 /// Upper bound of `message` in the CRD's condition schema (characters).

@@ -58,6 +58,16 @@ pub enum KeyError {
     Certificate(String),
 }
 
+impl KeyError {
+    /// The file the error is about, if it is about one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            KeyError::Io { path, .. } | KeyError::Pem { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
 pub type Result<T, E = KeyError> = std::result::Result<T, E>;
 
 /// Installs rustls' ring crypto provider as the process default (reqwest is built without one).

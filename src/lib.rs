@@ -9,8 +9,6 @@ pub mod core;
 pub mod crd;
 pub mod digdir;
 pub mod keys;
-pub mod secrets;
-pub mod workloads;
 
 /// Installs rustls' ring provider as the process default; kube and reqwest both use it.
 /// Calling it again is harmless.

@@ -65,7 +65,7 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let run_args = run_args_for_sim(&digdir, &digdir_url, state.path());
     let settings = super::run::settings(&run_args)?;
     let ctx = super::run::build_context(&run_args, settings, clock.clone(), client.clone()).await?;
-    let opts = super::run::run_options(&run_args)?;
+    let opts = super::run::run_options(&run_args, tokio_util::sync::CancellationToken::new())?;
     let shutdown = opts.shutdown.clone();
     let controllers = tokio::spawn(portvakt::controller::run(ctx, opts));
 
@@ -163,24 +163,28 @@ fn run_args_for_sim(digdir: &DigdirSim, digdir_url: &str, state: &std::path::Pat
     let creds = digdir.admin_credentials();
     RunArgs {
         cluster_name: "portvakt-demo".into(),
-        digdir_env: "test".into(),
-        digdir_base_url: Some(urls.admin_base_url),
-        maskinporten_well_known_url: Some(urls.maskinporten.well_known_url),
-        idporten_well_known_url: Some(urls.idporten.well_known_url),
-        digdir_admin_client_id: creds.client_id,
-        digdir_admin_scopes: creds.scopes.join(" "),
-        digdir_admin_key_file: state.join("admin-key.pem"),
-        digdir_admin_cert_chain_file: Some(state.join("admin-chain.pem")),
-        digdir_admin_kid: None,
-        client_name: "portvakt demo".into(),
-        client_uri: "https://portvakt.example".into(),
-        maskinporten_default_scope: "nav:test/api".into(),
-        idporten: true,
-        maskinporten: true,
+        digdir: super::run::DigdirArgs {
+            idporten: true,
+            maskinporten: true,
+            digdir_env: Some("test".into()),
+            digdir_base_url: Some(urls.admin_base_url),
+            maskinporten_well_known_url: Some(urls.maskinporten.well_known_url),
+            idporten_well_known_url: Some(urls.idporten.well_known_url),
+            digdir_admin_client_id: Some(creds.client_id),
+            digdir_admin_scopes: creds.scopes.join(" "),
+            digdir_admin_key_file: Some(state.join("admin-key.pem")),
+            digdir_admin_cert_chain_file: Some(state.join("admin-chain.pem")),
+            digdir_admin_kid: None,
+            digdir_request_timeout: "30s".into(),
+            client_name: Some("portvakt demo".into()),
+            client_uri: Some("https://portvakt.example".into()),
+            // A scope the simulated organisation owns (its seed).
+            maskinporten_default_scope: Some(super::sim::SIM_DEFAULT_SCOPE.into()),
+            key_propagation: "0s".into(),
+            next_key_delay: "5m".into(),
+        },
         concurrency: 4,
         resync_period: "1h".into(),
-        key_propagation: "0s".into(),
-        next_key_delay: "5m".into(),
         metrics_address: SocketAddr::from(([127, 0, 0, 1], 0)),
         observe: false,
     }

@@ -1,7 +1,9 @@
-//! `portvakt run`: the controllers against a real (or embedded) cluster and Digdir.
+//! `portvakt run`: the controllers against a real (or embedded) cluster and the providers.
 //!
-//! Every flag has a `PORTVAKT_*` environment equivalent. Bad configuration fails at start,
-//! naming the setting, before anything is read or written.
+//! Every flag has a `PORTVAKT_*` environment equivalent. Settings come in one group per provider; a
+//! provider's settings are required and checked only when one of its kinds is enabled. Bad
+//! configuration fails at start, naming the setting, before anything is read or written. SIGTERM and
+//! SIGINT are handled before anything else and stop the process promptly in every state.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,20 +12,25 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use portvakt::clock::Clock;
-use portvakt::controller::{self, Context, RunOptions};
+use portvakt::controller::digdir_kinds::DigdirProvider;
+use portvakt::controller::{self, Context, RunOptions, Shared};
 use portvakt::digdir::{DigdirClient, DigdirConfig, DigdirEnvironment};
 use portvakt::keys::{FileSigner, Signer};
 use tokio_util::sync::CancellationToken;
 
+/// The Digdir kinds and their provider's settings.
 #[derive(clap::Args, Debug, Clone)]
-pub struct RunArgs {
-    /// This cluster's name: Digdir registrations are identified as `<cluster>:<namespace>:<name>`.
-    /// Use the name digdirator used, or every client is created again.
-    #[arg(long, env = "PORTVAKT_CLUSTER_NAME")]
-    pub cluster_name: String,
+#[command(next_help_heading = "Digdir (IDPortenClient, MaskinportenClient)")]
+pub struct DigdirArgs {
+    /// Run the IDPortenClient controller.
+    #[arg(long, env = "PORTVAKT_IDPORTEN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub idporten: bool,
+    /// Run the MaskinportenClient controller.
+    #[arg(long, env = "PORTVAKT_MASKINPORTEN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub maskinporten: bool,
     /// Digdir environment whose URLs are used: `test` or `prod`.
     #[arg(long, env = "PORTVAKT_DIGDIR_ENV")]
-    pub digdir_env: String,
+    pub digdir_env: Option<String>,
     /// Overrides the environment's self-service API base URL.
     #[arg(long, env = "PORTVAKT_DIGDIR_BASE_URL")]
     pub digdir_base_url: Option<String>,
@@ -35,7 +42,7 @@ pub struct RunArgs {
     pub idporten_well_known_url: Option<String>,
     /// The admin client's client_id at Digdir.
     #[arg(long, env = "PORTVAKT_DIGDIR_ADMIN_CLIENT_ID")]
-    pub digdir_admin_client_id: String,
+    pub digdir_admin_client_id: Option<String>,
     /// Space-separated admin scopes asked for in the grant.
     #[arg(
         long,
@@ -45,46 +52,27 @@ pub struct RunArgs {
     pub digdir_admin_scopes: String,
     /// The admin private key (PKCS#8/PKCS#1 PEM or a JWK), mounted from a Secret.
     #[arg(long, env = "PORTVAKT_DIGDIR_ADMIN_KEY_FILE")]
-    pub digdir_admin_key_file: PathBuf,
-    /// The business certificate chain (PEM, leaf first) sent as `x5c`.
+    pub digdir_admin_key_file: Option<PathBuf>,
+    /// The business certificate chain (PEM, leaf first) sent as `x5c`. Give this or --digdir-admin-kid.
     #[arg(long, env = "PORTVAKT_DIGDIR_ADMIN_CERT_CHAIN_FILE")]
     pub digdir_admin_cert_chain_file: Option<PathBuf>,
     /// Instead of a certificate chain: the `kid` of a key registered on the admin client.
     #[arg(long, env = "PORTVAKT_DIGDIR_ADMIN_KID")]
     pub digdir_admin_kid: Option<String>,
-    /// Default client name for registrations whose spec has none.
-    #[arg(
-        long,
-        env = "PORTVAKT_CLIENT_NAME",
-        default_value = "ARBEIDS- OG VELFERDSETATEN"
-    )]
-    pub client_name: String,
-    /// Default client URI (and post-logout redirect URI) for registrations whose spec has none.
-    #[arg(
-        long,
-        env = "PORTVAKT_CLIENT_URI",
-        default_value = "https://www.nav.no"
-    )]
-    pub client_uri: String,
-    /// Scope registered on a MaskinportenClient that consumes none (Digdir refuses clients without scopes).
-    #[arg(
-        long,
-        env = "PORTVAKT_MASKINPORTEN_DEFAULT_SCOPE",
-        default_value = "nav:test/api"
-    )]
-    pub maskinporten_default_scope: String,
-    /// Run the IDPortenClient controller.
-    #[arg(long, env = "PORTVAKT_IDPORTEN", default_value_t = true, action = clap::ArgAction::Set)]
-    pub idporten: bool,
-    /// Run the MaskinportenClient controller.
-    #[arg(long, env = "PORTVAKT_MASKINPORTEN", default_value_t = true, action = clap::ArgAction::Set)]
-    pub maskinporten: bool,
-    /// Concurrent reconciles per controller.
-    #[arg(long, env = "PORTVAKT_CONCURRENCY", default_value_t = 16)]
-    pub concurrency: u16,
-    /// How often every resource is looked at again (e.g. 30s, 10m, 1h).
-    #[arg(long, env = "PORTVAKT_RESYNC_PERIOD", default_value = "1h")]
-    pub resync_period: String,
+    /// How long one call to Digdir may take (e.g. 30s). A create whose answer does not come in time
+    /// holds the next create of that client for this long again (the answer may still land).
+    #[arg(long, env = "PORTVAKT_DIGDIR_REQUEST_TIMEOUT", default_value = "30s")]
+    pub digdir_request_timeout: String,
+    /// Client name registered for resources whose spec has none (your organisation's name).
+    #[arg(long, env = "PORTVAKT_CLIENT_NAME")]
+    pub client_name: Option<String>,
+    /// Client URI (and post-logout redirect URI) for registrations whose spec has none.
+    #[arg(long, env = "PORTVAKT_CLIENT_URI")]
+    pub client_uri: Option<String>,
+    /// Scope registered on a MaskinportenClient that consumes no scope the organisation may use
+    /// (Digdir refuses clients without one): a scope your organisation owns. No default.
+    #[arg(long, env = "PORTVAKT_MASKINPORTEN_DEFAULT_SCOPE")]
+    pub maskinporten_default_scope: Option<String>,
     /// How long Digdir may take to accept a newly registered key (documented: up to 2 minutes).
     #[arg(long, env = "PORTVAKT_KEY_PROPAGATION", default_value = "2m")]
     pub key_propagation: String,
@@ -92,6 +80,23 @@ pub struct RunArgs {
     /// rotation) is made: a burst of new resources spends its CPU on first keys first.
     #[arg(long, env = "PORTVAKT_NEXT_KEY_DELAY", default_value = "5m")]
     pub next_key_delay: String,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// This cluster's name: registrations are identified as `<cluster>:<namespace>:<name>`.
+    /// Use the name digdirator used, or every client is created again.
+    #[arg(long, env = "PORTVAKT_CLUSTER_NAME")]
+    pub cluster_name: String,
+    #[command(flatten)]
+    pub digdir: DigdirArgs,
+    /// Concurrent reconciles per controller.
+    #[arg(long, env = "PORTVAKT_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+    /// How often every resource is looked at again and each provider's steady-state check runs
+    /// (a duration: 30s, 10m, 1h; a plain number is seconds; at least 1s).
+    #[arg(long, env = "PORTVAKT_RESYNC_PERIOD", default_value = "1h")]
+    pub resync_period: String,
     /// Health and metrics endpoint (/healthz, /readyz, /metrics).
     #[arg(long, env = "PORTVAKT_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     pub metrics_address: SocketAddr,
@@ -118,17 +123,49 @@ pub fn parse_duration(setting: &str, value: &str) -> anyhow::Result<Duration> {
     })
 }
 
-fn digdir_config(args: &RunArgs) -> anyhow::Result<DigdirConfig> {
-    let env: DigdirEnvironment = args.digdir_env.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "--digdir-env: {:?} is not `test` or `prod`",
-            args.digdir_env
-        )
-    })?;
-    if args.digdir_admin_client_id.trim().is_empty() {
+/// [`parse_duration`], refusing values below `min` (a zero resync period would busy-loop).
+pub fn parse_duration_min(setting: &str, value: &str, min: Duration) -> anyhow::Result<Duration> {
+    let d = parse_duration(setting, value)?;
+    if d < min {
+        bail!(
+            "{setting}: {value:?} is too short; the minimum is {}",
+            human(min)
+        );
+    }
+    Ok(d)
+}
+
+fn human(d: Duration) -> String {
+    if d.subsec_millis() != 0 || d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs())
+    }
+}
+
+fn required<'a, T>(value: &'a Option<T>, setting: &str, why: &str) -> anyhow::Result<&'a T> {
+    value
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{setting} is required {why}"))
+}
+
+const FOR_DIGDIR: &str =
+    "while a Digdir kind is enabled (turn them off with --idporten=false --maskinporten=false)";
+
+fn digdir_config(args: &DigdirArgs) -> anyhow::Result<DigdirConfig> {
+    let env_name = required(&args.digdir_env, "--digdir-env", FOR_DIGDIR)?;
+    let env: DigdirEnvironment = env_name
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--digdir-env: {env_name:?} is not `test` or `prod`"))?;
+    let admin = required(
+        &args.digdir_admin_client_id,
+        "--digdir-admin-client-id",
+        FOR_DIGDIR,
+    )?;
+    if admin.trim().is_empty() {
         bail!("--digdir-admin-client-id is empty");
     }
-    let mut config = DigdirConfig::preset(env, args.digdir_admin_client_id.trim());
+    let mut config = DigdirConfig::preset(env, admin.trim());
     if let Some(url) = &args.digdir_base_url {
         config.base_url = url.clone();
     }
@@ -143,165 +180,285 @@ fn digdir_config(args: &RunArgs) -> anyhow::Result<DigdirConfig> {
         .split_whitespace()
         .map(str::to_string)
         .collect();
+    config.request_timeout = parse_duration_min(
+        "--digdir-request-timeout",
+        &args.digdir_request_timeout,
+        Duration::from_millis(100),
+    )?;
     config
         .validate()
         .map_err(|problem| anyhow::anyhow!("Digdir configuration: {problem}"))?;
     Ok(config)
 }
 
-fn signer(args: &RunArgs) -> anyhow::Result<Arc<dyn Signer>> {
-    if args.digdir_admin_cert_chain_file.is_none() && args.digdir_admin_kid.is_none() {
-        bail!(
+fn signer(args: &DigdirArgs) -> anyhow::Result<Arc<dyn Signer>> {
+    let key_file = required(
+        &args.digdir_admin_key_file,
+        "--digdir-admin-key-file",
+        FOR_DIGDIR,
+    )?;
+    match (&args.digdir_admin_cert_chain_file, &args.digdir_admin_kid) {
+        (None, None) => bail!(
             "--digdir-admin-cert-chain-file or --digdir-admin-kid: one is needed so Maskinporten can verify the admin grant"
-        );
+        ),
+        (Some(_), Some(_)) => bail!(
+            "--digdir-admin-cert-chain-file and --digdir-admin-kid are both set: give one (the chain is sent as x5c; the kid names a key registered on the admin client)"
+        ),
+        _ => {}
     }
     let signer = FileSigner::from_files(
-        &args.digdir_admin_key_file,
+        key_file,
         args.digdir_admin_cert_chain_file.as_deref(),
         args.digdir_admin_kid.clone(),
     )
-    .map_err(|e| anyhow::anyhow!("--digdir-admin-key-file/--digdir-admin-cert-chain-file: {e}"))?;
+    .map_err(|e| {
+        let chain = args
+            .digdir_admin_cert_chain_file
+            .as_ref()
+            .map(|p| p.display().to_string());
+        let setting = if e.path().is_some() && e.path() == chain.as_deref() {
+            "--digdir-admin-cert-chain-file"
+        } else {
+            "--digdir-admin-key-file"
+        };
+        anyhow::anyhow!("{setting}: {e}")
+    })?;
     Ok(Arc::new(signer))
 }
 
-/// The settings checked before anything is read or written.
-pub struct Settings {
+/// The Digdir settings, checked.
+pub struct DigdirSettings {
     config: DigdirConfig,
     signer: Arc<dyn Signer>,
     key_propagation: Duration,
     next_key_delay: Duration,
+    client_name: String,
+    client_uri: String,
+    maskinporten_default_scope: Option<String>,
 }
 
-/// Checks every setting, failing on the first bad one and naming it.
+/// The settings checked before anything is read or written.
+pub struct Settings {
+    digdir: Option<DigdirSettings>,
+}
+
+/// Checks every setting of every enabled provider, failing on the first bad one and naming it.
 pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     if args.cluster_name.trim().is_empty() {
         bail!("--cluster-name is empty: registrations are named <cluster>:<namespace>:<name>");
     }
-    let config = digdir_config(args)?;
-    let key_propagation = parse_duration("--key-propagation", &args.key_propagation)?;
-    let next_key_delay = parse_duration("--next-key-delay", &args.next_key_delay)?;
-    let signer = signer(args)?;
-    Ok(Settings {
-        config,
-        signer,
-        key_propagation,
-        next_key_delay,
-    })
+    let d = &args.digdir;
+    let digdir = if d.idporten || d.maskinporten {
+        let config = digdir_config(d)?;
+        let key_propagation = parse_duration("--key-propagation", &d.key_propagation)?;
+        let next_key_delay = parse_duration("--next-key-delay", &d.next_key_delay)?;
+        let client_name = required(&d.client_name, "--client-name", FOR_DIGDIR)?.clone();
+        let client_uri = required(&d.client_uri, "--client-uri", FOR_DIGDIR)?.clone();
+        url::Url::parse(&client_uri)
+            .map_err(|e| anyhow::anyhow!("--client-uri: {client_uri:?} is not a URL ({e})"))?;
+        let signer = signer(d)?;
+        Some(DigdirSettings {
+            config,
+            signer,
+            key_propagation,
+            next_key_delay,
+            client_name,
+            client_uri,
+            maskinporten_default_scope: d
+                .maskinporten_default_scope
+                .clone()
+                .filter(|s| !s.trim().is_empty()),
+        })
+    } else {
+        None
+    };
+    Ok(Settings { digdir })
 }
 
-/// Builds everything from checked settings: the Digdir client, the providers' metadata and the context.
-pub async fn build_context(
-    args: &RunArgs,
-    settings: Settings,
+/// Builds the Digdir provider: its client, the providers' metadata (fetched, cancellable).
+async fn digdir_provider(
+    cluster_name: &str,
+    s: DigdirSettings,
     clock: Clock,
-    client: kube::Client,
-) -> anyhow::Result<Arc<Context>> {
-    let Settings {
-        config,
-        signer,
-        key_propagation,
-        next_key_delay,
-    } = settings;
-    let digdir = DigdirClient::new(&config, signer, clock.clone())
+) -> anyhow::Result<DigdirProvider> {
+    let request_timeout = s.config.request_timeout;
+    let digdir = DigdirClient::new(&s.config, s.signer, clock.clone())
         .map_err(|e| anyhow::anyhow!("Digdir client: {e}"))?;
     let http = digdir.http().clone();
     let idporten = portvakt::digdir::fetch_metadata(
         &http,
-        &config.idporten_well_known_url,
+        &s.config.idporten_well_known_url,
         "/.well-known/openid-configuration",
     )
     .await
     .map_err(|e| anyhow::anyhow!("--idporten-well-known-url: {e}"))?;
     let maskinporten = portvakt::digdir::fetch_metadata(
         &http,
-        &config.maskinporten_well_known_url,
+        &s.config.maskinporten_well_known_url,
         "/.well-known/oauth-authorization-server",
     )
     .await
     .map_err(|e| anyhow::anyhow!("--maskinporten-well-known-url: {e}"))?;
-    let core_config = portvakt::core::Config {
-        cluster_name: args.cluster_name.trim().to_string(),
-        client_name: args.client_name.clone(),
-        client_uri: args.client_uri.clone(),
-        maskinporten_default_scope: args.maskinporten_default_scope.clone(),
+    let core_config = portvakt::core::digdir::Config {
+        cluster_name: cluster_name.to_string(),
+        client_name: s.client_name,
+        client_uri: s.client_uri,
+        maskinporten_default_scope: s.maskinporten_default_scope,
         idporten: portvakt::core::ProviderMetadata {
-            well_known_url: config.idporten_well_known_url.clone(),
+            well_known_url: s.config.idporten_well_known_url.clone(),
             issuer: idporten.issuer,
             jwks_uri: idporten.jwks_uri,
             token_endpoint: idporten.token_endpoint,
         },
         maskinporten: portvakt::core::ProviderMetadata {
-            well_known_url: config.maskinporten_well_known_url.clone(),
+            well_known_url: s.config.maskinporten_well_known_url.clone(),
             issuer: maskinporten.issuer,
             jwks_uri: maskinporten.jwks_uri,
             token_endpoint: maskinporten.token_endpoint,
         },
-        key_propagation,
-        next_key_delay,
-        ..portvakt::core::Config::default()
+        key_propagation: s.key_propagation,
+        next_key_delay: s.next_key_delay,
+        ..portvakt::core::digdir::Config::default()
     };
-    Ok(Context::new(client, digdir, core_config, clock))
+    Ok(DigdirProvider::new(
+        digdir,
+        core_config,
+        clock,
+        request_timeout,
+    ))
+}
+
+/// Builds the operator's context from checked settings: the shared part and every enabled provider.
+pub async fn build_context(
+    args: &RunArgs,
+    settings: Settings,
+    clock: Clock,
+    client: kube::Client,
+) -> anyhow::Result<Arc<Context>> {
+    let cluster = args.cluster_name.trim();
+    let mut ctx = Context::new(Shared::new(client, clock.clone(), cluster));
+    if let Some(d) = settings.digdir {
+        ctx = ctx.with_provider(Arc::new(digdir_provider(cluster, d, clock).await?));
+    }
+    Ok(Arc::new(ctx))
 }
 
 /// The controller options from the flags.
-pub fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
-    let resync_period = parse_duration("--resync-period", &args.resync_period)?;
+pub fn run_options(args: &RunArgs, shutdown: CancellationToken) -> anyhow::Result<RunOptions> {
+    let resync_period = parse_duration_min(
+        "--resync-period",
+        &args.resync_period,
+        Duration::from_secs(1),
+    )?;
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    if !args.idporten && !args.maskinporten {
+    let mut disabled = std::collections::BTreeSet::new();
+    if !args.digdir.idporten {
+        disabled.insert("IDPortenClient".to_string());
+    }
+    if !args.digdir.maskinporten {
+        disabled.insert("MaskinportenClient".to_string());
+    }
+    if !args.digdir.idporten && !args.digdir.maskinporten {
         bail!("--idporten=false and --maskinporten=false: no controller left to run");
     }
     Ok(RunOptions {
-        idporten: args.idporten,
-        maskinporten: args.maskinporten,
+        disabled,
         concurrency: args.concurrency,
         resync_period,
-        shutdown: CancellationToken::new(),
+        shutdown,
     })
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let opts = run_options(&args)?;
-    let settings = settings(&args)?;
-    let client = kube::Client::try_default()
-        .await
-        .context("Kubernetes: no usable kubeconfig or in-cluster configuration")?;
-    let ctx = build_context(&args, settings, Clock::system(), client).await?;
-    if args.observe {
-        let report = controller::observe(&ctx, &opts)
-            .await
-            .map_err(|e| anyhow::anyhow!("observing: {e}"))?;
-        print!("{report}");
-        return Ok(());
-    }
-    let health = super::health::serve(args.metrics_address, ctx.clone())
-        .await
-        .with_context(|| {
-            format!(
-                "--metrics-address: cannot listen on {}",
-                args.metrics_address
-            )
-        })?;
-    tracing::info!(cluster = %args.cluster_name, metrics = %health, "portvakt running");
-    let shutdown = opts.shutdown.clone();
+/// Cancels `shutdown` on SIGTERM or SIGINT. Installed before anything else: as PID 1 in a container a
+/// process without a handler ignores SIGTERM.
+pub fn install_signal_handlers(shutdown: CancellationToken) -> anyhow::Result<()> {
+    let on_int = shutdown.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        shutdown.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("SIGINT: stopping");
+            on_int.cancel();
+        }
     });
     #[cfg(unix)]
     {
-        let shutdown = opts.shutdown.clone();
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            tokio::spawn(async move {
-                term.recv().await;
-                shutdown.cancel();
-            });
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::spawn(async move {
+            term.recv().await;
+            tracing::info!("SIGTERM: stopping");
+            shutdown.cancel();
+        });
+    }
+    Ok(())
+}
+
+/// Runs `fut` unless `shutdown` comes first.
+async fn or_stop<T>(
+    shutdown: &CancellationToken,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        v = fut => Some(v),
+    }
+}
+
+/// How long the controllers get to finish their passes after a stop was asked for.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    install_signal_handlers(shutdown.clone())?;
+    let opts = run_options(&args, shutdown.clone())?;
+    let settings = settings(&args)?;
+    let Some(config) = or_stop(&shutdown, kube::Config::infer()).await else {
+        return Ok(());
+    };
+    let config = config.context("Kubernetes: no usable kubeconfig or in-cluster configuration")?;
+    let api_url = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config)
+        .with_context(|| format!("Kubernetes API server {api_url}: building the client"))?;
+    let Some(ctx) = or_stop(
+        &shutdown,
+        build_context(&args, settings, Clock::system(), client.clone()),
+    )
+    .await
+    else {
+        return Ok(());
+    };
+    let ctx = ctx?;
+    if args.observe {
+        let Some(report) = or_stop(&shutdown, controller::observe(&ctx, &opts)).await else {
+            return Ok(());
+        };
+        let report = report.map_err(|e| anyhow::anyhow!("observing: {e}"))?;
+        print!("{report}");
+        return Ok(());
+    }
+    let health = super::health::serve(
+        args.metrics_address,
+        ctx.clone(),
+        api_url.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "--metrics-address: cannot listen on {}",
+            args.metrics_address
+        )
+    })?;
+    tracing::info!(cluster = %args.cluster_name, api_server = %api_url, metrics = %health, "portvakt running");
+    let controllers = controller::run(ctx, opts);
+    tokio::pin!(controllers);
+    tokio::select! {
+        _ = &mut controllers => {}
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(STOP_GRACE).await } => {
+            tracing::warn!("the controllers did not stop within {}s; exiting", STOP_GRACE.as_secs());
         }
     }
-    controller::run(ctx, opts).await;
     Ok(())
 }
 
@@ -333,5 +490,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown unit"), "{err}");
+        let err = parse_duration_min("--resync-period", "0s", Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--resync-period") && err.contains("minimum is 1s"),
+            "{err}"
+        );
     }
 }

@@ -216,6 +216,10 @@ fn call_counts(sim: &DigdirSim) -> serde_json::Value {
     json!({"admin_api": admin, "admin_api_writes": admin_writes, "token": tokens, "by_route": by_route})
 }
 
+/// A scope the simulated organisation owns (the Digdir simulator's default seed): `portvakt sim` and
+/// the demo configure it as the Maskinporten default scope.
+pub const SIM_DEFAULT_SCOPE: &str = "nav:test/api";
+
 /// Writes the admin key and certificate chain and a `run.env` with the PORTVAKT_* settings
 /// that point `portvakt run` at this simulator.
 pub fn write_run_settings(
@@ -241,6 +245,9 @@ pub fn write_run_settings(
          PORTVAKT_DIGDIR_ADMIN_KEY_FILE={}\n\
          PORTVAKT_DIGDIR_ADMIN_CERT_CHAIN_FILE={}\n\
          PORTVAKT_KEY_PROPAGATION=0s\n\
+         PORTVAKT_CLIENT_NAME=portvakt-sim\n\
+         PORTVAKT_CLIENT_URI=https://portvakt.example\n\
+         PORTVAKT_MASKINPORTEN_DEFAULT_SCOPE={SIM_DEFAULT_SCOPE}\n\
          PORTVAKT_METRICS_ADDRESS=127.0.0.1:0\n",
         urls.admin_base_url,
         urls.maskinporten.well_known_url,

@@ -233,8 +233,13 @@ impl DigdirClient {
         }))
     }
 
-    /// `POST /clients`. Safe against duplicates: after a timeout or 5xx it looks for a client with the same
-    /// description and integration type before posting again, and returns it if found.
+    /// `POST /clients`. Clients have no unique name, so a create is never simply repeated:
+    /// - after a 5xx *answer* (Digdir finished with the request, whatever it did) the client is
+    ///   looked up by description and integration type before posting again, and returned if found;
+    /// - after no answer (a timeout, a connection lost after sending, a 504 from a gateway) the
+    ///   request may still be under way and land later, so a lookup proves nothing: the error is
+    ///   returned at once ([`DigdirError::may_land_later`]) and the caller decides when it is safe
+    ///   to look again (the controller waits past the request timeout).
     pub async fn create_client(
         &self,
         registration: &ClientRegistration,
@@ -452,6 +457,9 @@ impl DigdirClient {
                 }
                 Err(e) => e,
             };
+            if err.may_land_later() {
+                return Err(err);
+            }
             let Some(delay) = self.retry_delay(&err, attempt) else {
                 return Err(err);
             };

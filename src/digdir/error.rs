@@ -149,6 +149,29 @@ impl DigdirError {
         self.status() == Some(409)
     }
 
+    /// Whether Digdir asked us to slow down (429, or 503 with Retry-After).
+    pub fn is_throttled(&self) -> bool {
+        match self.status() {
+            Some(429) => true,
+            Some(503) => self.retry_after().is_some(),
+            _ => false,
+        }
+    }
+
+    /// The label of the failure metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Api(_) if self.is_throttled() => "digdir_throttled",
+            Self::Api(e) if e.status >= 500 => "digdir_server_error",
+            Self::Api(_) => "digdir_refused",
+            Self::Transport { timeout: true, .. } => "digdir_timeout",
+            Self::Transport { .. } => "digdir_unreachable",
+            Self::Decode { .. } => "digdir_unexpected_answer",
+            Self::Auth(_) => "digdir_auth",
+            Self::Config(_) => "digdir_config",
+        }
+    }
+
     /// 4xx other than 429: the request is wrong and will stay wrong (bad input, forbidden, conflict).
     pub fn is_client_error(&self) -> bool {
         matches!(self.status(), Some(s) if (400..500).contains(&s) && s != 429)
@@ -169,6 +192,17 @@ impl DigdirError {
     pub fn is_ambiguous(&self) -> bool {
         match self {
             Self::Api(e) => e.status >= 500,
+            Self::Transport { connect, .. } => !connect,
+            _ => false,
+        }
+    }
+
+    /// Whether a request that got no answer may still be acted on later (a timeout, a connection
+    /// lost after sending, a gateway's 504 while the backend works on): a lookup right now cannot
+    /// tell whether a create will have happened.
+    pub fn may_land_later(&self) -> bool {
+        match self {
+            Self::Api(e) => e.status == 504,
             Self::Transport { connect, .. } => !connect,
             _ => false,
         }
@@ -198,11 +232,15 @@ impl DigdirError {
                     })
                     .collect();
                 let mut message = p.error_description.clone().unwrap_or_default();
-                if !field_errors.is_empty() {
+                // Digdir often repeats a field error in error_description: say each thing once.
+                for fe in field_errors {
+                    if message.contains(&fe) {
+                        continue;
+                    }
                     if !message.is_empty() {
                         message.push_str("; ");
                     }
-                    message.push_str(&field_errors.join("; "));
+                    message.push_str(&fe);
                 }
                 if message.is_empty() {
                     message = p.error.clone().unwrap_or_else(|| raw.clone());
@@ -280,5 +318,14 @@ mod tests {
 
         let err = DigdirError::from_response("GET", "/x", 404, None, None, b"");
         assert_eq!(err.message(), "Not Found");
+
+        // A field error Digdir also put into error_description is said once.
+        let body = br#"{"error":"invalid_request","error_description":"redirect_uris[0]: must not contain a fragment",
+            "errors":[{"errorMessage":"must not contain a fragment","fieldIdentifier":"redirect_uris[0]"}]}"#;
+        let err = DigdirError::from_response("POST", "/clients", 400, None, None, body);
+        assert_eq!(
+            err.message(),
+            "redirect_uris[0]: must not contain a fragment"
+        );
     }
 }

@@ -31,6 +31,8 @@ const BASE: &[(&str, &str)] = &[
     ("PORTVAKT_DIGDIR_ADMIN_CLIENT_ID", "admin"),
     ("PORTVAKT_DIGDIR_ADMIN_KEY_FILE", "/nonexistent/key.pem"),
     ("PORTVAKT_DIGDIR_ADMIN_KID", "kid-1"),
+    ("PORTVAKT_CLIENT_NAME", "Test Org"),
+    ("PORTVAKT_CLIENT_URI", "https://org.example"),
 ];
 
 fn with(overrides: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
@@ -56,6 +58,24 @@ fn run_refuses_bad_settings_naming_them() {
             "--digdir-admin-cert-chain-file or --digdir-admin-kid",
         ),
         (&[], "--digdir-admin-key-file"),
+        // No sane run with these (a zero resync period would busy-loop).
+        (&[("PORTVAKT_RESYNC_PERIOD", "0s")], "--resync-period"),
+        (
+            &[("PORTVAKT_DIGDIR_REQUEST_TIMEOUT", "0ms")],
+            "--digdir-request-timeout",
+        ),
+        // No organisation's values as defaults.
+        (&[("PORTVAKT_CLIENT_NAME", "")], "--client-name is required"),
+        (&[("PORTVAKT_CLIENT_URI", "")], "--client-uri is required"),
+        (&[("PORTVAKT_CLIENT_URI", "not a url")], "--client-uri"),
+        // One way of naming the admin key, not two.
+        (
+            &[(
+                "PORTVAKT_DIGDIR_ADMIN_CERT_CHAIN_FILE",
+                "/nonexistent/chain.pem",
+            )],
+            "are both set",
+        ),
     ];
     for (overrides, setting) in cases {
         let (ok, text) = portvakt(&["run"], &with(overrides));
@@ -65,6 +85,44 @@ fn run_refuses_bad_settings_naming_them() {
             "the error for {overrides:?} does not name {setting}:\n{text}"
         );
     }
+}
+
+#[test]
+fn a_bad_key_file_is_reported_as_the_key_file_not_the_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "not a key").expect("write");
+    let key = key.display().to_string();
+    let env: Vec<(&str, &str)> = with(&[("PORTVAKT_DIGDIR_ADMIN_KID", "")])
+        .into_iter()
+        .filter(|(k, _)| *k != "PORTVAKT_DIGDIR_ADMIN_KEY_FILE")
+        .chain([
+            ("PORTVAKT_DIGDIR_ADMIN_KEY_FILE", key.as_str()),
+            (
+                "PORTVAKT_DIGDIR_ADMIN_CERT_CHAIN_FILE",
+                "/nonexistent/chain.pem",
+            ),
+        ])
+        .collect();
+    let (ok, text) = portvakt(&["run"], &env);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("--digdir-admin-key-file:")
+            && !text.contains("--digdir-admin-cert-chain-file:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_install_without_any_digdir_kind_needs_no_digdir_settings() {
+    // Only the settings of enabled providers are required: with both Digdir kinds off there is no
+    // controller left (until Entra lands), and the error says so, not that a Digdir setting is missing.
+    let (ok, text) = portvakt(
+        &["run", "--idporten=false", "--maskinporten=false"],
+        &[("PORTVAKT_CLUSTER_NAME", "dev")],
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("no controller left"), "{text}");
 }
 
 #[test]

@@ -454,6 +454,7 @@ pub struct CallRecord {
     /// The request body as text (lossy), cut at [`MAX_BODY_IN_JOURNAL`]; `None` when empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// The answer's status; 0 while the call is still being answered.
     pub status: u16,
     /// Simulated time (the shared clock) when the call arrived.
     pub time: Timestamp,
@@ -566,14 +567,33 @@ impl FaultLayer {
         *recover(&self.base_latency) = (!latency.is_zero()).then(|| (prefix.to_string(), latency));
     }
 
-    fn record(&self, mut rec: CallRecord) {
+    /// Journals a call as it arrives (status 0 until it is answered), so the journal is in order of
+    /// arrival and shows calls still being answered. Returns its position.
+    fn record_arrival(&self, mut rec: CallRecord) -> u64 {
         let mut j = recover(&self.journal);
         rec.seq = j.next_seq;
         j.next_seq += 1;
         if j.records.len() >= self.journal_cap {
             j.records.pop_front();
         }
+        let seq = rec.seq;
         j.records.push_back(rec);
+        seq
+    }
+
+    /// Completes the journal entry `seq` with the answer's status.
+    fn record_answer(&self, seq: u64, status: u16, faulted: bool) {
+        let mut j = recover(&self.journal);
+        let first = j.records.front().map_or(seq, |r| r.seq);
+        if let Some(r) = seq
+            .checked_sub(first)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| j.records.get_mut(i))
+            && r.seq == seq
+        {
+            r.status = status;
+            r.faulted = faulted;
+        }
     }
 
     fn fault_answer(
@@ -635,8 +655,8 @@ impl FaultLayer {
                     (400, format!("error reading request body: {e}"))
                 };
                 let response = self.fault_answer(&path, status, None, Some(&message));
-                rec.status = status;
-                self.record(rec);
+                let seq = self.record_arrival(rec);
+                self.record_answer(seq, status, false);
                 return response;
             }
         };
@@ -645,6 +665,8 @@ impl FaultLayer {
             rec.body = Some(String::from_utf8_lossy(cut).into_owned());
         }
         let req = Request::from_parts(parts, Body::from(bytes));
+        let seq = self.record_arrival(rec);
+        let mut faulted = false;
 
         let base = recover(&self.base_latency).clone();
         if let Some((prefix, d)) = base
@@ -687,7 +709,7 @@ impl FaultLayer {
         }
         let response = match early {
             Some(r) => {
-                rec.faulted = true;
+                faulted = true;
                 r
             }
             None => {
@@ -703,20 +725,19 @@ impl FaultLayer {
                     ),
                 };
                 if let Some(d) = slow_answer {
-                    rec.faulted = true;
+                    faulted = true;
                     tokio::time::sleep(d).await;
                 }
                 match after {
                     Some(status) => {
-                        rec.faulted = true;
+                        faulted = true;
                         self.fault_answer(&path, status, None, None)
                     }
                     None => r,
                 }
             }
         };
-        rec.status = response.status().as_u16();
-        self.record(rec);
+        self.record_answer(seq, response.status().as_u16(), faulted);
         response
     }
 }

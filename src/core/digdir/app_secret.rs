@@ -18,7 +18,9 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use super::{Config, Key, Kind};
+use super::{Config, DigdirKind};
+use crate::core::Key;
+use crate::core::ownership::{OwnerId, is_controlled_by};
 use crate::crd::API_VERSION;
 
 pub const LABEL_APP: &str = "app";
@@ -35,7 +37,7 @@ pub const NEXT_KEY_DATA: &str = "JWK";
 /// The resource a Secret belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
-    pub kind: Kind,
+    pub kind: DigdirKind,
     pub namespace: String,
     pub name: String,
     pub uid: String,
@@ -54,28 +56,22 @@ impl Owner {
     }
 }
 
-/// Whether `meta` has a controller owner reference to `kind`/`name` (apiVersion nais.io/v1).
-pub fn is_owned_by(meta: &ObjectMeta, kind: Kind, name: &str) -> bool {
-    meta.owner_references.iter().flatten().any(|r| {
-        r.controller == Some(true)
-            && r.api_version == API_VERSION
-            && r.kind == kind.kind()
-            && r.name == name
-    })
+/// The owner identity of a resource of `kind` named `name` (for the ownership rule).
+pub fn owner_id(kind: DigdirKind, name: &str) -> OwnerId<'_> {
+    OwnerId {
+        api_version: API_VERSION,
+        kind: kind.kind(),
+        name,
+    }
 }
 
-/// Describes who controls a Secret, for the `SecretNotOwned` message.
-pub fn controller_of(meta: &ObjectMeta) -> String {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-        .map(|r| format!("{} {}", r.kind, r.name))
-        .unwrap_or_else(|| "nothing (no controller owner reference)".into())
+/// Whether `meta` has a controller owner reference to `kind`/`name` (apiVersion nais.io/v1).
+pub fn is_owned_by(meta: &ObjectMeta, kind: DigdirKind, name: &str) -> bool {
+    is_controlled_by(meta, owner_id(kind, name))
 }
 
 /// Labels of app Secrets, also the selector of managed Secrets.
-pub fn app_labels(kind: Kind, name: &str) -> BTreeMap<String, String> {
+pub fn app_labels(kind: DigdirKind, name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_APP.to_string(), name.to_string()),
         (LABEL_TYPE.to_string(), kind.secret_type_label().to_string()),
@@ -83,7 +79,7 @@ pub fn app_labels(kind: Kind, name: &str) -> BTreeMap<String, String> {
 }
 
 /// Whether a Secret is a managed app Secret of this resource: labels `app` and `type`, owned.
-pub fn is_managed_app_secret(meta: &ObjectMeta, kind: Kind, name: &str) -> bool {
+pub fn is_managed_app_secret(meta: &ObjectMeta, kind: DigdirKind, name: &str) -> bool {
     let labels = meta.labels.as_ref();
     let has = |k: &str, v: &str| labels.and_then(|l| l.get(k)).is_some_and(|x| x == v);
     has(LABEL_APP, name)
@@ -127,8 +123,8 @@ pub fn desired_app_secret(cfg: &Config, inp: &AppSecretInputs<'_>) -> Secret {
     let p = kind.env_prefix();
     let md = cfg.metadata(kind);
     let kind_key = match kind {
-        Kind::IDPorten => "REDIRECT_URI",
-        Kind::Maskinporten => "SCOPES",
+        DigdirKind::IDPorten => "REDIRECT_URI",
+        DigdirKind::Maskinporten => "SCOPES",
     };
     let data: BTreeMap<String, ByteString> = [
         ("CLIENT_ID", inp.client_id),
@@ -160,90 +156,8 @@ pub fn desired_app_secret(cfg: &Config, inp: &AppSecretInputs<'_>) -> Secret {
     }
 }
 
-fn subset(
-    want: Option<&BTreeMap<String, String>>,
-    have: Option<&BTreeMap<String, String>>,
-) -> bool {
-    want.into_iter()
-        .flatten()
-        .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
-}
-
-/// Whether writing `desired` over `existing` would change anything portvakt manages: the data (byte
-/// for byte, no key more or less), portvakt's labels and annotations, and the controller owner
-/// reference (uid included, so a restored Secret gets its owner's new uid). Labels and annotations
-/// others added are left alone.
-pub fn needs_write(existing: &Secret, desired: &Secret) -> bool {
-    let empty = BTreeMap::new();
-    let have_data = existing.data.as_ref().unwrap_or(&empty);
-    let want_data = desired.data.as_ref().unwrap_or(&empty);
-    if have_data != want_data || existing.string_data.as_ref().is_some_and(|s| !s.is_empty()) {
-        return true;
-    }
-    if !subset(
-        desired.metadata.labels.as_ref(),
-        existing.metadata.labels.as_ref(),
-    ) || !subset(
-        desired.metadata.annotations.as_ref(),
-        existing.metadata.annotations.as_ref(),
-    ) {
-        return true;
-    }
-    // blockOwnerDeletion is not compared: a Secret made by another tool without it works the same,
-    // and rewriting it would be churn.
-    let id = |r: &OwnerReference| {
-        (
-            r.api_version.clone(),
-            r.kind.clone(),
-            r.name.clone(),
-            r.uid.clone(),
-        )
-    };
-    let controller = |s: &Secret| {
-        s.metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|r| r.controller == Some(true))
-            .map(id)
-    };
-    controller(desired) != controller(existing)
-}
-
-/// `desired` merged onto `existing` for an update: portvakt's data, labels, annotations and controller
-/// reference; others' labels, annotations and non-controller references kept; resourceVersion kept
-/// for optimistic concurrency.
-pub fn merged_for_update(existing: &Secret, desired: &Secret) -> Secret {
-    let mut out = existing.clone();
-    let mut labels = existing.metadata.labels.clone().unwrap_or_default();
-    labels.extend(desired.metadata.labels.clone().unwrap_or_default());
-    let mut annotations = existing.metadata.annotations.clone().unwrap_or_default();
-    annotations.extend(desired.metadata.annotations.clone().unwrap_or_default());
-    let mut refs: Vec<OwnerReference> = existing
-        .metadata
-        .owner_references
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.controller != Some(true))
-        .collect();
-    refs.extend(
-        desired
-            .metadata
-            .owner_references
-            .clone()
-            .unwrap_or_default(),
-    );
-    out.metadata.labels = Some(labels);
-    out.metadata.annotations = Some(annotations);
-    out.metadata.owner_references = Some(refs);
-    out.data = desired.data.clone();
-    out.string_data = None;
-    out
-}
-
 /// The private JWK held by an app Secret of `kind`, if any (not validated).
-pub fn app_secret_jwk(secret: &Secret, kind: Kind) -> Option<String> {
+pub fn app_secret_jwk(secret: &Secret, kind: DigdirKind) -> Option<String> {
     let key = format!("{}_CLIENT_JWK", kind.env_prefix());
     let raw = secret.data.as_ref()?.get(&key)?;
     String::from_utf8(raw.0.clone()).ok()
@@ -251,12 +165,12 @@ pub fn app_secret_jwk(secret: &Secret, kind: Kind) -> Option<String> {
 
 /// Name of the next-key Secret: `portvakt-next-<idporten|maskinporten>-<name>`, shortened with a hash
 /// when it would exceed the 253 characters of a Secret name.
-pub fn next_key_secret_name(kind: Kind, name: &str) -> String {
+pub fn next_key_secret_name(kind: DigdirKind, name: &str) -> String {
     let full = format!("portvakt-next-{}-{name}", kind.short());
     if full.len() <= 253 {
         return full;
     }
-    let h = super::hash::hash_json_text(&full);
+    let h = crate::core::hash::hash_json_text(&full);
     let keep: String = full.chars().take(253 - 1 - h.len()).collect();
     format!("{}-{h}", keep.trim_end_matches(['-', '.']))
 }
@@ -348,10 +262,11 @@ pub fn bookkeeping_differs(existing: &Secret, book: &Bookkeeping) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::secret_content::{merged_for_update, needs_write};
 
     fn owner() -> Owner {
         Owner {
-            kind: Kind::IDPorten,
+            kind: DigdirKind::IDPorten,
             namespace: "team".into(),
             name: "app".into(),
             uid: "u1".into(),
@@ -360,7 +275,7 @@ mod tests {
 
     fn cfg() -> Config {
         Config {
-            idporten: super::super::ProviderMetadata {
+            idporten: crate::core::ProviderMetadata {
                 well_known_url: "https://test.idporten.no/.well-known/openid-configuration".into(),
                 issuer: "https://test.idporten.no".into(),
                 jwks_uri: "https://test.idporten.no/jwks.json".into(),
@@ -418,13 +333,21 @@ mod tests {
             (r.controller, r.block_owner_deletion),
             (Some(true), Some(true))
         );
-        assert!(is_managed_app_secret(&s.metadata, Kind::IDPorten, "app"));
-        assert!(!is_managed_app_secret(
+        assert!(is_managed_app_secret(
             &s.metadata,
-            Kind::Maskinporten,
+            DigdirKind::IDPorten,
             "app"
         ));
-        assert!(!is_managed_app_secret(&s.metadata, Kind::IDPorten, "other"));
+        assert!(!is_managed_app_secret(
+            &s.metadata,
+            DigdirKind::Maskinporten,
+            "app"
+        ));
+        assert!(!is_managed_app_secret(
+            &s.metadata,
+            DigdirKind::IDPorten,
+            "other"
+        ));
     }
 
     #[test]
@@ -475,20 +398,6 @@ mod tests {
     }
 
     #[test]
-    fn ownership_is_by_kind_and_name_not_uid() {
-        let mut meta = ObjectMeta::default();
-        assert!(!is_owned_by(&meta, Kind::IDPorten, "app"));
-        let mut r = owner().owner_reference();
-        r.uid = "different".into();
-        meta.owner_references = Some(vec![r.clone()]);
-        assert!(is_owned_by(&meta, Kind::IDPorten, "app"));
-        r.controller = None;
-        meta.owner_references = Some(vec![r]);
-        assert!(!is_owned_by(&meta, Kind::IDPorten, "app"));
-        assert!(controller_of(&meta).starts_with("nothing"));
-    }
-
-    #[test]
     fn next_key_secret_roundtrip_and_name() {
         let o = owner();
         let key = Key::placeholder("next");
@@ -508,8 +417,8 @@ mod tests {
         assert_eq!(got, book);
         assert!(!bookkeeping_differs(&s, &book));
         let long = "a".repeat(253);
-        let n = next_key_secret_name(Kind::Maskinporten, &long);
+        let n = next_key_secret_name(DigdirKind::Maskinporten, &long);
         assert!(n.len() <= 253);
-        assert_ne!(n, next_key_secret_name(Kind::IDPorten, &long));
+        assert_ne!(n, next_key_secret_name(DigdirKind::IDPorten, &long));
     }
 }

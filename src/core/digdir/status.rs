@@ -151,7 +151,34 @@ pub fn success(
     st
 }
 
-/// Status after a failure: Ready=False with `reason`, Error=True with the message. `clientID` is kept.
+/// The status after a successful pass, or `None` when the current one still says everything: a pass
+/// that changed nothing and leaves every condition as it was writes nothing (the steady state costs
+/// no write). `changed`: the pass changed something at Digdir or in a Secret, or made a full
+/// synchronisation (the sync time and correlation ID are then new).
+pub fn after_pass(
+    prev: Option<&DigdiratorStatus>,
+    generation: Option<i64>,
+    now: Timestamp,
+    s: &Success,
+    changed: bool,
+) -> Option<DigdiratorStatus> {
+    let new = success(prev, generation, now, s);
+    if changed {
+        return Some(new);
+    }
+    let stable = |st: &DigdiratorStatus| DigdiratorStatus {
+        synchronization_time: None,
+        correlation_id: None,
+        ..st.clone()
+    };
+    match prev {
+        Some(p) if stable(p) == stable(&new) => None,
+        _ => Some(new),
+    }
+}
+
+/// Status after a failure: Ready=False with `reason`, Error=True with the message (not while the pass
+/// only waits: reason `Pending`). `clientID` is kept.
 pub fn failure(
     prev: Option<&DigdiratorStatus>,
     generation: Option<i64>,
@@ -162,9 +189,12 @@ pub fn failure(
     let mut st = prev.cloned().unwrap_or_default();
     let mut conds = st.conditions.take().unwrap_or_default();
     conditions::not_ready(&mut conds, ready_reason, message, generation, now);
-    conditions::set_error(&mut conds, Some(message), generation, now);
+    if ready_reason != reason::PENDING {
+        conditions::set_error(&mut conds, Some(message), generation, now);
+        st.synchronization_state = Some(events::FAILED_SYNCHRONIZATION.into());
+    }
     st.conditions = Some(conds);
-    st.synchronization_state = Some(events::FAILED_SYNCHRONIZATION.into());
+    st.observed_generation = generation;
     st
 }
 
@@ -179,6 +209,7 @@ pub fn pending(
     let mut conds = st.conditions.take().unwrap_or_default();
     conditions::not_ready(&mut conds, reason::PENDING, message, generation, now);
     st.conditions = Some(conds);
+    st.observed_generation = generation;
     st
 }
 
@@ -263,6 +294,43 @@ mod tests {
             st.synchronization_state.as_deref(),
             Some("FailedSynchronization")
         );
+    }
+
+    #[test]
+    fn a_pass_that_changed_nothing_writes_nothing_but_a_new_generation_is_written() {
+        let s = Success {
+            client_id: "cid".into(),
+            invalid_scopes: Some(vec![]),
+            ..Default::default()
+        };
+        let st = success(None, Some(2), now(), &s);
+        let later = now() + jiff::SignedDuration::from_secs(60);
+        assert_eq!(after_pass(Some(&st), Some(2), later, &s, false), None);
+        let changed = after_pass(Some(&st), Some(2), later, &s, true).expect("written");
+        assert_eq!(changed.synchronization_time.unwrap().0, later);
+        let next_gen = after_pass(Some(&st), Some(3), later, &s, false).expect("written");
+        assert_eq!(next_gen.observed_generation, Some(3));
+        assert!(conditions::is_ready(
+            next_gen.conditions.as_deref().unwrap(),
+            Some(3)
+        ));
+    }
+
+    #[test]
+    fn every_failure_and_pending_status_names_its_generation() {
+        let st = failure(
+            None,
+            Some(5),
+            now(),
+            reason::INVALID_SPEC,
+            "spec.secretName: bad",
+        );
+        assert_eq!(st.observed_generation, Some(5));
+        let st = pending(Some(&st), Some(6), now(), "waiting");
+        assert_eq!(st.observed_generation, Some(6));
+        // Waiting is not an error: digdirator's Error condition is not raised for it.
+        let st = failure(None, Some(1), now(), reason::PENDING, "waiting for Digdir");
+        assert!(conditions::find(st.conditions.as_deref().unwrap(), "Error").is_none());
     }
 
     #[test]

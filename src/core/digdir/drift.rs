@@ -29,6 +29,8 @@ pub enum Drift {
     Fields(Vec<&'static str>),
     /// The registration is gone (deleted or deactivated).
     Missing,
+    /// More than one active client carries the resource's identity.
+    Duplicated,
     /// The registered keys differ from what portvakt registered last.
     Keys {
         /// Registered by portvakt, no longer at Digdir.
@@ -44,6 +46,9 @@ impl Drift {
         match self {
             Drift::Fields(f) => format!("registration changed at Digdir ({})", f.join(", ")),
             Drift::Missing => "registration deleted or deactivated at Digdir".into(),
+            Drift::Duplicated => {
+                "more than one active client at Digdir carries this resource's identity".into()
+            }
             Drift::Keys { removed, added } => {
                 let mut parts = Vec::new();
                 if !removed.is_empty() {
@@ -168,7 +173,7 @@ pub fn jwks_read_due(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::Config;
+    use crate::core::digdir::Config;
     use crate::crd::IDPortenClientSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
     use serde_json::json;

@@ -4,7 +4,7 @@
 //! Digdir needs up to two minutes to recognise a newly registered key, so a key must be registered
 //! *and aged* before a rotation hands it to an app. portvakt therefore keeps a **next key**, already
 //! registered, in a separate Secret it owns (`portvakt-next-<kind>-<name>`, see
-//! [`super::secret::next_key_secret_name`]); the app Secrets stay exactly as digdirator wrote them.
+//! [`super::app_secret::next_key_secret_name`]); the app Secrets stay exactly as digdirator wrote them.
 //!
 //! - **First sync without a reusable key**: *one* key is made. It is stored in the next-key Secret
 //!   first, then registered, then written to the app Secret, and the resource is Ready. A brand new
@@ -46,8 +46,9 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{Config, Key};
-use crate::workloads::{References, Usage};
+use super::Config;
+use crate::core::Key;
+use crate::core::workloads::{References, Usage};
 
 /// A managed app Secret (labels `app`+`type`, owned by the resource).
 #[derive(Clone, Debug)]
@@ -89,6 +90,9 @@ pub enum CurrentSource {
     Existing(String),
     /// The pre-registered next key.
     PromotedNext,
+    /// The stored key no app Secret holds yet (a first key whose pass failed or crashed before the
+    /// app Secret was written): handed out now, with no new key made.
+    Stored,
     /// Generated in this pass (first sync).
     Generated,
 }
@@ -119,6 +123,108 @@ pub struct KeyActions {
     pub delete: Vec<String>,
 }
 
+/// What portvakt's own record (the next-key Secret and its bookkeeping) says, as the plan takes it.
+#[derive(Clone, Debug, Default)]
+pub struct Recorded {
+    pub next: Option<Key>,
+    pub next_registered_at: Option<Timestamp>,
+    /// `None`: not known from the record; the JWKS must be read ([`KeyPlan::NeedRegistered`]).
+    pub registered: Option<Registered>,
+}
+
+/// The one derivation of the plan's recorded inputs, for a real pass and `--observe` alike.
+///
+/// - `client_id` empty (the client is yet to be created) or created in this pass: nothing is
+///   registered, and no JWKS read is needed.
+/// - A record about another client, or one that predates this pass's create, is ignored.
+/// - A trustworthy record says what is registered (no JWKS read) unless `force_read` (a `resync`).
+pub fn recorded(
+    client_id: &str,
+    created_now: bool,
+    force_read: bool,
+    next: Option<Key>,
+    book: &super::app_secret::Bookkeeping,
+) -> Recorded {
+    let valid = !client_id.is_empty() && !created_now && book.client_id == client_id;
+    let registered = if client_id.is_empty() || created_now {
+        Some(Registered::default())
+    } else {
+        (valid && !force_read && book.expires_at.is_some()).then(|| Registered {
+            kids: book.registered_kids.clone(),
+            expires_at: book.expires_at,
+        })
+    };
+    Recorded {
+        next: next.filter(|_| valid),
+        next_registered_at: if valid { book.next_registered_at } else { None },
+        registered,
+    }
+}
+
+/// Kids of the stand-in keys a plan is made with ([`placeholders`]); [`KeyActions::fill`] swaps in
+/// the real ones. The plan runs once; only the keys it asks for are generated.
+pub const NEW_KEY_PREFIX: &str = "portvakt-new-key-";
+
+/// A key generator for [`plan`] that makes stand-ins and counts them.
+pub fn placeholders(count: &mut usize) -> impl FnMut() -> Result<Key, GenerateError> + '_ {
+    move || {
+        *count += 1;
+        Ok(Key::placeholder(&format!("{NEW_KEY_PREFIX}{count}")))
+    }
+}
+
+impl KeyActions {
+    /// The actions with the stand-in keys of [`placeholders`] replaced by `keys` (the first stand-in
+    /// by `keys[0]`, and so on).
+    pub fn fill(mut self, keys: &[Key]) -> Result<Self, GenerateError> {
+        let real = |k: &mut Key| -> Result<(), GenerateError> {
+            if let Some(n) = k.kid.strip_prefix(NEW_KEY_PREFIX) {
+                let i: usize = n
+                    .parse()
+                    .map_err(|_| GenerateError(format!("stand-in key {n}")))?;
+                *k = keys
+                    .get(i.wrapping_sub(1))
+                    .cloned()
+                    .ok_or_else(|| GenerateError(format!("no real key for stand-in {i}")))?;
+            }
+            Ok(())
+        };
+        if let Some(k) = self.current.as_mut() {
+            real(k)?;
+        }
+        real(&mut self.next)?;
+        for k in self.register.iter_mut().flatten() {
+            real(k)?;
+        }
+        Ok(self)
+    }
+
+    /// What a POST of this plan does, in words (for events: says what happened).
+    pub fn describe_post(&self) -> String {
+        let parts: Vec<&str> = self
+            .post_reasons
+            .iter()
+            .map(|r| match *r {
+                "first key" => "the first key registered",
+                "new next key" => "a new next key registered",
+                "next key not registered" => "the next key (for a later rotation) registered",
+                "current key not registered" => "the current key registered again",
+                "keys expire soon" => "keys registered again before Digdir expires them",
+                "key expiry unknown" => "keys registered again (their expiry was unknown)",
+                "registered keys differ from keys in use" => {
+                    "registered keys brought in line with the keys in use"
+                }
+                other => other,
+            })
+            .collect();
+        let mut text = parts.join("; ");
+        if let Some(first) = text.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        text
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum KeyPlan {
     /// Read the registered JWKS first (no bookkeeping).
@@ -135,6 +241,8 @@ pub struct GenerateError(pub String);
 enum Cur<'a> {
     Reuse(&'a ManagedSecret),
     Promote,
+    /// The stored key no app Secret holds becomes the app's key (no rotation was asked for).
+    First(&'a Key),
     Generate,
     Wait(Duration),
 }
@@ -204,15 +312,16 @@ pub fn plan(
     } else if registered.kids.is_empty() && !inp.managed.is_empty() {
         // A client without keys (re-created at Digdir, or never given any): keys of other clients'
         // Secrets are not reused (Digdir refuses a kid that belongs to another client).
-        if next_in.is_some() {
-            Cur::Promote
-        } else {
-            Cur::Generate
+        match next_in {
+            Some(n) => Cur::First(n),
+            None => Cur::Generate,
         }
     } else if let Some(m) = named.or_else(|| newest(inp.managed)) {
         Cur::Reuse(m)
-    } else if next_in.is_some() {
-        Cur::Promote
+    } else if let Some(n) = next_in {
+        // A key stored by an earlier pass that failed (or crashed) before the app Secret got it: it
+        // becomes the app's key. Making another one would register a new key on every failed retry.
+        Cur::First(n)
     } else {
         Cur::Generate
     };
@@ -226,10 +335,19 @@ pub fn plan(
     // The next key waits (the stored first key stays where it is).
     let deferring = matches!(cur, Cur::Reuse(_)) && deferred_for.is_some();
     let keep_next = if deferring { inp.next } else { next_in };
+    let first_stored = matches!(cur, Cur::First(_));
     let next_due_in = if first_key_alone {
         Some(cfg.next_key_delay)
     } else if deferring {
         deferred_for
+    } else if first_stored {
+        // The stored key stays the next-key Secret's key until the next key is made.
+        Some(match inp.next_registered_at {
+            Some(at) if at + delay > inp.now => {
+                to_std((at + delay).duration_since(inp.now)).max(Duration::from_secs(1))
+            }
+            _ => Duration::from_secs(1),
+        })
     } else {
         None
     };
@@ -244,10 +362,15 @@ pub fn plan(
             }
         }
         Cur::Promote => post_reasons.push("new next key"),
+        Cur::First(k) => {
+            if !is_registered(&k.kid) {
+                post_reasons.push("first key");
+            }
+        }
         Cur::Generate => post_reasons.push("first key"),
         Cur::Wait(_) => {}
     }
-    if !promote && !first_key_alone && (next_missing || next_unregistered) {
+    if !promote && !first_key_alone && !first_stored && (next_missing || next_unregistered) {
         post_reasons.push("next key not registered");
     }
     let renew_before = SignedDuration::try_from(cfg.renew_before).unwrap_or(SignedDuration::ZERO);
@@ -268,6 +391,7 @@ pub fn plan(
     let held_kid: Option<&str> = match &cur {
         Cur::Reuse(m) => m.key.as_ref().map(|k| k.kid.as_str()),
         Cur::Promote => next_in.map(|k| k.kid.as_str()),
+        Cur::First(k) => Some(k.kid.as_str()),
         Cur::Generate => None,
         Cur::Wait(_) => newest(inp.managed)
             .and_then(|m| m.key.as_ref())
@@ -317,6 +441,7 @@ pub fn plan(
     let (current, source, wait) = match cur {
         Cur::Reuse(m) => (m.key.clone(), CurrentSource::Existing(m.name.clone()), None),
         Cur::Promote => (next_in.cloned(), CurrentSource::PromotedNext, None),
+        Cur::First(k) => (Some(k.clone()), CurrentSource::Stored, None),
         Cur::Generate => (Some(generate()?), CurrentSource::Generated, None),
         Cur::Wait(d) => (None, CurrentSource::Existing(String::new()), Some(d)),
     };
@@ -560,6 +685,58 @@ mod tests {
     }
 
     #[test]
+    fn one_plan_with_stand_ins_then_the_real_keys_filled_in() {
+        let cfg = Config {
+            next_key_delay: Duration::ZERO,
+            ..Config::default()
+        };
+        let mut inp = base(&[]);
+        inp.synced_secret_name = None;
+        let r = Registered::default();
+        inp.registered = Some(&r);
+        let mut n = 0;
+        let a = act(plan(&cfg, &inp, &mut placeholders(&mut n)).unwrap());
+        assert_eq!(n, 2);
+        let real = [Key::placeholder("real1"), Key::placeholder("real2")];
+        let a = a.fill(&real).unwrap();
+        assert_eq!(a.current.as_ref().unwrap().kid, "real1");
+        assert_eq!(a.next.kid, "real2");
+        assert_eq!(kids(&a.register), ["real1", "real2"]);
+        assert!(
+            a.describe_post().starts_with("The first key registered"),
+            "{}",
+            a.describe_post()
+        );
+    }
+
+    #[test]
+    fn the_record_is_trusted_only_for_its_own_client() {
+        use super::super::app_secret::Bookkeeping;
+        let book = Bookkeeping {
+            client_id: "c1".into(),
+            registered_kids: vec!["k1".into()],
+            expires_at: Some(ts("2026-01-01T00:00:00Z")),
+            next_registered_at: Some(ts("2025-01-01T00:00:00Z")),
+        };
+        let next = || Some(Key::placeholder("n"));
+        let r = recorded("c1", false, false, next(), &book);
+        assert_eq!(r.registered.unwrap().kids, ["k1"]);
+        assert!(r.next.is_some() && r.next_registered_at.is_some());
+        // A resync reads the JWKS; the next key is still ours.
+        let r = recorded("c1", false, true, next(), &book);
+        assert!(r.registered.is_none() && r.next.is_some());
+        // Another client's record is ignored.
+        let r = recorded("c2", false, false, next(), &book);
+        assert!(r.registered.is_none() && r.next.is_none());
+        // No client yet, or created in this pass: nothing registered, nothing to read.
+        for (id, created) in [("", false), ("c1", true)] {
+            let r = recorded(id, created, false, next(), &book);
+            assert_eq!(r.registered, Some(Registered::default()));
+            assert!(r.next.is_none());
+        }
+    }
+
+    #[test]
     fn steady_state_needs_nothing() {
         let cfg = Config::default();
         let managed = [ms("s1", "cur", "2025-01-01T00:00:00Z")];
@@ -781,7 +958,10 @@ mod tests {
     }
 
     #[test]
-    fn crash_after_post_before_secret_promotes_stored_next() {
+    fn crash_after_post_before_secret_hands_out_the_stored_key_without_making_another() {
+        // The pass stored and registered a key, then died (or failed writing the app Secret) before
+        // any app Secret got it. The next pass hands that key out; it makes no new key, so a pass
+        // that keeps failing never registers a new key each time.
         let cfg = Config::default();
         let next = Key::placeholder("nxt");
         let r = reg(&["lost", "nxt"], "2026-05-01T00:00:00Z");
@@ -789,11 +969,27 @@ mod tests {
         let mut inp = base(&[]);
         inp.synced_secret_name = None;
         inp.next = Some(&next);
+        inp.next_registered_at = Some(ts("2025-06-01T11:59:00Z"));
         inp.registered = Some(&r);
         inp.refs = Some(&refs);
-        let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
-        assert_eq!(a.source, CurrentSource::PromotedNext);
-        assert_eq!(kids(&a.register), ["nxt", "gen1"]);
+        let mut g = Gen(0);
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert_eq!(g.0, 0, "no new key");
+        assert_eq!(a.source, CurrentSource::Stored);
+        assert_eq!(a.current.as_ref().unwrap().kid, "nxt");
+        assert_eq!((a.next.kid.as_str(), a.next_is_new), ("nxt", false));
+        // The stray registered key goes; the stored one is already registered.
+        assert_eq!(kids(&a.register), ["nxt"]);
+        assert_eq!(a.next_due_in, Some(Duration::from_secs(240)));
+        // The same pass again (it failed again): the same answer, still no new key.
+        let b = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert_eq!((g.0, b.current.unwrap().kid), (0, "nxt".to_string()));
+        // Not registered yet (the POST never happened): it is registered as the first key.
+        let r = reg(&[], "2026-05-01T00:00:00Z");
+        inp.registered = Some(&r);
+        let c = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert_eq!((g.0, kids(&c.register)), (0, vec!["nxt"]));
+        assert_eq!(c.post_reasons, ["first key"]);
     }
 
     #[test]

@@ -1,24 +1,26 @@
-//! The periodic steady-state pass: finds drift made by hand at Digdir and has it repaired.
+//! The Digdir provider's periodic steady-state pass: finds drift made by hand at Digdir and has it
+//! repaired.
 //!
-//! Every `resync_period` (see [`super::RunOptions`]):
+//! Every resync period:
 //! 1. the settled resources (Ready, not deleting, nothing pending) are taken from the controllers'
 //!    reflector stores, so the pass reads nothing from Kubernetes (no Secret or Pod is listed);
-//! 2. the registrations are listed **once** (one `GET /clients` for all resources; none at all when
-//!    no resource is settled) and each is compared with the desired payload
-//!    ([`crate::core::drift`]);
-//! 3. a client's JWKS is read only when due (about every [`crate::core::Config::jwks_check_every`],
-//!    jittered per client) and compared with the kids portvakt registered last (`status.keyIDs`);
-//! 4. a drifted resource is logged, counted and annotated `digdir.nais.io/resync: "true"`: its own
-//!    reconcile then makes a full pass (registration compared, JWKS read) and repairs it, serialised
-//!    with every other reconcile of that resource. The annotation survives a restart, so a repair
-//!    is never lost; the reconcile reports it with a Warning event [`events::DRIFT_REPAIRED`] naming
-//!    what differed and what it changed.
+//! 2. the registrations are listed **once** (one `GET /clients` for all resources of both kinds; none
+//!    at all when no resource is settled) and each is compared with the desired payload
+//!    ([`crate::core::digdir::drift`]);
+//! 3. a client's JWKS is read only when due (about every
+//!    [`crate::core::digdir::Config::jwks_check_every`], jittered per client) and compared with the
+//!    kids portvakt registered last (`status.keyIDs`);
+//! 4. a drifted resource (or one whose identity more than one active client carries) is logged,
+//!    counted and annotated `digdir.nais.io/resync: "true"`: its own reconcile then makes a full pass
+//!    and repairs it, serialised with every other reconcile of that resource. The annotation survives
+//!    a restart, so a repair is never lost; the reconcile reports it with a Warning event
+//!    [`events::DRIFT_REPAIRED`] naming what differed and what it changed.
 //!
-//! With nothing drifted a pass makes exactly one list call and no write anywhere.
+//! With nothing drifted a pass makes exactly one list call and no write anywhere. A Digdir failure
+//! during the pass is logged and counted; it never flips a Ready resource to not Ready.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::FutureExt;
 use jiff::Timestamp;
@@ -27,13 +29,16 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
-use super::digdir::{self as dd, DigdirResource, Error, object_key};
-use super::{Context, Counters};
-use crate::core::drift::{self as cdrift, Drift, Tracked};
-use crate::core::status::{self as cstatus, events};
-use crate::crd::{IDPortenClient, MaskinportenClient};
+use super::registration::{check_scopes_for, observed_json};
+use super::{DigdirProvider, DigdirResource, Stores};
+use crate::controller::context::{Counters, Shared};
+use crate::controller::pass::{Pass, object_key};
+use crate::controller::{Error, Kind};
+use crate::core::digdir::ScopeCacheUse;
+use crate::core::digdir::drift::{self as cdrift, Drift, Tracked};
+use crate::core::digdir::registration as creg;
+use crate::core::digdir::status::{self as cstatus, events};
 
 /// What the pass remembers between runs (in memory; lost on restart, which only means the first
 /// JWKS reads are spread over one period again).
@@ -49,13 +54,6 @@ pub(crate) struct DriftState {
     last: PassReport,
 }
 
-/// The controllers' reflector stores (`None` for a disabled controller).
-#[derive(Clone, Default)]
-pub struct Stores {
-    pub idporten: Option<Store<IDPortenClient>>,
-    pub maskinporten: Option<Store<MaskinportenClient>>,
-}
-
 /// What one pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PassReport {
@@ -67,43 +65,39 @@ pub struct PassReport {
     pub drifted: Vec<(String, String)>,
 }
 
-impl Context {
+impl DigdirProvider {
     /// What the last completed steady-state pass did.
     pub fn drift_report(&self) -> PassReport {
         lock(self).last.clone()
     }
 }
 
-fn lock(ctx: &Context) -> std::sync::MutexGuard<'_, DriftState> {
-    ctx.drift.lock().unwrap_or_else(|p| p.into_inner())
+fn lock(p: &DigdirProvider) -> std::sync::MutexGuard<'_, DriftState> {
+    p.drift.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs a pass every `period` until `shutdown` is cancelled.
-pub async fn run(ctx: Arc<Context>, stores: Stores, period: Duration, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
+/// One periodic pass, with its outcome logged.
+pub(super) async fn run_once(p: &DigdirProvider, shared: &Shared) {
+    match pass(p, shared).await {
+        Ok(r) => {
+            tracing::debug!(
+                checked = r.checked,
+                jwks_read = r.jwks_read,
+                drifted = r.drifted.len(),
+                "periodic pass done"
+            );
+            lock(p).last = r;
         }
-        match pass(&ctx, &stores).await {
-            Ok(r) => {
-                tracing::debug!(
-                    checked = r.checked,
-                    jwks_read = r.jwks_read,
-                    drifted = r.drifted.len(),
-                    "periodic pass done"
-                );
-                lock(&ctx).last = r;
-            }
-            Err(e) => tracing::warn!(error = %e, "periodic pass failed; retried next period"),
+        Err(e) => {
+            Counters::inc(&shared.counters.failures);
+            tracing::warn!(error = %e, error_kind = e.metric_label(), "periodic pass at Digdir failed; retried next period (no resource's status changes)");
         }
-        Counters::inc(&ctx.counters.drift_passes);
     }
 }
 
 /// The store's objects, or none while its first list has not completed (a kind whose watch fails,
 /// e.g. a missing CRD, does not hold up the pass for the other kind).
-fn objects<K: DigdirResource>(store: Option<&Store<K>>) -> Vec<Arc<K>> {
+fn objects<K: Kind>(store: Option<&Store<K>>) -> Vec<Arc<K>> {
     store
         .filter(|s| {
             s.wait_until_ready()
@@ -120,7 +114,7 @@ fn settled<K: DigdirResource>(store: Option<&Store<K>>) -> Vec<(Arc<K>, String)>
         .filter_map(|o| {
             let id = cdrift::settled_client_id(
                 o.meta().generation,
-                o.digdir_status(),
+                Kind::status(o.as_ref()),
                 o.meta().annotations.as_ref(),
                 o.meta().deletion_timestamp.is_some(),
             )?
@@ -130,12 +124,20 @@ fn settled<K: DigdirResource>(store: Option<&Store<K>>) -> Vec<(Arc<K>, String)>
         .collect()
 }
 
-fn all_keys<K: DigdirResource>(store: Option<&Store<K>>) -> impl Iterator<Item = String> {
-    objects(store).into_iter().map(|o| object_key(o.as_ref()))
+fn key_of<K: Kind>(o: &K) -> String {
+    object_key::<K>(
+        o.meta().namespace.as_deref().unwrap_or_default(),
+        o.meta().name.as_deref().unwrap_or_default(),
+    )
+}
+
+fn all_keys<K: Kind>(store: Option<&Store<K>>) -> impl Iterator<Item = String> {
+    objects(store).into_iter().map(|o| key_of(o.as_ref()))
 }
 
 /// One pass: list once, compare, read the JWKS that are due, trigger repairs.
-pub async fn pass(ctx: &Context, stores: &Stores) -> Result<PassReport, Error> {
+pub async fn pass(p: &DigdirProvider, shared: &Shared) -> Result<PassReport, Error> {
+    let stores: Stores = p.stores();
     let idp = settled(stores.idporten.as_ref());
     let mp = settled(stores.maskinporten.as_ref());
     {
@@ -148,7 +150,7 @@ pub async fn pass(ctx: &Context, stores: &Stores) -> Result<PassReport, Error> {
             .map(|(_, id)| id.as_str())
             .chain(mp.iter().map(|(_, id)| id.as_str()))
             .collect();
-        let mut st = lock(ctx);
+        let mut st = lock(p);
         st.pending.retain(|k, _| known.contains(k));
         st.jwks_read.retain(|id, _| clients.contains(id.as_str()));
         st.first_seen.retain(|id, _| clients.contains(id.as_str()));
@@ -158,33 +160,45 @@ pub async fn pass(ctx: &Context, stores: &Stores) -> Result<PassReport, Error> {
         return Ok(report);
     }
     // The one list of the pass also refreshes the registration index the reconciles adopt from.
-    let listed = ctx.registrations.refresh(&ctx.digdir).await?;
+    let listed = p.registrations.refresh(&p.client).await?;
     let active: HashMap<String, Value> = listed
         .iter()
         .filter(|c| c.is_active())
-        .filter_map(|c| Some((c.client_id.clone()?, dd::observed_json(c))))
+        .filter_map(|c| Some((c.client_id.clone()?, observed_json(c))))
         .collect();
-    check_kind(ctx, &idp, &active, &mut report).await?;
-    check_kind(ctx, &mp, &active, &mut report).await?;
+    let duplicated: HashSet<(String, String)> = p
+        .registrations
+        .duplicates()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    check_kind(p, shared, &idp, &active, &duplicated, &mut report).await?;
+    check_kind(p, shared, &mp, &active, &duplicated, &mut report).await?;
     Ok(report)
 }
 
 async fn check_kind<K: DigdirResource>(
-    ctx: &Context,
+    p: &DigdirProvider,
+    shared: &Shared,
     objs: &[(Arc<K>, String)],
     active: &HashMap<String, Value>,
+    duplicated: &HashSet<(String, String)>,
     report: &mut PassReport,
 ) -> Result<(), Error> {
     let mut tracked = Vec::with_capacity(objs.len());
     for (obj, id) in objs {
         let valid = match obj.consumed_scopes() {
-            Some(s) => dd::valid_scopes_cached(ctx, &s).await?,
+            Some(s) => {
+                check_scopes_for(p, &shared.clock, &s, ScopeCacheUse::Periodic)
+                    .await?
+                    .0
+            }
             None => Vec::new(),
         };
         tracked.push(Tracked {
-            object: object_key(obj.as_ref()),
+            object: key_of(obj.as_ref()),
             client_id: id.clone(),
-            desired: obj.payload(&ctx.config, &valid),
+            desired: obj.payload(&p.config, &valid),
         });
     }
     report.checked += tracked.len();
@@ -192,29 +206,39 @@ async fn check_kind<K: DigdirResource>(
         .into_iter()
         .map(|(t, d)| (t.object.clone(), d))
         .collect();
+    for (obj, _) in objs {
+        let desc = creg::description(
+            &p.config.cluster_name,
+            obj.meta().namespace.as_deref().unwrap_or_default(),
+            obj.meta().name.as_deref().unwrap_or_default(),
+        );
+        if duplicated.contains(&(desc, obj.integration_type().to_string())) {
+            drifted.insert(key_of(obj.as_ref()), Drift::Duplicated);
+        }
+    }
 
-    let every = ctx.config.jwks_check_every;
+    let every = p.config.jwks_check_every;
     for (obj, id) in objs {
-        let key = object_key(obj.as_ref());
+        let key = key_of(obj.as_ref());
         if drifted.contains_key(&key) {
             continue; // the repairing pass reads the JWKS anyway
         }
-        let Some(expected) = obj.digdir_status().and_then(|s| s.key_ids.clone()) else {
+        let Some(expected) = Kind::status(obj.as_ref()).and_then(|s| s.key_ids.clone()) else {
             continue;
         };
-        let now = ctx.clock.now();
+        let now = shared.clock.now();
         let due = {
-            let mut st = lock(ctx);
+            let mut st = lock(p);
             let first_seen = *st.first_seen.entry(id.clone()).or_insert(now);
             cdrift::jwks_read_due(id, st.jwks_read.get(id).copied(), first_seen, now, every)
         };
         if !due {
             continue;
         }
-        let jwks = ctx.digdir.get_jwks(id).await?;
-        Counters::inc(&ctx.counters.jwks_reads);
+        let jwks = p.client.get_jwks(id).await?;
+        Counters::inc(&shared.counters.jwks_reads);
         report.jwks_read += 1;
-        lock(ctx).jwks_read.insert(id.clone(), ctx.clock.now());
+        lock(p).jwks_read.insert(id.clone(), shared.clock.now());
         let kids: Vec<String> = jwks
             .map(|j| j.keys.into_iter().map(|k| k.kid).collect())
             .unwrap_or_default();
@@ -224,15 +248,15 @@ async fn check_kind<K: DigdirResource>(
     }
 
     for (obj, id) in objs {
-        let key = object_key(obj.as_ref());
+        let key = key_of(obj.as_ref());
         let Some(d) = drifted.get(&key) else {
             continue;
         };
         let what = d.describe();
         tracing::warn!(object = %key, client_id = %id, drift = %what, "drift at Digdir; repairing");
-        Counters::inc(&ctx.counters.drift_found);
-        lock(ctx).pending.insert(key.clone(), what.clone());
-        request_resync(ctx, obj.as_ref()).await?;
+        Counters::inc(&shared.counters.drift_found);
+        lock(p).pending.insert(key.clone(), what.clone());
+        request_resync(shared, obj.as_ref()).await?;
         report.drifted.push((key, what));
     }
     Ok(())
@@ -240,9 +264,9 @@ async fn check_kind<K: DigdirResource>(
 
 /// Asks the resource's own reconcile for a full pass (the `resync` annotation it consumes after
 /// success).
-async fn request_resync<K: DigdirResource>(ctx: &Context, obj: &K) -> Result<(), Error> {
+async fn request_resync<K: DigdirResource>(shared: &Shared, obj: &K) -> Result<(), Error> {
     let ns = obj.namespace().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<K> = Api::namespaced(shared.client.clone(), &ns);
     let patch = json!({"metadata": {"annotations": {cstatus::ANN_RESYNC: "true"}}});
     match api
         .patch(
@@ -254,19 +278,18 @@ async fn request_resync<K: DigdirResource>(ctx: &Context, obj: &K) -> Result<(),
     {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(Error::kube(
+            format!("asking {} for a resync", key_of(obj)),
+            e,
+        )),
     }
 }
 
 /// Called after a successful `resync` pass: if the periodic pass had found drift on this resource,
 /// reports what was repaired (a Warning event, a log line, a counter).
-pub(super) async fn report_repair<K: DigdirResource>(
-    obj: &K,
-    ctx: &Context,
-    key: &str,
-    repairs: &[String],
-) {
-    let Some(found) = lock(ctx).pending.remove(key) else {
+pub(super) async fn report_repair<K: DigdirResource>(pass: &Pass<'_, K>, repairs: &[String]) {
+    let key = &pass.key;
+    let Some(found) = lock(pass.provider).pending.remove(key) else {
         return;
     };
     if repairs.is_empty() {
@@ -275,10 +298,8 @@ pub(super) async fn report_repair<K: DigdirResource>(
     }
     let done = repairs.join("; ");
     tracing::warn!(object = %key, drift = %found, repaired = %done, "drift at Digdir repaired");
-    Counters::inc(&ctx.counters.drift_repaired);
-    dd::publish(
-        ctx,
-        obj,
+    Counters::inc(&pass.shared.counters.drift_repaired);
+    pass.publish(
         EventType::Warning,
         events::DRIFT_REPAIRED,
         format!("Drift repaired: {found}; {done}"),

@@ -132,7 +132,7 @@ pub fn maskinporten_consumed(spec: &MaskinportenClientSpec) -> Vec<String> {
 
 /// The registration of a MaskinportenClient. `valid_scopes` are the consumed scopes the organisation
 /// may use; when none remain, the configured default scope is registered (Digdir rejects a client
-/// without scopes).
+/// without scopes; the controller refuses to go on when none is configured, naming the setting).
 pub fn maskinporten_payload(
     cfg: &Config,
     namespace: &str,
@@ -141,7 +141,7 @@ pub fn maskinporten_payload(
     valid_scopes: &[String],
 ) -> Payload {
     let scopes = if valid_scopes.is_empty() {
-        vec![cfg.maskinporten_default_scope.clone()]
+        cfg.maskinporten_default_scope.iter().cloned().collect()
     } else {
         valid_scopes.to_vec()
     };
@@ -374,8 +374,16 @@ mod tests {
         assert_eq!(j["frontchannel_logout_session_required"], false);
         assert_eq!(j["client_name"], "mine");
         assert_eq!(j["description"], "prod:ns:n");
+        // No usable scope: the configured default, if there is one (the controller refuses to go
+        // on without one, naming the setting).
+        let with_default = Config {
+            maskinporten_default_scope: Some("org:default/api".into()),
+            ..cfg()
+        };
+        let p = maskinporten_payload(&with_default, "ns", "n", &spec, &[]);
+        assert_eq!(p.scopes, vec!["org:default/api"]);
         let p = maskinporten_payload(&cfg(), "ns", "n", &spec, &[]);
-        assert_eq!(p.scopes, vec!["nav:test/api"]);
+        assert!(p.scopes.is_empty());
         assert_eq!(maskinporten_consumed(&spec), vec!["nav:a"]);
     }
 

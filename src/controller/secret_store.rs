@@ -1,8 +1,7 @@
-//! Writing and deleting the Secrets portvakt manages; shared by every kind.
+//! Reading, writing and deleting the Secrets portvakt manages: the one Secret writer every kind uses.
 //!
-//! - "Owned" = a controller owner reference with the owner's apiVersion, kind and name. The uid is not
-//!   compared (it changes after a backup restore). A Secret owned by anything else, or by nothing, is
-//!   never written or deleted: [`SecretError::NotOwned`].
+//! - Ownership is the one rule of [`crate::core::ownership`]: a Secret controlled by anything else, or
+//!   by nothing, is never written or deleted ([`SecretError::NotOwned`]).
 //! - Writes happen only when the content would change (the caller's comparison), as a create or as a
 //!   replace carrying the read `resourceVersion` (a concurrent change gives a conflict and a retry,
 //!   never a lost update).
@@ -10,8 +9,10 @@
 //!   unused is not removed.
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+
+pub use crate::core::ownership::OwnerId;
+use crate::core::ownership::{controller_of, is_controlled_by};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -24,7 +25,10 @@ pub enum SecretError {
         controller: String,
         owner: String,
     },
-    #[error("{verb} Secret {namespace}/{name}: {source}")]
+    #[error(
+        "{verb} Secret {namespace}/{name}: {}",
+        crate::controller::error::describe_kube(source)
+    )]
     Kube {
         verb: &'static str,
         namespace: String,
@@ -35,61 +39,29 @@ pub enum SecretError {
 }
 
 impl SecretError {
+    /// Whether the API server refused the Secret as invalid (422: a name or content it does not accept).
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, SecretError::Kube { source, .. } if matches!(source.as_ref(), kube::Error::Api(s) if s.code == 422))
+    }
+
     /// Whether the API said the object changed or appeared meanwhile (retry soon).
     pub fn is_conflict(&self) -> bool {
         matches!(self, SecretError::Kube { source, .. } if matches!(source.as_ref(), kube::Error::Api(s) if s.code == 409))
     }
 }
 
-/// Whether `meta` has a controller reference to `api_version`/`kind`/`name`.
-pub fn is_controlled_by(meta: &ObjectMeta, api_version: &str, kind: &str, name: &str) -> bool {
-    meta.owner_references.iter().flatten().any(|r| {
-        r.controller == Some(true)
-            && r.api_version == api_version
-            && r.kind == kind
-            && r.name == name
-    })
-}
-
-/// What a write did.
+/// What an update does with the Secret's existing annotations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteOutcome {
-    Created,
-    Updated,
-    Unchanged,
-}
-
-/// The owner identity used for ownership checks.
-#[derive(Clone, Copy, Debug)]
-pub struct OwnerId<'a> {
-    pub api_version: &'a str,
-    pub kind: &'a str,
-    pub name: &'a str,
-}
-
-impl OwnerId<'_> {
-    fn describe(&self) -> String {
-        format!("{} {}", self.kind, self.name)
-    }
-}
-
-fn controller_of(meta: &ObjectMeta) -> String {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-        .map(|r| format!("{} {}", r.kind, r.name))
-        .unwrap_or_else(|| "nothing".into())
+pub enum AnnotationMode {
+    /// Keep others' annotations, set portvakt's (app Secrets: other tools annotate them too).
+    Merge,
+    /// Replace them all (a Secret whose annotations are portvakt's bookkeeping alone).
+    Replace,
 }
 
 /// Fails with [`SecretError::NotOwned`] unless `existing` is controlled by `owner`.
 pub fn check_owned(existing: &Secret, owner: OwnerId<'_>) -> Result<(), SecretError> {
-    if is_controlled_by(
-        &existing.metadata,
-        owner.api_version,
-        owner.kind,
-        owner.name,
-    ) {
+    if is_controlled_by(&existing.metadata, owner) {
         return Ok(());
     }
     Err(SecretError::NotOwned {
@@ -141,35 +113,32 @@ pub async fn list_labelled(
     }
 }
 
-/// Creates `desired`, or replaces `existing` with `merged` (desired merged onto existing) when
-/// `changed`. `existing` must be owned by `owner`.
+/// Creates `desired`, or updates `existing` (which must be controlled by `owner`) to `desired` merged
+/// onto it ([`crate::core::secret_content::merged_for_update`]), carrying the read resourceVersion.
+/// Returns the Secret as the API server stored it.
 pub async fn write(
     api: &Api<Secret>,
     owner: OwnerId<'_>,
     existing: Option<&Secret>,
     desired: &Secret,
-    merged: impl FnOnce(&Secret) -> Secret,
-    changed: bool,
-) -> Result<WriteOutcome, SecretError> {
+    annotations: AnnotationMode,
+) -> Result<Secret, SecretError> {
     let ns = desired.metadata.namespace.clone().unwrap_or_default();
     let name = desired.metadata.name.clone().unwrap_or_default();
     match existing {
-        None => {
-            api.create(&PostParams::default(), desired)
-                .await
-                .map_err(kube_err("creating", &ns, &name))?;
-            Ok(WriteOutcome::Created)
-        }
+        None => api
+            .create(&PostParams::default(), desired)
+            .await
+            .map_err(kube_err("creating", &ns, &name)),
         Some(e) => {
             check_owned(e, owner)?;
-            if !changed {
-                return Ok(WriteOutcome::Unchanged);
+            let mut m = crate::core::secret_content::merged_for_update(e, desired);
+            if annotations == AnnotationMode::Replace {
+                m.metadata.annotations = desired.metadata.annotations.clone();
             }
-            let m = merged(e);
             api.replace(&name, &PostParams::default(), &m)
                 .await
-                .map_err(kube_err("updating", &ns, &name))?;
-            Ok(WriteOutcome::Updated)
+                .map_err(kube_err("updating", &ns, &name))
         }
     }
 }

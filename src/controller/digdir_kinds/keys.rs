@@ -1,0 +1,245 @@
+//! Step: the client's keys ([`crate::core::digdir::keyplan`] decides; this gathers and applies).
+//!
+//! 1. the plan's inputs from portvakt's record ([`keyplan::recorded`], the same derivation
+//!    `--observe` uses), a JWKS read or a workload scan only when the plan asks for one;
+//! 2. the plan made once with stand-in keys, then only the keys it needs generated and filled in;
+//! 3. a new key stored in the next-key Secret before it is registered; the JWKS POST before any app
+//!    Secret hands a key out; the bookkeeping (what is registered, until when) kept on the next-key
+//!    Secret so a steady-state pass needs no JWKS read.
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::events::EventType;
+
+use super::DigdirResource;
+use super::pipeline::{SecretsView, managed_secrets, owner};
+use super::registration::Registration;
+use crate::controller::pass::Pass;
+use crate::controller::secret_store::AnnotationMode;
+use crate::controller::{Counters, Error};
+use crate::core::Key;
+use crate::core::digdir::app_secret::{self as csecret, Bookkeeping};
+use crate::core::digdir::keyplan::{
+    self, CurrentSource, KeyActions, KeyInputs, KeyPlan, ManagedSecret, Registered,
+};
+use crate::core::digdir::status::{self as cstatus, events};
+use crate::core::workloads::References;
+use crate::crd::DigdiratorStatus;
+use crate::digdir::{Jwk, JwksResponse};
+
+/// Digdir expires a key a year after it was posted; assumed when an answer leaves `exp` out.
+pub const KEY_LIFETIME: SignedDuration = SignedDuration::from_hours(365 * 24);
+
+/// What the key step did.
+pub(crate) struct KeysDone {
+    pub actions: KeyActions,
+    /// What is registered after this pass.
+    pub registered: Registered,
+    /// Kids registered by a POST in this pass.
+    pub key_ids: Option<Vec<String>>,
+    pub posted: bool,
+    /// Managed Secrets to delete (unreferenced).
+    pub deleted: Vec<String>,
+    /// What changed, in words (for drift reports).
+    pub changes: Vec<String>,
+}
+
+/// The registered set from a JWKS answer: its kids, and the earliest expiry (a year from `now` when
+/// the answer gives none).
+pub(crate) fn registered_from_jwks(resp: Option<JwksResponse>, now: Timestamp) -> Registered {
+    let keys = resp.map(|r| r.keys).unwrap_or_default();
+    let expires_at = keys
+        .iter()
+        .filter_map(|k| k.exp)
+        .min()
+        .and_then(|s| Timestamp::from_second(s).ok())
+        .or_else(|| (!keys.is_empty()).then(|| now + KEY_LIFETIME));
+    Registered {
+        kids: keys.into_iter().map(|k| k.kid).collect(),
+        expires_at,
+    }
+}
+
+/// The plan's inputs that do not change while it gathers more observations.
+pub(crate) struct KeyBase<'a> {
+    pub now: Timestamp,
+    pub secret_name: &'a str,
+    pub synced_secret_name: Option<&'a str>,
+    pub rotate: bool,
+    pub managed: &'a [ManagedSecret],
+    pub next: Option<&'a Key>,
+    pub next_registered_at: Option<Timestamp>,
+}
+
+/// Gathers what the plan needs (JWKS read, workload scan), plans once, and — with `real_keys` —
+/// generates the keys the plan asks for (`--observe` keeps the stand-ins).
+pub(crate) async fn plan<K: DigdirResource>(
+    pass: &Pass<'_, K>,
+    client_id: &str,
+    base: &KeyBase<'_>,
+    registered: &mut Option<Registered>,
+    real_keys: bool,
+) -> Result<KeyActions, Error> {
+    let mut refs: Option<References> = None;
+    loop {
+        let inputs = KeyInputs {
+            now: base.now,
+            secret_name: base.secret_name,
+            synced_secret_name: base.synced_secret_name,
+            rotate: base.rotate,
+            managed: base.managed,
+            next: base.next,
+            next_registered_at: base.next_registered_at,
+            registered: registered.as_ref(),
+            refs: refs.as_ref(),
+        };
+        let mut wanted = 0usize;
+        let planned = keyplan::plan(
+            &pass.provider.config,
+            &inputs,
+            &mut keyplan::placeholders(&mut wanted),
+        )
+        .map_err(|e| Error::KeyGeneration(e.0))?;
+        match planned {
+            KeyPlan::NeedRegistered => {
+                Counters::inc(&pass.shared.counters.jwks_reads);
+                let resp = if client_id.is_empty() {
+                    None
+                } else {
+                    pass.provider.client.get_jwks(client_id).await?
+                };
+                *registered = Some(registered_from_jwks(resp, pass.shared.clock.now()));
+            }
+            KeyPlan::NeedScan => refs = Some(pass.scan_workloads().await?),
+            KeyPlan::Act(a) if wanted == 0 || !real_keys => return Ok(*a),
+            KeyPlan::Act(a) => {
+                let keys = pass.generate_keys(wanted).await?;
+                return a.fill(&keys).map_err(|e| Error::KeyGeneration(e.0));
+            }
+        }
+    }
+}
+
+/// Step: the keys (see the module documentation).
+pub(crate) async fn sync<K: DigdirResource>(
+    pass: &Pass<'_, K>,
+    view: &SecretsView,
+    reg: &Registration,
+    status: &DigdiratorStatus,
+) -> Result<KeysDone, Error> {
+    let obj = pass.obj;
+    let p = pass.provider;
+    let client_id = reg.client_id.as_str();
+    let (next_key, book) = match &view.next {
+        Some(s) => csecret::read_next_key_secret(s),
+        None => (None, Bookkeeping::default()),
+    };
+    let force_read = pass.annotation_true(cstatus::ANN_RESYNC);
+    let rec = keyplan::recorded(client_id, reg.created, force_read, next_key, &book);
+    let managed = managed_secrets(K::KIND, view);
+    let base = KeyBase {
+        now: pass.shared.clock.now(),
+        secret_name: obj.secret_name(),
+        synced_secret_name: status.synchronization_secret_name.as_deref(),
+        rotate: pass.annotation_true(cstatus::ANN_ROTATE),
+        managed: &managed,
+        next: rec.next.as_ref(),
+        next_registered_at: rec.next_registered_at,
+    };
+    let mut registered = rec.registered.clone();
+    let actions = plan(pass, client_id, &base, &mut registered, true).await?;
+    let registered = registered.unwrap_or_default();
+
+    let owner = owner::<K>(pass)?;
+    let mut new_book = Bookkeeping {
+        client_id: client_id.to_string(),
+        registered_kids: registered.kids.clone(),
+        expires_at: registered.expires_at,
+        next_registered_at: if actions.next_is_new {
+            None
+        } else {
+            rec.next_registered_at
+        },
+    };
+    let mut changes = Vec::new();
+    // Store a new key before registering it.
+    let mut next_secret: Option<Secret> = view.next.clone();
+    if actions.next_is_new {
+        let desired = csecret::desired_next_key_secret(&owner, &actions.next, &new_book);
+        next_secret = Some(
+            pass.write_secret(next_secret.as_ref(), &desired, AnnotationMode::Replace)
+                .await?,
+        );
+    }
+    let mut key_ids = None;
+    let mut after = registered.clone();
+    if let Some(set) = &actions.register {
+        let jwks: Vec<Jwk> = set.iter().map(|k| Jwk::from(&k.public)).collect();
+        let resp = p.client.register_jwks(client_id, &jwks).await?;
+        Counters::inc(&pass.shared.counters.jwks_posts);
+        let now = pass.shared.clock.now();
+        let answered = registered_from_jwks(Some(resp), now);
+        let sent: Vec<String> = set.iter().map(|k| k.kid.clone()).collect();
+        let kids = if answered.kids.is_empty() {
+            sent.clone()
+        } else {
+            answered.kids.clone()
+        };
+        let next_was_registered = registered.kids.contains(&actions.next.kid);
+        new_book.registered_kids = kids.clone();
+        new_book.expires_at = answered.expires_at.or(Some(now + KEY_LIFETIME));
+        if !next_was_registered || new_book.next_registered_at.is_none() {
+            new_book.next_registered_at = Some(now);
+        }
+        after = Registered {
+            kids: kids.clone(),
+            expires_at: new_book.expires_at,
+        };
+        tracing::info!(kind = K::KIND.kind(), namespace = %pass.namespace, name = %pass.name,
+            client_id = %client_id, kids = %kids.join(","), why = %actions.post_reasons.join(", "),
+            "keys registered at Digdir");
+        key_ids = Some(kids);
+        changes.push(format!(
+            "keys registered ({})",
+            actions.post_reasons.join(", ")
+        ));
+        if actions.rotated {
+            pass.publish(
+                EventType::Normal,
+                events::ROTATED_IN_DIGDIR,
+                "Client credentials is rotated".into(),
+            )
+            .await;
+        } else if actions.source != CurrentSource::Generated {
+            pass.publish(
+                EventType::Normal,
+                events::UPDATED_IN_DIGDIR,
+                actions.describe_post(),
+            )
+            .await;
+        }
+    }
+    if new_book.next_registered_at.is_none() && registered.kids.contains(&actions.next.kid) {
+        // Registered before portvakt recorded it: count from now, conservatively.
+        new_book.next_registered_at = Some(pass.shared.clock.now());
+    }
+    let next_needs_write = next_secret
+        .as_ref()
+        .is_none_or(|s| csecret::bookkeeping_differs(s, &new_book))
+        || next_secret.as_ref().is_some_and(|s| {
+            csecret::read_next_key_secret(s).0.map(|k| k.kid) != Some(actions.next.kid.clone())
+        });
+    if next_needs_write {
+        let desired = csecret::desired_next_key_secret(&owner, &actions.next, &new_book);
+        pass.write_secret(next_secret.as_ref(), &desired, AnnotationMode::Replace)
+            .await?;
+    }
+    Ok(KeysDone {
+        posted: actions.register.is_some(),
+        deleted: actions.delete.clone(),
+        registered: after,
+        key_ids,
+        actions,
+        changes,
+    })
+}

@@ -1,0 +1,271 @@
+//! One pass over an IDPortenClient or MaskinportenClient, as a short pipeline of named steps:
+//!
+//! ```text
+//! validate → load Secrets → registration → keys → app Secret → status
+//! ```
+//!
+//! Order of effects, chosen so any crash converges to exactly one registration and no lost key:
+//! 1. everything that can be checked is checked before anything is written ([`validate`]);
+//! 2. the Secrets are read first: one owned by someone else stops the pass before Digdir is touched;
+//! 3. registration ([`super::registration`]): found by `status.clientID`, else adopted by description
+//!    and integration type, else created — and the client ID is written to status at once;
+//! 4. keys ([`super::keys`]): a new key is stored before it is registered; the JWKS POST happens
+//!    before any Secret hands a key out;
+//! 5. the app Secret, written only when its content would change; unreferenced old Secrets deleted;
+//! 6. the status the pure core decides ([`crate::core::digdir::status`]).
+//!
+//! Nothing here logs keys, tokens or client secrets.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::events::EventType;
+
+use super::registration::{self, Registration};
+use super::{DigdirProvider, DigdirResource, keys};
+use crate::controller::pass::Pass;
+use crate::controller::secret_store::AnnotationMode;
+use crate::controller::{Applied, Error, Kind};
+use crate::core::digdir::keyplan::ManagedSecret;
+use crate::core::digdir::status::{self as cstatus, events};
+use crate::core::digdir::{DigdirKind, app_secret as csecret, registration as creg};
+use crate::core::secret_content;
+use crate::core::{Key, validation};
+
+/// Checks the spec before anything is written: the Secret name the API server will judge.
+pub(super) fn validate<K: DigdirResource>(
+    obj: &K,
+    _provider: &DigdirProvider,
+) -> Result<(), Error> {
+    validation::dns1123_subdomain("spec.secretName", obj.secret_name())
+        .map_err(|(field, message)| Error::InvalidSpec { field, message })
+}
+
+/// Everything read about a resource's Secrets.
+pub(crate) struct SecretsView {
+    /// The Secret named by `spec.secretName` (owned by the resource).
+    pub app: Option<Secret>,
+    /// Every app Secret of the resource (labels `app` + `type`, owned), the named one included.
+    pub managed: Vec<Secret>,
+    /// portvakt's next-key Secret.
+    pub next: Option<Secret>,
+}
+
+/// Step: the resource's Secrets. A Secret of either name owned by anyone else stops the pass.
+pub(crate) async fn load<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<SecretsView, Error> {
+    let app = pass.get_owned_secret(pass.obj.secret_name()).await?;
+    let selector = format!("app={},type={}", pass.name, K::KIND.secret_type_label());
+    let managed = pass
+        .list_secrets(&selector)
+        .await?
+        .into_iter()
+        .filter(|s| csecret::is_managed_app_secret(&s.metadata, K::KIND, &pass.name))
+        .collect();
+    let next = pass
+        .get_owned_secret(&csecret::next_key_secret_name(K::KIND, &pass.name))
+        .await?;
+    Ok(SecretsView { app, managed, next })
+}
+
+/// The managed Secrets as the key plan sees them.
+pub(crate) fn managed_secrets(kind: DigdirKind, view: &SecretsView) -> Vec<ManagedSecret> {
+    view.managed
+        .iter()
+        .map(|s| ManagedSecret {
+            name: s.metadata.name.clone().unwrap_or_default(),
+            created: s.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            key: csecret::app_secret_jwk(s, kind).and_then(|j| Key::parse(&j).ok()),
+        })
+        .collect()
+}
+
+/// The pipeline for a resource that is not being deleted.
+pub(super) async fn apply<K: DigdirResource>(
+    pass: &Pass<'_, K>,
+) -> Result<Applied<crate::crd::DigdiratorStatus>, Error> {
+    let obj = pass.obj;
+    let provider = pass.provider;
+    let now = pass.shared.clock.now();
+    let up_to_date = cstatus::is_up_to_date(
+        pass.generation(),
+        Kind::status(obj),
+        obj.meta().annotations.as_ref(),
+        now,
+        provider.full_sync_every,
+    );
+    let mut status = Kind::status(obj).cloned().unwrap_or_default();
+    let status_had_client_id = status.client_id.as_deref().is_some_and(|c| !c.is_empty());
+
+    let view = load(pass).await?;
+    let reg = if up_to_date {
+        Registration::unchanged(status.client_id.clone().unwrap_or_default())
+    } else {
+        registration::sync(pass, &view, &mut status).await?
+    };
+    let mut changes = Vec::new();
+    if reg.created && status_had_client_id {
+        changes.push("registration re-created".to_string());
+    }
+    if !reg.updated.is_empty() {
+        changes.push(format!("registration updated ({})", reg.updated.join(", ")));
+    }
+
+    let keys = keys::sync(pass, &view, &reg, &status).await?;
+    changes.extend(keys.changes.iter().cloned());
+    if let Some(wait) = keys.actions.wait {
+        let st = cstatus::pending(
+            Some(&status),
+            pass.generation(),
+            now,
+            &format!(
+                "Rotation waits {}s for Digdir to recognise the next key",
+                wait.as_secs()
+            ),
+        );
+        provider.set_deferred_next(&pass.key, false);
+        return Ok(Applied {
+            status: (Some(&st) != Kind::status(obj)).then_some(st),
+            requeue: Some(wait),
+            changes,
+            complete: false,
+        });
+    }
+
+    let secret_written = app_secret(pass, &view, &reg, &keys).await?;
+    let changed = !up_to_date || keys.posted || secret_written || !keys.deleted.is_empty();
+
+    let success = cstatus::Success {
+        client_id: reg.client_id.clone(),
+        secret_name: obj.secret_name().to_string(),
+        hash: obj.spec_hash(),
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+        key_ids: keys
+            .key_ids
+            .clone()
+            .or_else(|| (!up_to_date).then(|| keys.registered.kids.clone())),
+        invalid_scopes: reg.invalid_scopes.clone(),
+        dropped: keys.actions.dropped.clone(),
+    };
+    let new_status = cstatus::after_pass(Some(&status), pass.generation(), now, &success, changed);
+    if new_status.is_some() && (!up_to_date || secret_written) {
+        pass.publish(
+            EventType::Normal,
+            events::SYNCHRONIZED,
+            "Resource is up-to-date".into(),
+        )
+        .await;
+    }
+    provider.set_deferred_next(&pass.key, keys.actions.next_due_in.is_some());
+    Ok(Applied {
+        status: new_status,
+        requeue: keys.actions.next_due_in,
+        changes,
+        complete: true,
+    })
+}
+
+/// Step: the app Secret, written only when its content would change; then unreferenced old Secrets
+/// deleted and keys that no longer fit reported. Returns whether the app Secret was written.
+async fn app_secret<K: DigdirResource>(
+    pass: &Pass<'_, K>,
+    view: &SecretsView,
+    reg: &Registration,
+    keys: &keys::KeysDone,
+) -> Result<bool, Error> {
+    let current = keys
+        .actions
+        .current
+        .as_ref()
+        .ok_or_else(|| Error::Internal("the key plan left the app without a key".into()))?;
+    let owner = owner::<K>(pass)?;
+    let desired = csecret::desired_app_secret(
+        &pass.provider.config,
+        &csecret::AppSecretInputs {
+            owner: &owner,
+            secret_name: pass.obj.secret_name(),
+            client_id: &reg.client_id,
+            key: current,
+            kind_value: pass.obj.secret_kind_value(),
+        },
+    );
+    let write = view
+        .app
+        .as_ref()
+        .is_none_or(|s| secret_content::needs_write(s, &desired));
+    if write {
+        pass.write_secret(view.app.as_ref(), &desired, AnnotationMode::Merge)
+            .await?;
+    }
+    for name in &keys.deleted {
+        if let Some(s) = view
+            .managed
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(name))
+        {
+            pass.delete_secret(s).await?;
+        }
+    }
+    if !keys.actions.dropped.is_empty() {
+        pass.publish(
+            EventType::Warning,
+            events::KEYS_DROPPED,
+            format!(
+                "More than {} keys in use; not registered: keys of Secrets {}",
+                pass.provider.config.max_keys,
+                keys.actions.dropped.join(", ")
+            ),
+        )
+        .await;
+    }
+    Ok(write)
+}
+
+/// The owner of the resource's Secrets.
+pub(crate) fn owner<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<csecret::Owner, Error> {
+    Ok(csecret::Owner {
+        kind: K::KIND,
+        namespace: pass.namespace.clone(),
+        name: pass.name.clone(),
+        uid: pass
+            .obj
+            .meta()
+            .uid
+            .clone()
+            .ok_or_else(|| Error::Internal(format!("{} has no metadata.uid", pass.key)))?,
+    })
+}
+
+/// Deletion: the client at Digdir is deleted unless `digdir.nais.io/preserve` is set.
+pub(super) async fn cleanup<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<(), Error> {
+    let obj = pass.obj;
+    let provider = pass.provider;
+    provider.set_deferred_next(&pass.key, false);
+    if cstatus::preserve(obj.meta().annotations.as_ref()) {
+        tracing::info!(kind = K::KIND.kind(), namespace = %pass.namespace, name = %pass.name,
+            "resource deleted; its client at Digdir is preserved (digdir.nais.io/preserve)");
+    } else {
+        let desc = creg::description(&provider.config.cluster_name, &pass.namespace, &pass.name);
+        let ids: Vec<String> = match obj
+            .status()
+            .and_then(|s| s.client_id.clone())
+            .filter(|s| !s.is_empty())
+        {
+            Some(id) => vec![id],
+            None => registration::find_ids(pass, &desc).await?,
+        };
+        for id in ids {
+            match provider.client.delete_client(&id).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+            provider.registrations.forget(&id);
+            crate::controller::Counters::inc(&pass.shared.counters.client_deletes);
+            tracing::info!(kind = K::KIND.kind(), namespace = %pass.namespace, name = %pass.name,
+                client_id = %id, "client deleted at Digdir");
+        }
+    }
+    pass.forget_own(&[
+        obj.secret_name().to_string(),
+        csecret::next_key_secret_name(K::KIND, &pass.name),
+    ]);
+    Ok(())
+}

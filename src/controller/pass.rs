@@ -1,0 +1,513 @@
+//! One pass over one resource of any kind: the shared flow, and the IO helpers a kind's pipeline uses.
+//!
+//! The flow ([`reconcile`]):
+//! 1. a resource this instance does not manage ([`Kind::is_mine`]) is left alone;
+//! 2. a resource being deleted: [`Kind::cleanup`] once, then the finalizers are removed (a conflict
+//!    on that write re-reads and retries the write only, never the cleanup);
+//! 3. otherwise: [`Kind::validate`] (pure, before anything is written), the finalizer, the kind's
+//!    pipeline ([`Kind::apply`]), the consumed annotations removed (only after success), the status
+//!    written when it changed;
+//! 4. a failure is reported once per distinct message: `Ready=False` with the error's reason, for the
+//!    resource's current generation (`observedGeneration` is set by every status write), and a
+//!    Warning event; the retry backs off from the first failure.
+//!
+//! Nothing here logs keys, tokens or client secrets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::context::{Counters, MAX_BACKOFF, Shared};
+use super::error::Error;
+use super::kind::{Kind, KindStatus};
+use super::secret_store::{self, AnnotationMode, OwnerId, SecretError};
+use super::workload_scan;
+use crate::core::Key;
+use crate::core::workloads::References;
+
+/// What a pass of a kind runs with: the shared state and the kind's provider.
+pub struct KindContext<K: Kind> {
+    pub shared: Arc<Shared>,
+    pub provider: Arc<K::Provider>,
+    /// Every resource is looked at again at least this often.
+    pub resync: Duration,
+}
+
+/// Event reasons written by the shared flow (digdirator's and azurerator's).
+pub mod events {
+    pub const SYNCHRONIZED: &str = "Synchronized";
+    pub const FAILED_SYNCHRONIZATION: &str = "FailedSynchronization";
+}
+
+/// One pass over `obj`: what the kind's pipeline steps use.
+pub struct Pass<'a, K: Kind> {
+    pub obj: &'a K,
+    pub shared: &'a Shared,
+    pub provider: &'a K::Provider,
+    pub api: Api<K>,
+    pub namespace: String,
+    pub name: String,
+    /// `Kind/namespace/name`, for logs and per-object state.
+    pub key: String,
+    pub resync: Duration,
+    /// `--observe`: nothing may be written.
+    pub read_only: bool,
+}
+
+impl<'a, K: Kind> Pass<'a, K> {
+    pub fn new(
+        obj: &'a K,
+        shared: &'a Shared,
+        provider: &'a K::Provider,
+        resync: Duration,
+        read_only: bool,
+    ) -> Result<Self, Error> {
+        let namespace = obj
+            .namespace()
+            .ok_or_else(|| Error::Internal(format!("{} without a namespace", K::kind(&()))))?;
+        let name = obj.name_any();
+        Ok(Self {
+            api: Api::namespaced(shared.client.clone(), &namespace),
+            key: object_key::<K>(&namespace, &name),
+            obj,
+            shared,
+            provider,
+            namespace,
+            name,
+            resync,
+            read_only,
+        })
+    }
+
+    pub fn generation(&self) -> Option<i64> {
+        self.obj.meta().generation
+    }
+
+    /// Whether annotation `name` is `"true"`.
+    pub fn annotation_true(&self, name: &str) -> bool {
+        self.obj
+            .meta()
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(name))
+            .is_some_and(|v| v == "true")
+    }
+
+    /// The resource's owner identity (for the ownership rule of its Secrets).
+    pub fn owner(&self) -> OwnerId<'_> {
+        OwnerId {
+            api_version: crate::crd::API_VERSION,
+            kind: kind_name::<K>(),
+            name: &self.name,
+        }
+    }
+
+    fn guard(&self, what: &str) -> Result<(), Error> {
+        if self.read_only {
+            return Err(Error::Internal(format!(
+                "{what} attempted in a read-only pass (--observe)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes `status` (merge patch of the status subresource), stamped with the resource's current
+    /// generation: kstatus reads `status.observedGeneration` beside the conditions, so every write
+    /// says which generation its `Ready` is about.
+    pub async fn write_status(&self, status: &K::Status) -> Result<(), Error> {
+        self.guard("a status write")?;
+        let mut st = status.clone();
+        st.set_observed_generation(self.generation());
+        let written = self
+            .api
+            .patch_status(
+                &self.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": st })),
+            )
+            .await
+            .map_err(|e| Error::kube(format!("writing the status of {}", self.key), e))?;
+        Counters::inc(&self.shared.counters.status_writes);
+        self.record_own(&written);
+        Ok(())
+    }
+
+    fn record_own(&self, written: &K) {
+        self.shared
+            .own_writes
+            .record(kind_name::<K>(), written.meta());
+    }
+
+    /// Publishes an event on the resource. Repeats of the same note fold into one series; a
+    /// different note is its own event (kube's recorder would otherwise keep the first note).
+    pub async fn publish(&self, type_: EventType, reason: &str, note: String) {
+        if self.read_only {
+            return;
+        }
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            action: format!("{reason}-{:016x}", note_hash(&note)),
+            note: Some(super::error::cut(&note, 1024)),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .shared
+            .recorder
+            .publish(&ev, &self.obj.object_ref(&()))
+            .await
+        {
+            tracing::debug!(object = %self.key, error = %super::error::describe_kube(&e), "publishing an event failed");
+        }
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.shared.client.clone(), &self.namespace)
+    }
+
+    /// The Secret `name` in the resource's namespace, if any.
+    pub async fn get_secret(&self, name: &str) -> Result<Option<Secret>, Error> {
+        Ok(secret_store::get(&self.secrets(), &self.namespace, name).await?)
+    }
+
+    /// The Secret `name` if it exists and belongs to this resource; [`SecretError::NotOwned`] if it
+    /// belongs to anyone else.
+    pub async fn get_owned_secret(&self, name: &str) -> Result<Option<Secret>, Error> {
+        let s = self.get_secret(name).await?;
+        if let Some(s) = &s {
+            secret_store::check_owned(s, self.owner())?;
+        }
+        Ok(s)
+    }
+
+    /// Secrets in the namespace matching a label selector.
+    pub async fn list_secrets(&self, selector: &str) -> Result<Vec<Secret>, Error> {
+        Ok(secret_store::list_labelled(&self.secrets(), &self.namespace, selector).await?)
+    }
+
+    /// Creates `desired`, or updates `existing` (which must be this resource's) to it. Only call it
+    /// when the content would change: every write may restart the app's Pods (Reloader).
+    pub async fn write_secret(
+        &self,
+        existing: Option<&Secret>,
+        desired: &Secret,
+        annotations: AnnotationMode,
+    ) -> Result<Secret, Error> {
+        self.guard("a Secret write")?;
+        let written = secret_store::write(
+            &self.secrets(),
+            self.owner(),
+            existing,
+            desired,
+            annotations,
+        )
+        .await?;
+        self.shared.own_writes.record("Secret", &written.metadata);
+        Counters::inc(&self.shared.counters.secret_writes);
+        tracing::info!(
+            kind = kind_name::<K>(),
+            namespace = %self.namespace,
+            name = %self.name,
+            secret = written.metadata.name.as_deref().unwrap_or_default(),
+            "Secret {}",
+            if existing.is_some() { "updated" } else { "created" }
+        );
+        Ok(written)
+    }
+
+    /// Deletes `secret` (which must be this resource's, unchanged since it was read).
+    pub async fn delete_secret(&self, secret: &Secret) -> Result<(), Error> {
+        self.guard("a Secret deletion")?;
+        secret_store::delete(&self.secrets(), self.owner(), secret).await?;
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
+        self.shared
+            .own_writes
+            .forget("Secret", &self.namespace, name);
+        Counters::inc(&self.shared.counters.secret_deletes);
+        tracing::info!(
+            kind = kind_name::<K>(),
+            namespace = %self.namespace,
+            name = %self.name,
+            secret = name,
+            "Secret deleted (no workload references it)"
+        );
+        Ok(())
+    }
+
+    /// Which Secrets the namespace's workloads reference, and how.
+    pub async fn scan_workloads(&self) -> Result<References, Error> {
+        Counters::inc(&self.shared.counters.workload_scans);
+        Ok(workload_scan::scan(&self.shared.client, &self.namespace).await?)
+    }
+
+    /// `n` new keys, generated off the async threads.
+    pub async fn generate_keys(&self, n: usize) -> Result<Vec<Key>, Error> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.shared.keygen.generate(&self.shared.counters).await?);
+        }
+        Ok(out)
+    }
+
+    /// Forgets the own writes of a resource that is gone (its Secrets' are forgotten by name).
+    pub fn forget_own(&self, secrets: &[String]) {
+        let own = &self.shared.own_writes;
+        own.forget(kind_name::<K>(), &self.namespace, &self.name);
+        for s in secrets {
+            own.forget("Secret", &self.namespace, s);
+        }
+    }
+}
+
+/// The kind's name (`IDPortenClient`).
+pub fn kind_name<K: Kind>() -> &'static str {
+    // `Resource::kind` of a derived CRD type is a `&'static str` behind a Cow.
+    match K::kind(&()) {
+        std::borrow::Cow::Borrowed(s) => s,
+        std::borrow::Cow::Owned(s) => Box::leak(s.into_boxed_str()),
+    }
+}
+
+/// `Kind/namespace/name`.
+pub fn object_key<K: Kind>(namespace: &str, name: &str) -> String {
+    format!("{}/{namespace}/{name}", K::kind(&()))
+}
+
+/// FNV-1a of an event note (only to tell notes apart).
+fn note_hash(note: &str) -> u64 {
+    note.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn has_finalizer<K: Resource>(obj: &K, f: &str) -> bool {
+    obj.meta().finalizers.iter().flatten().any(|x| x == f)
+}
+
+fn ours<K: Kind>(f: &str) -> bool {
+    f == K::NAMES.finalizer || K::NAMES.legacy_finalizers.contains(&f)
+}
+
+/// Adds the kind's finalizer and drops legacy ones (optimistic: carries the resourceVersion).
+async fn ensure_finalizer<K: Kind>(pass: &Pass<'_, K>) -> Result<(), Error> {
+    let obj = pass.obj;
+    let has_legacy = K::NAMES
+        .legacy_finalizers
+        .iter()
+        .any(|f| has_finalizer(obj, f));
+    if has_finalizer(obj, K::NAMES.finalizer) && !has_legacy {
+        return Ok(());
+    }
+    let mut list: Vec<String> = obj
+        .meta()
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| !ours::<K>(f))
+        .cloned()
+        .collect();
+    list.push(K::NAMES.finalizer.into());
+    let patch =
+        json!({"metadata": {"finalizers": list, "resourceVersion": obj.meta().resource_version}});
+    let o = pass
+        .api
+        .patch(&pass.name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(|e| Error::kube(format!("adding the finalizer to {}", pass.key), e))?;
+    pass.record_own(&o);
+    Ok(())
+}
+
+/// Deletion: the kind's cleanup once, then the finalizers removed. The removal is pinned to the
+/// resourceVersion; on a conflict the object is re-read and only the removal retried.
+async fn finalize<K: Kind>(pass: &Pass<'_, K>) -> Result<Action, Error> {
+    let obj = pass.obj;
+    let mine = obj.meta().finalizers.iter().flatten().any(|f| ours::<K>(f));
+    if !mine {
+        return Ok(Action::await_change());
+    }
+    K::cleanup(pass).await?;
+    let mut current = obj.clone();
+    for _ in 0..5 {
+        let rest: Vec<String> = current
+            .meta()
+            .finalizers
+            .iter()
+            .flatten()
+            .filter(|f| !ours::<K>(f))
+            .cloned()
+            .collect();
+        let patch = json!({"metadata": {"finalizers": rest, "resourceVersion": current.meta().resource_version}});
+        match pass
+            .api
+            .patch(&pass.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => return Ok(Action::await_change()),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+            Err(kube::Error::Api(s)) if s.code == 409 => match pass.api.get_opt(&pass.name).await {
+                Ok(Some(o)) if o.meta().finalizers.iter().flatten().any(|f| ours::<K>(f)) => {
+                    current = o;
+                }
+                Ok(_) => return Ok(Action::await_change()),
+                Err(e) => {
+                    return Err(Error::kube(format!("re-reading {}", pass.key), e));
+                }
+            },
+            Err(e) => {
+                return Err(Error::kube(
+                    format!("removing the finalizer of {}", pass.key),
+                    e,
+                ));
+            }
+        }
+    }
+    Err(Error::Internal(format!(
+        "removing the finalizer of {}: the object kept changing",
+        pass.key
+    )))
+}
+
+/// Removes the annotations a successful pass consumes (`resync`, `rotate`).
+async fn consume_annotations<K: Kind>(pass: &Pass<'_, K>) -> Result<(), Error> {
+    let present: Vec<&str> = K::NAMES
+        .consumed_annotations
+        .iter()
+        .copied()
+        .filter(|a| {
+            pass.obj
+                .meta()
+                .annotations
+                .as_ref()
+                .is_some_and(|m| m.contains_key(*a))
+        })
+        .collect();
+    if present.is_empty() {
+        return Ok(());
+    }
+    let ann: serde_json::Map<String, serde_json::Value> = present
+        .iter()
+        .map(|a| (a.to_string(), serde_json::Value::Null))
+        .collect();
+    let o = pass
+        .api
+        .patch(
+            &pass.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": ann}})),
+        )
+        .await
+        .map_err(|e| Error::kube(format!("removing annotations of {}", pass.key), e))?;
+    pass.record_own(&o);
+    Ok(())
+}
+
+/// The controller's reconcile function for kind `K`.
+pub async fn reconcile<K: Kind>(obj: Arc<K>, kc: Arc<KindContext<K>>) -> Result<Action, Error> {
+    Counters::inc(&kc.shared.counters.reconciles);
+    let result = reconcile_once(obj, &kc).await;
+    Counters::inc(&kc.shared.counters.passes_done);
+    result
+}
+
+async fn reconcile_once<K: Kind>(obj: Arc<K>, kc: &KindContext<K>) -> Result<Action, Error> {
+    if !obj.is_mine(&kc.provider) {
+        return Ok(Action::await_change());
+    }
+    let pass = Pass::new(obj.as_ref(), &kc.shared, &kc.provider, kc.resync, false)?;
+    if obj.meta().deletion_timestamp.is_some() {
+        let r = finalize(&pass).await;
+        if r.is_ok() {
+            kc.shared.backoff.reset(&pass.key);
+        }
+        return r;
+    }
+    match run_pass(&pass).await {
+        Ok(requeue) => {
+            kc.shared.backoff.reset(&pass.key);
+            Ok(Action::requeue(requeue))
+        }
+        Err(err) => {
+            report_failure(&pass, &err).await;
+            Err(err)
+        }
+    }
+}
+
+async fn run_pass<K: Kind>(pass: &Pass<'_, K>) -> Result<Duration, Error> {
+    pass.obj.validate(pass.provider)?;
+    ensure_finalizer(pass).await?;
+    let applied = K::apply(pass).await?;
+    if applied.complete {
+        consume_annotations(pass).await?;
+    }
+    if let Some(st) = &applied.status {
+        pass.write_status(st).await?;
+    }
+    if applied.complete && pass.annotation_true(K::NAMES.resync_annotation) {
+        K::after_success(pass, &applied.changes).await;
+    }
+    Ok(applied.requeue.map_or(pass.resync, |d| d.min(pass.resync)))
+}
+
+/// Reports a failed pass: `Ready=False` for this generation with the error's reason and message,
+/// and a Warning event — both only when they say something new.
+async fn report_failure<K: Kind>(pass: &Pass<'_, K>, err: &Error) {
+    let message = err.message();
+    // Re-read: the pass may have written status (a client ID) before it failed.
+    let current = pass.api.get_status(&pass.name).await.ok();
+    let prev = current
+        .as_ref()
+        .and_then(|o| o.status())
+        .or(pass.obj.status());
+    let mut st = K::failure_status(
+        prev,
+        pass.generation(),
+        pass.shared.clock.now(),
+        err.reason(),
+        &message,
+    );
+    st.set_observed_generation(pass.generation());
+    if prev == Some(&st) {
+        return;
+    }
+    if let Err(e) = pass.write_status(&st).await {
+        tracing::debug!(object = %pass.key, error = %e, "writing the failure status failed");
+    }
+    if !matches!(err, Error::Wait { .. }) {
+        pass.publish(EventType::Warning, events::FAILED_SYNCHRONIZATION, message)
+            .await;
+    }
+}
+
+/// The controller's error policy: count, log, back off (Retry-After honoured; a stalled resource is
+/// retried at the longest backoff, since the change it waits for may come without an event).
+pub fn error_policy<K: Kind>(obj: Arc<K>, err: &Error, kc: Arc<KindContext<K>>) -> Action {
+    Counters::inc(&kc.shared.counters.failures);
+    let key = object_key::<K>(
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default(),
+    );
+    let wait = match err {
+        Error::Wait { retry_in, .. } => *retry_in,
+        e if e.is_stalled() => MAX_BACKOFF,
+        e => kc.shared.backoff.fail(&key, e.retry_after()),
+    };
+    if matches!(err, Error::Wait { .. }) {
+        tracing::info!(object = %key, reason = %err, retry_in = ?wait, "waiting");
+    } else {
+        tracing::warn!(object = %key, error = %err, error_kind = err.metric_label(), retry_in = ?wait, "reconcile failed");
+    }
+    Action::requeue(wait)
+}
+
+/// Whether a Secret write failed because someone else owns the Secret.
+pub fn is_not_owned(e: &Error) -> bool {
+    matches!(e, Error::Secret(SecretError::NotOwned { .. }))
+}

@@ -1,0 +1,86 @@
+//! kube-runtime wiring of one kind, shared by every kind: the watch of the resources (every change
+//! reaches the reflector store; a reconcile only for a change that calls for one and that is not
+//! portvakt's own write echoed back) and the metadata-only watch of the Secrets portvakt wrote for the
+//! kind (selected by their `type` label, so no other Secret is watched or cached).
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::TryStreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Resource;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
+use tokio_util::sync::CancellationToken;
+
+use super::kind::Kind;
+use super::pass::{self, KindContext, kind_name};
+
+/// The parts of a resource whose change calls for a reconcile: generation (spec), annotations
+/// (resync, rotate, preserve), labels, finalizers and deletion. Status alone does not: only
+/// portvakt writes it.
+fn trigger_hash<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let m = obj.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    m.generation.hash(&mut h);
+    m.annotations.hash(&mut h);
+    m.labels.hash(&mut h);
+    m.finalizers.hash(&mut h);
+    m.deletion_timestamp.as_ref().map(|t| t.0).hash(&mut h);
+    Some(h.finish())
+}
+
+/// One kind's controller: its reflector store and the future that runs it until `shutdown`.
+pub fn controller_for<K: Kind>(
+    kc: Arc<KindContext<K>>,
+    concurrency: u16,
+    shutdown: CancellationToken,
+) -> (
+    Store<K>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let client = kc.shared.client.clone();
+    let api: Api<K> = Api::all(client.clone());
+    let secrets: Api<PartialObjectMeta<Secret>> = Api::all(client);
+    let selector = format!("type={}", K::NAMES.secret_type_label);
+    let (reader, writer) = reflector::store();
+    let own = kc.shared.clone();
+    let resources = watcher(api, watcher::Config::default())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(trigger_hash::<K>, PredicateConfig::default())
+        .try_filter(move |obj| {
+            let own_write = own.own_writes.is_own(kind_name::<K>(), obj.meta());
+            std::future::ready(!own_write)
+        });
+    // A change or deletion of an owned Secret by anyone else triggers its owner's reconcile;
+    // portvakt's own writes echoed back do not. Deletions always trigger.
+    let own = kc.shared.clone();
+    let owned_secrets = watcher(secrets, watcher::Config::default().labels(&selector))
+        .try_filter(move |ev| {
+            let own_write = match ev {
+                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+                    own.own_writes.is_own("Secret", &s.metadata)
+                }
+                _ => false,
+            };
+            std::future::ready(!own_write)
+        })
+        .touched_objects();
+    let controller = Controller::for_stream(resources, reader)
+        .owns_stream(owned_secrets)
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .graceful_shutdown_on(async move { shutdown.cancelled().await });
+    let store = controller.store();
+    let fut = controller
+        .run(pass::reconcile::<K>, pass::error_policy::<K>, kc)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller event");
+            }
+        });
+    (store, fut)
+}

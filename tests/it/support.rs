@@ -1,0 +1,424 @@
+//! Shared test support: the embedded Kubernetes API server (in-process client, portvakt's CRDs
+//! installed) and the Digdir simulator (served on 127.0.0.1:0), the operator started against them,
+//! resource builders, waits on signals (never a fixed sleep followed by "nothing happened") and the
+//! call journals, to assert exactly which calls a pass made.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Resource;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use portvakt::clock::Clock;
+use portvakt::controller::digdir_kinds::DigdirProvider;
+use portvakt::controller::{self, Context, Counters, RunOptions, Shared};
+use portvakt::core::ProviderMetadata;
+use portvakt::core::digdir::Config;
+use portvakt::crd::{IDPortenClient, MaskinportenClient};
+use portvakt::digdir::{DigdirClient, DigdirConfig, DigdirEnvironment, RetryPolicy};
+use portvakt::keys::{FileSigner, KeyReference};
+use portvakt_sim::digdir::{DigdirSim, Seed, SimHandle, WellKnownUrls};
+use portvakt_sim::kube::ApiServer;
+use rsa::pkcs8::DecodePrivateKey;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub const NS: &str = "default";
+pub const CLUSTER: &str = "test-cluster";
+/// The scope the simulator's organisation owns (its default seed).
+pub const SIM_SCOPE: &str = "nav:test/api";
+
+/// The operator as a test runs it: the context and its Digdir provider.
+pub struct Operator {
+    pub ctx: Arc<Context>,
+    pub digdir: Arc<DigdirProvider>,
+}
+
+impl std::ops::Deref for Operator {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+pub struct Env {
+    pub kube: ApiServer,
+    pub client: kube::Client,
+    pub sim: DigdirSim,
+    pub _sim_handle: SimHandle,
+    pub urls: WellKnownUrls,
+    pub clock: Clock,
+    pub digdir: DigdirClient,
+    pub request_timeout: Duration,
+    pub ctx: Option<Arc<Operator>>,
+    pub shutdown: CancellationToken,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Installs portvakt's CRDs into the embedded server.
+pub async fn install_crds(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in portvakt::crd::crds().expect("crds") {
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .expect("install CRD");
+    }
+}
+
+pub async fn env() -> Env {
+    env_with_seed(Seed::default()).await
+}
+
+pub async fn env_with_seed(seed: Seed) -> Env {
+    portvakt::install_crypto_provider();
+    let clock = Clock::system();
+    let kube_server = ApiServer::new(clock.clone());
+    let client = kube_server.client();
+    install_crds(&client).await;
+    let sim = DigdirSim::new(clock.clone(), seed);
+    let handle = sim
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("serve sim");
+    let urls = sim.well_known_urls(&handle.url());
+    let request_timeout = Duration::from_secs(5);
+    let digdir = digdir_client(&sim, &urls, &clock, request_timeout);
+    Env {
+        kube: kube_server,
+        client,
+        sim,
+        _sim_handle: handle,
+        urls,
+        clock,
+        digdir,
+        request_timeout,
+        ctx: None,
+        shutdown: CancellationToken::new(),
+        running: None,
+    }
+}
+
+/// portvakt's Digdir client against the simulator, with `timeout` per request.
+pub fn digdir_client(
+    sim: &DigdirSim,
+    urls: &WellKnownUrls,
+    clock: &Clock,
+    timeout: Duration,
+) -> DigdirClient {
+    let creds = sim.admin_credentials();
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(&creds.private_key_pem).expect("admin key");
+    let signer = Arc::new(FileSigner::new(key, KeyReference::Kid(creds.kid.clone())));
+    let mut config = DigdirConfig::preset(DigdirEnvironment::Test, creds.client_id.clone());
+    config.base_url = urls.admin_base_url.clone();
+    config.maskinporten_well_known_url = urls.maskinporten.well_known_url.clone();
+    config.idporten_well_known_url = urls.idporten.well_known_url.clone();
+    config.retry = RetryPolicy::fast(4);
+    config.request_timeout = timeout;
+    DigdirClient::new(&config, signer, clock.clone()).expect("digdir client")
+}
+
+pub fn md(p: &portvakt_sim::digdir::ProviderUrls) -> ProviderMetadata {
+    ProviderMetadata {
+        well_known_url: p.well_known_url.clone(),
+        issuer: p.issuer.clone(),
+        jwks_uri: p.jwks_uri.clone(),
+        token_endpoint: p.token_endpoint.clone(),
+    }
+}
+
+impl Env {
+    /// Uses a Digdir client with this request timeout for the next [`Env::run`].
+    pub fn set_request_timeout(&mut self, timeout: Duration) {
+        self.request_timeout = timeout;
+        self.digdir = digdir_client(&self.sim, &self.urls, &self.clock, timeout);
+    }
+
+    pub fn core_config(&self) -> Config {
+        Config {
+            cluster_name: CLUSTER.into(),
+            idporten: md(&self.urls.idporten),
+            maskinporten: md(&self.urls.maskinporten),
+            key_propagation: Duration::ZERO,
+            maskinporten_default_scope: Some(SIM_SCOPE.into()),
+            ..Config::default()
+        }
+    }
+
+    /// The operator's context with the Digdir provider (not started).
+    pub fn operator(&self, config: Config) -> Arc<Operator> {
+        let digdir = Arc::new(DigdirProvider::new(
+            self.digdir.clone(),
+            config,
+            self.clock.clone(),
+            self.request_timeout,
+        ));
+        let ctx = Context::new(Shared::new(
+            self.client.clone(),
+            self.clock.clone(),
+            CLUSTER,
+        ))
+        .with_provider(digdir.clone());
+        Arc::new(Operator {
+            ctx: Arc::new(ctx),
+            digdir,
+        })
+    }
+
+    /// Starts both controllers.
+    pub fn run(&mut self) -> Arc<Operator> {
+        let cfg = self.core_config();
+        self.run_with(cfg, Duration::from_secs(3600))
+    }
+
+    /// Starts both controllers with this core configuration and resync period (which is also the
+    /// period of the steady-state pass).
+    pub fn run_with(&mut self, config: Config, resync_period: Duration) -> Arc<Operator> {
+        let op = self.operator(config);
+        let opts = RunOptions {
+            concurrency: 4,
+            resync_period,
+            shutdown: self.shutdown.clone(),
+            ..RunOptions::default()
+        };
+        self.running = Some(tokio::spawn(controller::run(op.ctx.clone(), opts)));
+        self.ctx = Some(op.clone());
+        op
+    }
+
+    /// Stops the controllers (the operator going down) and waits until they have.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.running.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        }
+        self.shutdown = CancellationToken::new();
+    }
+
+    pub fn idp(&self) -> Api<IDPortenClient> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+    pub fn mp(&self) -> Api<MaskinportenClient> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub async fn create_idp(&self, name: &str, spec: Value) -> IDPortenClient {
+        let obj: IDPortenClient = serde_json::from_value(json!({
+            "apiVersion": "nais.io/v1", "kind": "IDPortenClient",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": spec,
+        }))
+        .expect("valid IDPortenClient");
+        self.idp()
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create IDPortenClient")
+    }
+
+    pub async fn create_mp(&self, name: &str, spec: Value) -> MaskinportenClient {
+        let obj: MaskinportenClient = serde_json::from_value(json!({
+            "apiVersion": "nais.io/v1", "kind": "MaskinportenClient",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": spec,
+        }))
+        .expect("valid MaskinportenClient");
+        self.mp()
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create MaskinportenClient")
+    }
+
+    /// Waits until `f` holds for the resource (polling), or panics with the last state.
+    pub async fn wait_idp(
+        &self,
+        name: &str,
+        what: &str,
+        f: impl Fn(&IDPortenClient) -> bool,
+    ) -> IDPortenClient {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = self.idp().get_opt(name).await.expect("get");
+            if let Some(o) = &got
+                && f(o)
+            {
+                return o.clone();
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}: {:#?}", got.map(|o| o.status));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_ready(&self, name: &str) -> IDPortenClient {
+        self.wait_idp(name, "Ready", |o| {
+            is_ready(o.meta().generation, o.status.as_ref())
+        })
+        .await
+    }
+
+    pub fn clients_with_description(&self, desc: &str) -> Vec<Value> {
+        self.sim
+            .clients()
+            .into_iter()
+            .filter(|c| c["description"] == desc && c["active"] != false)
+            .collect()
+    }
+
+    pub fn jwks_kids(&self, client_id: &str) -> Vec<String> {
+        self.sim
+            .jwks(client_id)
+            .and_then(|j| j["keys"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|k| k["kid"].as_str().map(String::from))
+            .collect()
+    }
+
+    pub async fn secret(&self, name: &str) -> Option<Secret> {
+        self.secrets().get_opt(name).await.expect("get secret")
+    }
+
+    pub async fn annotate(&self, name: &str, key: &str, value: &str) {
+        self.idp()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {key: value}}})),
+            )
+            .await
+            .expect("annotate");
+    }
+
+    /// Runs one more pass of IDPortenClient `name` and waits until it has finished: a sentinel
+    /// annotation is set, and the pass it starts is waited for. Passes already queued (say, by
+    /// watch events of earlier writes) come first, since the watch is ordered.
+    pub async fn pass_idp(&self, op: &Operator, name: &str) {
+        self.pass(&self.idp(), op, name).await
+    }
+
+    /// [`Env::pass_idp`] for any kind.
+    pub async fn pass<K>(&self, api: &Api<K>, op: &Operator, name: &str)
+    where
+        K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let done = Counters::get(&op.counters.passes_done);
+        let token = uuid::Uuid::new_v4().to_string();
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"test.portvakt.io/pass": token}}})),
+        )
+        .await
+        .expect("annotate");
+        wait_until("the pass to finish", async || {
+            Counters::get(&op.counters.passes_done) > done
+        })
+        .await;
+    }
+}
+
+pub fn is_ready(generation: Option<i64>, st: Option<&portvakt::crd::DigdiratorStatus>) -> bool {
+    st.and_then(|s| s.conditions.as_deref())
+        .is_some_and(|c| portvakt::conditions::is_ready(c, generation))
+}
+
+pub fn ready_condition(o: &IDPortenClient) -> Option<(String, String, String)> {
+    o.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .and_then(|c| portvakt::conditions::find(c, "Ready"))
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+pub fn data(s: &Secret, key: &str) -> String {
+    s.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| String::from_utf8_lossy(&b.0).to_string())
+        .unwrap_or_default()
+}
+
+pub fn kid_of(s: &Secret) -> String {
+    let jwk: Value = serde_json::from_str(&data(s, "IDPORTEN_CLIENT_JWK")).expect("JWK JSON");
+    jwk["kid"].as_str().expect("kid").to_string()
+}
+
+pub fn spec(secret: &str) -> Value {
+    json!({"secretName": secret, "redirectURIs": ["https://app.example.com/oauth2/callback"]})
+}
+
+pub fn desc(name: &str) -> String {
+    format!("{CLUSTER}:{NS}:{name}")
+}
+
+/// Events about `name` with this reason, as (type, note).
+pub async fn events_for(env: &Env, name: &str, reason: &str) -> Vec<(String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), NS);
+    api.list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .map(|e| (e.type_.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+/// Waits for `cond`, polling, up to 30 s.
+pub async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the steady-state pass has completed `n` more passes.
+pub async fn wait_passes(ctx: &Context, n: u64) {
+    let target = Counters::get(&ctx.counters.drift_passes) + n;
+    wait_until("steady-state passes", async || {
+        Counters::get(&ctx.counters.drift_passes) >= target
+    })
+    .await;
+}
+
+/// The Digdir calls since journal position `since`, as "METHOD /path" (client IDs as `{id}`).
+pub fn digdir_calls_since(sim: &DigdirSim, since: u64) -> Vec<String> {
+    sim.faults()
+        .journal_since(since)
+        .into_iter()
+        .filter(|c| c.path.starts_with("/api/"))
+        .map(|c| {
+            let path: Vec<&str> = c
+                .path
+                .split('/')
+                .map(|seg| {
+                    if seg.len() >= 32 && seg.contains('-') {
+                        "{id}"
+                    } else {
+                        seg
+                    }
+                })
+                .collect();
+            format!("{} {}", c.method, path.join("/"))
+        })
+        .collect()
+}
+
+/// The next journal position of the Digdir simulator.
+pub fn digdir_mark(sim: &DigdirSim) -> u64 {
+    sim.faults().journal().last().map_or(0, |c| c.seq + 1)
+}
