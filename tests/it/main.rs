@@ -10,3 +10,4 @@ mod digdir_controllers;
 mod digdir_sim;
 mod kube_server;
 mod kubectl;
+mod real_cluster;
