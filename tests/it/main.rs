@@ -10,4 +10,5 @@ mod digdir_controllers;
 mod digdir_sim;
 mod kube_server;
 mod kubectl;
+mod real_cluster;
 mod support;
