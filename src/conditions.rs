@@ -288,6 +288,15 @@ pub fn valid_reason(reason: &str) -> bool {
     }
 }
 
+/// Items for a condition or event message: the first `max` joined by ", ", then "and N more" (a
+/// list of thousands of scopes must not make a 32 KB message).
+pub fn list_for_message(items: &[String], max: usize) -> String {
+    if items.len() <= max {
+        return items.join(", ");
+    }
+    format!("{} and {} more", items[..max].join(", "), items.len() - max)
+}
+
 fn whole_seconds(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second()).unwrap_or(t)
 }

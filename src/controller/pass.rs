@@ -443,6 +443,22 @@ async fn reconcile_once<K: Kind>(obj: Arc<K>, kc: &KindContext<K>) -> Result<Act
 async fn run_pass<K: Kind>(pass: &Pass<'_, K>) -> Result<Duration, Error> {
     pass.obj.validate(pass.provider)?;
     ensure_finalizer(pass).await?;
+    // A generation not seen yet is reported at once as not Ready (the provider may be slow or
+    // retrying): kstatus, Flux and Argo CD then see it in progress rather than a stale Ready.
+    if pass.obj.status().and_then(|s| s.observed_generation()) != pass.generation() {
+        let st = K::failure_status(
+            pass.obj.status(),
+            pass.generation(),
+            pass.shared.clock.now(),
+            crate::conditions::reason::PENDING,
+            &format!(
+                "Synchronizing generation {} with {}",
+                pass.generation().unwrap_or_default(),
+                <K::Provider as super::Provider>::name(pass.provider)
+            ),
+        );
+        pass.write_status(&st).await?;
+    }
     let applied = K::apply(pass).await?;
     if applied.complete {
         consume_annotations(pass).await?;

@@ -13,7 +13,7 @@ use kube::api::{Api, ListParams, ObjectList};
 use serde::de::DeserializeOwned;
 
 use crate::core::workloads::{
-    References, Usage, cronjob_usage, deployment_usage, job_usage, pod_usage, replicaset_usage,
+    References, Usage, cronjob_usage, deployment_usage, job_usage, replicaset_usage,
     statefulset_usage,
 };
 
@@ -80,11 +80,7 @@ pub async fn scan(client: &kube::Client, namespace: &str) -> Result<References, 
         Api::<Pod>::namespaced(c.clone(), namespace),
         "pods",
         namespace,
-        |p| {
-            if let Some(u) = pod_usage(p) {
-                refs.add_spec(p.spec.as_ref(), u);
-            }
-        },
+        |p| refs.add_pod(p),
     )
     .await?;
     for_each_page(

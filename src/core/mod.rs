@@ -67,6 +67,23 @@ impl Key {
         }
     }
 
+    /// A key known by its public half only (a replaced key kept registered): it is registered, never
+    /// handed to an app.
+    pub fn public_only(kid: &str, n: &str, e: &str) -> Key {
+        Key {
+            kid: kid.to_string(),
+            private_json: String::new(),
+            public: PublicJwk {
+                use_: "sig".into(),
+                kty: "RSA".into(),
+                kid: kid.to_string(),
+                alg: "RS256".into(),
+                n: n.to_string(),
+                e: e.to_string(),
+            },
+        }
+    }
+
     /// A placeholder key for tests and for `--observe` (which must not spend CPU on real keys).
     pub fn placeholder(kid: &str) -> Key {
         Key {

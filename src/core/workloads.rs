@@ -11,6 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use jiff::Timestamp;
+
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Container, EnvFromSource, EnvVar, Pod, PodSpec};
@@ -27,10 +29,15 @@ pub enum Usage {
     RunningPod,
 }
 
-/// Secret name → its most important usage.
+/// Secret name → its most important usage, and when the oldest still-running container that may
+/// hold its content started.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct References {
     pub by_secret: BTreeMap<String, Usage>,
+    /// Secret name → the earliest start of a container of a running Pod referencing it. A Secret
+    /// rewritten in place after that instant may still be held in its old form (environment
+    /// variables never change; mounted files change late).
+    pub oldest_start: BTreeMap<String, Timestamp>,
 }
 
 impl References {
@@ -40,6 +47,44 @@ impl References {
             *e = usage;
         }
     }
+    /// Records that a running container referencing `secret` started at `started`.
+    pub fn started(&mut self, secret: &str, started: Timestamp) {
+        let e = self
+            .oldest_start
+            .entry(secret.to_string())
+            .or_insert(started);
+        if started < *e {
+            *e = started;
+        }
+    }
+
+    /// Whether a running Pod referencing `secret` may still hold what the Secret held before
+    /// `replaced_at`: one of its containers started before then (or its start is unknown).
+    pub fn may_hold_content_before(&self, secret: &str, replaced_at: Timestamp) -> bool {
+        self.usage(secret) == Some(Usage::RunningPod)
+            && self
+                .oldest_start
+                .get(secret)
+                .is_none_or(|t| *t < replaced_at)
+    }
+
+    /// Adds a Pod's references, with the start of its oldest container (its creation time where no
+    /// container start is known).
+    pub fn add_pod(&mut self, pod: &Pod) {
+        let Some(usage) = pod_usage(pod) else {
+            return;
+        };
+        let started = oldest_container_start(pod);
+        if let Some(spec) = pod.spec.as_ref() {
+            for name in secret_names_in_pod_spec(spec) {
+                self.add(&name, usage);
+                if let Some(t) = started {
+                    self.started(&name, t);
+                }
+            }
+        }
+    }
+
     pub fn usage(&self, secret: &str) -> Option<Usage> {
         self.by_secret.get(secret).copied()
     }
@@ -102,6 +147,36 @@ pub fn secret_names_in_pod_spec(spec: &PodSpec) -> BTreeSet<String> {
     }
     out.retain(|n| !n.is_empty());
     out
+}
+
+/// When a Pod's oldest container started: the earliest `startedAt` of its running (or terminated,
+/// for a container about to restart) containers, init and ephemeral ones included; the Pod's
+/// creation time when none is known.
+pub fn oldest_container_start(pod: &Pod) -> Option<Timestamp> {
+    let statuses = pod.status.iter().flat_map(|s| {
+        s.container_statuses
+            .iter()
+            .flatten()
+            .chain(s.init_container_statuses.iter().flatten())
+            .chain(s.ephemeral_container_statuses.iter().flatten())
+    });
+    let started = statuses
+        .filter_map(|c| {
+            let state = c.state.as_ref()?;
+            state
+                .running
+                .as_ref()
+                .and_then(|r| r.started_at.as_ref())
+                .or_else(|| {
+                    state
+                        .terminated
+                        .as_ref()
+                        .and_then(|t| t.started_at.as_ref())
+                })
+                .map(|t| t.0)
+        })
+        .min();
+    started.or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
 /// Usage of a Pod's references: finished Pods reference nothing that matters.
@@ -195,6 +270,41 @@ mod tests {
         r.add("s", Usage::ScaledTemplate);
         assert_eq!(r.usage("s"), Some(Usage::RunningPod));
         assert!(!r.is_referenced("t"));
+    }
+
+    #[test]
+    fn a_pods_oldest_container_start_decides_what_it_may_still_hold() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"containers": [{"name": "a", "envFrom": [{"secretRef": {"name": "app"}}]}]},
+            "status": {"phase": "Running", "containerStatuses": [
+                {"name": "a", "image": "x", "imageID": "", "ready": true, "restartCount": 1,
+                 "state": {"running": {"startedAt": "2026-01-03T00:00:00Z"}}},
+                {"name": "b", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+                 "state": {"running": {"startedAt": "2026-01-02T00:00:00Z"}}}
+            ]}
+        }))
+        .unwrap();
+        let ts = |s: &str| s.parse::<Timestamp>().unwrap();
+        assert_eq!(
+            oldest_container_start(&pod),
+            Some(ts("2026-01-02T00:00:00Z"))
+        );
+        let mut r = References::default();
+        r.add_pod(&pod);
+        assert!(r.may_hold_content_before("app", ts("2026-01-02T00:00:01Z")));
+        assert!(!r.may_hold_content_before("app", ts("2026-01-01T23:59:59Z")));
+        assert!(!r.may_hold_content_before("other", ts("2027-01-01T00:00:00Z")));
+        // No container start known: the Pod's creation time.
+        let pending: Pod = serde_json::from_value(json!({
+            "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"phase": "Pending"}
+        }))
+        .unwrap();
+        assert_eq!(
+            oldest_container_start(&pending),
+            Some(ts("2026-01-01T00:00:00Z"))
+        );
     }
 
     #[test]

@@ -588,6 +588,17 @@ async fn unowned_secret_is_never_touched() {
 #[tokio::test]
 async fn crash_between_create_and_status_still_one_client() {
     let mut env = env().await;
+    env.create_idp("app", spec("app-1")).await;
+    // Its generation already observed (as after a switch-over), so the first status write of the
+    // pass is the client ID's, right after the create.
+    env.idp()
+        .patch_status(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"observedGeneration": 1}})),
+        )
+        .await
+        .expect("status");
     // The status write after the create fails once: the next pass must adopt, not create again.
     env.kube.inject_fault(
         portvakt_sim::kube::FaultRule::status(500)
@@ -596,7 +607,6 @@ async fn crash_between_create_and_status_still_one_client() {
             .once(),
     );
     let ctx = env.run();
-    env.create_idp("app", spec("app-1")).await;
     env.wait_ready("app").await;
     assert_eq!(env.clients_with_description(&desc("app")).len(), 1);
     // The failure really hit the write of the client ID right after the create...

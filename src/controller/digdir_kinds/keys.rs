@@ -69,6 +69,7 @@ pub(crate) struct KeyBase<'a> {
     pub managed: &'a [ManagedSecret],
     pub next: Option<&'a Key>,
     pub next_registered_at: Option<Timestamp>,
+    pub replaced: &'a [keyplan::ReplacedKey],
 }
 
 /// Gathers what the plan needs (JWKS read, workload scan), plans once, and — with `real_keys` —
@@ -92,6 +93,7 @@ pub(crate) async fn plan<K: DigdirResource>(
             next_registered_at: base.next_registered_at,
             registered: registered.as_ref(),
             refs: refs.as_ref(),
+            replaced: base.replaced,
         };
         let mut wanted = 0usize;
         let planned = keyplan::plan(
@@ -145,6 +147,7 @@ pub(crate) async fn sync<K: DigdirResource>(
         managed: &managed,
         next: rec.next.as_ref(),
         next_registered_at: rec.next_registered_at,
+        replaced: &rec.replaced,
     };
     let mut registered = rec.registered.clone();
     let actions = plan(pass, client_id, &base, &mut registered, true).await?;
@@ -160,6 +163,7 @@ pub(crate) async fn sync<K: DigdirResource>(
         } else {
             rec.next_registered_at
         },
+        replaced: actions.replaced.clone(),
     };
     let mut changes = Vec::new();
     // Store a new key before registering it.

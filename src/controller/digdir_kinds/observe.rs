@@ -91,6 +91,7 @@ pub(super) async fn observe_one<K: DigdirResource>(
         managed: &managed,
         next: rec.next.as_ref(),
         next_registered_at: rec.next_registered_at,
+        replaced: &rec.replaced,
     };
     let mut registered = rec.registered.clone();
     let actions = keys::plan(pass, &client_id, &base, &mut registered, false).await?;

@@ -31,6 +31,8 @@ pub const ANN_CLIENT_ID: &str = "portvakt.nais.io/client-id";
 pub const ANN_REGISTERED_KIDS: &str = "portvakt.nais.io/registered-kids";
 pub const ANN_KEYS_EXPIRE_AT: &str = "portvakt.nais.io/keys-expire-at";
 pub const ANN_NEXT_REGISTERED_AT: &str = "portvakt.nais.io/next-key-registered-at";
+/// Keys replaced in place that a running Pod may still hold (JSON list; public halves only).
+pub const ANN_REPLACED_KEYS: &str = "portvakt.nais.io/replaced-keys";
 /// Data key of the next-key Secret holding the private JWK.
 pub const NEXT_KEY_DATA: &str = "JWK";
 
@@ -187,6 +189,8 @@ pub struct Bookkeeping {
     pub expires_at: Option<Timestamp>,
     /// When the next key was first registered (it is handed out only after the propagation delay).
     pub next_registered_at: Option<Timestamp>,
+    /// Keys replaced in place by rotations that a running Pod may still hold.
+    pub replaced: Vec<super::keyplan::ReplacedKey>,
 }
 
 /// The next key and bookkeeping read from a next-key Secret. A JWK that does not parse counts as no
@@ -207,6 +211,12 @@ pub fn read_next_key_secret(secret: &Secret) -> (Option<Key>, Bookkeeping) {
             .unwrap_or_default(),
         expires_at: ts(ANN_KEYS_EXPIRE_AT),
         next_registered_at: ts(ANN_NEXT_REGISTERED_AT),
+        // A record that does not parse is treated as empty: its keys then stay registered only as
+        // long as the Secrets holding them say.
+        replaced: ann
+            .get(ANN_REPLACED_KEYS)
+            .and_then(|v| serde_json::from_str(v).ok())
+            .unwrap_or_default(),
     };
     let key = secret
         .data
@@ -230,6 +240,11 @@ pub fn desired_next_key_secret(owner: &Owner, key: &Key, book: &Bookkeeping) -> 
     }
     if let Some(t) = book.next_registered_at {
         ann.insert(ANN_NEXT_REGISTERED_AT.to_string(), t.to_string());
+    }
+    if !book.replaced.is_empty()
+        && let Ok(v) = serde_json::to_string(&book.replaced)
+    {
+        ann.insert(ANN_REPLACED_KEYS.to_string(), v);
     }
     Secret {
         metadata: ObjectMeta {
@@ -406,6 +421,13 @@ mod tests {
             registered_kids: vec!["a".into(), "b".into()],
             expires_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
             next_registered_at: Some("2029-01-01T00:00:00Z".parse().unwrap()),
+            replaced: vec![crate::core::digdir::keyplan::ReplacedKey {
+                secret: "app-secret".into(),
+                kid: "old".into(),
+                n: "AQAB".into(),
+                e: "AQAB".into(),
+                replaced_at: "2028-06-01T00:00:00Z".parse().unwrap(),
+            }],
         };
         let s = desired_next_key_secret(&o, &key, &book);
         assert_eq!(

@@ -67,6 +67,26 @@ pub struct Registered {
     pub expires_at: Option<Timestamp>,
 }
 
+/// A key that was an app Secret's key until a rotation replaced it in place. Pods that started before
+/// the replacement may still hold it, so it stays registered while any of them runs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplacedKey {
+    /// The app Secret it was replaced in.
+    pub secret: String,
+    pub kid: String,
+    /// The public half (all a registration needs).
+    pub n: String,
+    pub e: String,
+    #[serde(rename = "replacedAt")]
+    pub replaced_at: Timestamp,
+}
+
+impl ReplacedKey {
+    fn key(&self) -> Key {
+        Key::public_only(&self.kid, &self.n, &self.e)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct KeyInputs<'a> {
     pub now: Timestamp,
@@ -81,6 +101,8 @@ pub struct KeyInputs<'a> {
     pub next_registered_at: Option<Timestamp>,
     pub registered: Option<&'a Registered>,
     pub refs: Option<&'a References>,
+    /// Keys replaced in place by earlier rotations (bookkeeping).
+    pub replaced: &'a [ReplacedKey],
 }
 
 /// Where the app's key comes from.
@@ -121,6 +143,9 @@ pub struct KeyActions {
     pub dropped: Vec<String>,
     /// Unreferenced managed Secrets to delete.
     pub delete: Vec<String>,
+    /// The keys replaced in place that a running Pod may still hold, to record after this pass
+    /// (this pass's own replacement included).
+    pub replaced: Vec<ReplacedKey>,
 }
 
 /// What portvakt's own record (the next-key Secret and its bookkeeping) says, as the plan takes it.
@@ -130,6 +155,8 @@ pub struct Recorded {
     pub next_registered_at: Option<Timestamp>,
     /// `None`: not known from the record; the JWKS must be read ([`KeyPlan::NeedRegistered`]).
     pub registered: Option<Registered>,
+    /// Keys replaced in place that a Pod may still hold.
+    pub replaced: Vec<ReplacedKey>,
 }
 
 /// The one derivation of the plan's recorded inputs, for a real pass and `--observe` alike.
@@ -158,6 +185,11 @@ pub fn recorded(
         next: next.filter(|_| valid),
         next_registered_at: if valid { book.next_registered_at } else { None },
         registered,
+        replaced: if valid {
+            book.replaced.clone()
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -398,6 +430,7 @@ pub fn plan(
             .map(|k| k.kid.as_str()),
     };
     let refs_matter = !candidates.is_empty()
+        || !inp.replaced.is_empty()
         || inp.managed.iter().any(|m| {
             m.key
                 .as_ref()
@@ -408,7 +441,9 @@ pub fn plan(
         Some(r) => r,
         None if !refs_matter && !post_reasons.is_empty() => &no_refs,
         None => {
-            if !post_reasons.is_empty() || !candidates.is_empty() {
+            // Keys replaced in place stay registered only while a Pod may hold them: each pass
+            // looks again, so one is removed once no Pod can.
+            if !post_reasons.is_empty() || !candidates.is_empty() || !inp.replaced.is_empty() {
                 return Ok(KeyPlan::NeedScan);
             }
             // Nothing to register or remove: no scan, no POST.
@@ -433,6 +468,7 @@ pub fn plan(
                 post_reasons,
                 dropped: Vec::new(),
                 delete: Vec::new(),
+                replaced: inp.replaced.to_vec(),
             })));
         }
     };
@@ -481,10 +517,29 @@ pub fn plan(
             push(k, &mut set);
         }
     }
-    if let Some(old) = in_place_old
-        && refs.usage(inp.secret_name) == Some(Usage::RunningPod)
+    // Keys replaced in place (this pass's replacement too) while a Pod that started before the
+    // replacement may still hold them, the most recently replaced first. A pod template reads the
+    // Secret's current content, so templates never hold a replaced key.
+    let rotated_in_place = wants_rotation && promote && current.is_some();
+    let mut history: Vec<ReplacedKey> = inp.replaced.to_vec();
+    if rotated_in_place
+        && let Some(m) = named
+        && let Some(old) = in_place_old
+        && Some(&old.kid) != current.as_ref().map(|c| &c.kid)
     {
-        push(old, &mut set);
+        history.push(ReplacedKey {
+            secret: m.name.clone(),
+            kid: old.kid.clone(),
+            n: old.public.n.clone(),
+            e: old.public.e.clone(),
+            replaced_at: inp.now,
+        });
+    }
+    history.sort_by(|a, b| b.replaced_at.cmp(&a.replaced_at));
+    history.dedup_by(|a, b| a.kid == b.kid);
+    history.retain(|h| refs.may_hold_content_before(&h.secret, h.replaced_at));
+    for h in &history {
+        push(&h.key(), &mut set);
     }
     push(&next, &mut set);
     for usage in [Usage::ScaledTemplate, Usage::IdleTemplate] {
@@ -495,7 +550,7 @@ pub fn plan(
         }
     }
     let registered_set: BTreeSet<&str> = set.iter().map(|k| k.kid.as_str()).collect();
-    let dropped: Vec<String> = inp
+    let mut dropped: Vec<String> = inp
         .managed
         .iter()
         .filter(|m| refs.is_referenced(&m.name))
@@ -506,6 +561,19 @@ pub fn plan(
         })
         .map(|m| m.name.clone())
         .collect();
+    dropped.extend(
+        history
+            .iter()
+            .filter(|h| !registered_set.contains(h.kid.as_str()))
+            .map(|h| {
+                format!(
+                    "{} (its key {} replaced at {})",
+                    h.secret,
+                    h.kid,
+                    Timestamp::from_second(h.replaced_at.as_second()).unwrap_or(h.replaced_at)
+                )
+            }),
+    );
     let have: BTreeSet<&str> = registered.kids.iter().map(String::as_str).collect();
     if have != registered_set && post_reasons.is_empty() {
         post_reasons.push("registered keys differ from keys in use");
@@ -527,6 +595,7 @@ pub fn plan(
         post_reasons,
         dropped,
         delete,
+        replaced: history,
     })))
 }
 
@@ -568,6 +637,7 @@ mod tests {
             next_registered_at: None,
             registered: None,
             refs: None,
+            replaced: &[],
         }
     }
 
@@ -717,6 +787,7 @@ mod tests {
             registered_kids: vec!["k1".into()],
             expires_at: Some(ts("2026-01-01T00:00:00Z")),
             next_registered_at: Some(ts("2025-01-01T00:00:00Z")),
+            replaced: vec![],
         };
         let next = || Some(Key::placeholder("n"));
         let r = recorded("c1", false, false, next(), &book);
@@ -834,6 +905,120 @@ mod tests {
         let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
         assert!(a.rotated);
         assert_eq!(kids(&a.register), ["nxt", "cur", "gen1"]);
+    }
+
+    /// Two in-place rotations while a Pod that started before both runs: every key it may hold stays
+    /// registered; keys no running Pod can hold any more are removed.
+    #[test]
+    fn in_place_rotations_keep_every_key_a_running_pod_may_still_hold() {
+        let cfg = Config::default();
+        let pod_start = ts("2025-06-01T10:00:00Z");
+        let mut refs = References::default();
+        refs.add("s1", Usage::RunningPod);
+        refs.started("s1", pod_start);
+        // Rotation 1 at 12:00: k1 → k2 (the aged next key), k3 made as the next key.
+        let managed = [ms("s1", "k1", "2025-05-01T00:00:00Z")];
+        let k2 = Key::placeholder("k2");
+        let r = reg(&["k1", "k2"], "2026-05-01T00:00:00Z");
+        let mut inp = base(&managed);
+        inp.rotate = true;
+        inp.next = Some(&k2);
+        inp.next_registered_at = Some(ts("2025-06-01T11:00:00Z"));
+        inp.registered = Some(&r);
+        inp.refs = Some(&refs);
+        let mut g = Gen(2);
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert!(a.rotated);
+        assert_eq!(a.current.as_ref().unwrap().kid, "k2");
+        assert_eq!(kids(&a.register), ["k2", "k1", "gen3"]);
+        assert_eq!(a.replaced.len(), 1);
+        assert_eq!(
+            (a.replaced[0].kid.as_str(), a.replaced[0].replaced_at),
+            ("k1", ts(NOW))
+        );
+        let history = a.replaced.clone();
+
+        // Rotation 2 an hour later: k2 → k3. The Pod (started at 10:00) may hold k1 or k2.
+        let managed = [ms("s1", "k2", "2025-05-01T00:00:00Z")];
+        let k3 = Key::placeholder("gen3");
+        let r = reg(&["k2", "k1", "gen3"], "2026-05-01T00:00:00Z");
+        let mut inp = base(&managed);
+        inp.now = ts("2025-06-01T13:00:00Z");
+        inp.rotate = true;
+        inp.next = Some(&k3);
+        inp.next_registered_at = Some(ts("2025-06-01T12:00:00Z"));
+        inp.registered = Some(&r);
+        inp.refs = Some(&refs);
+        inp.replaced = &history;
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert_eq!(a.current.as_ref().unwrap().kid, "gen3");
+        assert_eq!(kids(&a.register), ["gen3", "k2", "k1", "gen4"]);
+        let kept: Vec<&str> = a.replaced.iter().map(|h| h.kid.as_str()).collect();
+        assert_eq!(kept, ["k2", "k1"], "newest replacement first");
+        let history = a.replaced.clone();
+
+        // The Pod restarted at 13:30 (it holds gen3 now): the replaced keys go at the next pass.
+        let mut refs = References::default();
+        refs.add("s1", Usage::RunningPod);
+        refs.started("s1", ts("2025-06-01T13:30:00Z"));
+        let managed = [ms("s1", "gen3", "2025-05-01T00:00:00Z")];
+        let next = Key::placeholder("gen4");
+        let r = reg(&["gen3", "k2", "k1", "gen4"], "2026-05-01T00:00:00Z");
+        let mut inp = base(&managed);
+        inp.now = ts("2025-06-01T14:00:00Z");
+        inp.next = Some(&next);
+        inp.next_registered_at = Some(ts("2025-06-01T13:00:00Z"));
+        inp.registered = Some(&r);
+        inp.replaced = &history;
+        // Without a scan nothing can be decided: the plan asks for one.
+        assert!(matches!(
+            plan(&cfg, &inp, &mut g.f()).unwrap(),
+            KeyPlan::NeedScan
+        ));
+        inp.refs = Some(&refs);
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert_eq!(kids(&a.register), ["gen3", "gen4"]);
+        assert!(a.replaced.is_empty());
+        // No Pod at all: the same.
+        let none = References::default();
+        inp.refs = Some(&none);
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert_eq!(kids(&a.register), ["gen3", "gen4"]);
+    }
+
+    #[test]
+    fn replaced_keys_that_do_not_fit_are_reported() {
+        let cfg = Config {
+            max_keys: 3,
+            ..Config::default()
+        };
+        let history: Vec<ReplacedKey> = ["h1", "h2", "h3"]
+            .iter()
+            .enumerate()
+            .map(|(i, k)| ReplacedKey {
+                secret: "s1".into(),
+                kid: k.to_string(),
+                n: "n".into(),
+                e: "AQAB".into(),
+                replaced_at: ts(&format!("2025-06-01T0{}:00:00Z", i + 1)),
+            })
+            .collect();
+        let mut refs = References::default();
+        refs.add("s1", Usage::RunningPod);
+        refs.started("s1", ts("2025-06-01T00:00:00Z"));
+        let managed = [ms("s1", "cur", "2025-05-01T00:00:00Z")];
+        let next = Key::placeholder("nxt");
+        let r = reg(&["cur", "nxt"], "2026-05-01T00:00:00Z");
+        let mut inp = base(&managed);
+        inp.next = Some(&next);
+        inp.next_registered_at = Some(ts("2025-01-01T00:00:00Z"));
+        inp.registered = Some(&r);
+        inp.refs = Some(&refs);
+        inp.replaced = &history;
+        let a = act(plan(&cfg, &inp, &mut Gen(0).f()).unwrap());
+        assert_eq!(kids(&a.register), ["cur", "h3", "h2"]);
+        assert_eq!(a.dropped.len(), 1, "{:?}", a.dropped);
+        assert!(a.dropped[0].contains("h1"), "{:?}", a.dropped);
     }
 
     #[test]

@@ -86,6 +86,7 @@ mod tests {
             },
             dropped: vec![],
             delete,
+            replaced: vec![],
         }
     }
 

@@ -30,6 +30,9 @@ pub mod events {
     pub const DRIFT_REPAIRED: &str = "DriftRepaired";
 }
 
+/// How many items (scopes, Secrets) a condition message names before it says how many more.
+pub const MAX_ITEMS_IN_MESSAGE: usize = 50;
+
 /// Condition type naming referenced Secrets whose keys are not registered (more than 5 in use).
 pub const KEYS_DROPPED_CONDITION: &str = "KeysDropped";
 
@@ -109,7 +112,7 @@ pub fn success(
         let msg = (!invalid.is_empty()).then(|| {
             format!(
                 "Organization has no access to scopes: [{}]",
-                invalid.join(", ")
+                conditions::list_for_message(invalid, MAX_ITEMS_IN_MESSAGE)
             )
         });
         conditions::set_degraded(
@@ -131,7 +134,7 @@ pub fn success(
             reason::FAILED,
             &format!(
                 "More than 5 keys in use; keys of these Secrets are not registered at Digdir: {}",
-                s.dropped.join(", ")
+                conditions::list_for_message(&s.dropped, MAX_ITEMS_IN_MESSAGE)
             ),
             generation,
             now,
@@ -331,6 +334,20 @@ mod tests {
         // Waiting is not an error: digdirator's Error condition is not raised for it.
         let st = failure(None, Some(1), now(), reason::PENDING, "waiting for Digdir");
         assert!(conditions::find(st.conditions.as_deref().unwrap(), "Error").is_none());
+    }
+
+    #[test]
+    fn thousands_of_invalid_scopes_make_a_short_message_with_a_count() {
+        let invalid: Vec<String> = (0..6000).map(|i| format!("org:scope{i}")).collect();
+        let s = Success {
+            invalid_scopes: Some(invalid),
+            ..Default::default()
+        };
+        let st = success(None, Some(1), now(), &s);
+        let c =
+            conditions::find(st.conditions.as_deref().unwrap(), "InvalidConsumedScopes").unwrap();
+        assert!(c.message.len() < 2000, "{} bytes", c.message.len());
+        assert!(c.message.contains("and 5950 more"), "{}", c.message);
     }
 
     #[test]
