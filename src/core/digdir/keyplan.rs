@@ -535,7 +535,7 @@ pub fn plan(
             replaced_at: inp.now,
         });
     }
-    history.sort_by(|a, b| b.replaced_at.cmp(&a.replaced_at));
+    history.sort_by_key(|h| std::cmp::Reverse(h.replaced_at));
     history.dedup_by(|a, b| a.kid == b.kid);
     history.retain(|h| refs.may_hold_content_before(&h.secret, h.replaced_at));
     for h in &history {
