@@ -90,12 +90,37 @@ fn run() -> anyhow::Result<()> {
     })
 }
 
+/// Logs go to stderr. The level is `PORTVAKT_LOG`, else `RUST_LOG` (tracing's filter syntax, e.g.
+/// `info` or `warn,portvakt=debug`), else `warn,portvakt=info`. The format is `PORTVAKT_LOG_FORMAT`:
+/// `text` (colour only on a terminal) or `json` (one object a line, with the resource's kind,
+/// namespace and name on every line of a pass); the default is text on a terminal, JSON otherwise.
 fn init_tracing() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PORTVAKT_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("warn,portvakt=info"));
-    tracing_subscriber::fmt()
+    let terminal = std::io::stderr().is_terminal();
+    let json = match std::env::var("PORTVAKT_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        Ok(other) => {
+            eprintln!("PORTVAKT_LOG_FORMAT: {other:?} is not `text` or `json`; using text");
+            false
+        }
+        Err(_) => !terminal,
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .flatten_event(true)
+            .init();
+    } else {
+        builder.with_ansi(terminal).init();
+    }
 }

@@ -162,7 +162,8 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
 }
 
 /// Serves the Digdir simulator plus `/_sim/digdir/calls`, a count of the calls it answered
-/// (the benchmark reads it), until the handle is dropped.
+/// (the benchmark reads it), and `/_sim/digdir/clients`, every client it holds, until the handle is
+/// dropped.
 pub async fn serve_digdir(digdir: &DigdirSim, addr: SocketAddr) -> anyhow::Result<ServeHandle> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -173,13 +174,37 @@ pub async fn serve_digdir(digdir: &DigdirSim, addr: SocketAddr) -> anyhow::Resul
     let url = format!("http://{local}");
     digdir.set_base_url(&url);
     let stats = digdir.clone();
-    let app = digdir.router().merge(Router::new().route(
-        "/_sim/digdir/calls",
-        get(move || {
-            let sim = stats.clone();
-            async move { axum::Json(call_counts(&sim)) }
-        }),
-    ));
+    let listing = digdir.clone();
+    let keys = digdir.clone();
+    let app = digdir.router().merge(
+        Router::new()
+            .route(
+                "/_sim/digdir/calls",
+                get(move || {
+                    let sim = stats.clone();
+                    async move { axum::Json(call_counts(&sim)) }
+                }),
+            )
+            // Every client the simulator holds (active and deactivated), as its admin API renders
+            // them: for tests and for looking from outside without an admin token.
+            .route(
+                "/_sim/digdir/clients",
+                get(move || {
+                    let sim = listing.clone();
+                    async move { axum::Json(sim.clients()) }
+                }),
+            )
+            // A client's registered keys, as `GET /clients/{id}/jwks` renders them (null: none).
+            .route(
+                "/_sim/digdir/clients/{id}/jwks",
+                get(
+                    move |axum::extract::Path(id): axum::extract::Path<String>| {
+                        let sim = keys.clone();
+                        async move { axum::Json(sim.jwks(&id)) }
+                    },
+                ),
+            ),
+    );
     serve_on(listener, app, async {}).context("--digdir-listen: serving")
 }
 

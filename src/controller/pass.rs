@@ -408,10 +408,18 @@ async fn consume_annotations<K: Kind>(pass: &Pass<'_, K>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The controller's reconcile function for kind `K`.
+/// The controller's reconcile function for kind `K`. Every log line of the pass carries the
+/// resource's kind, namespace and name (the `pass` span).
 pub async fn reconcile<K: Kind>(obj: Arc<K>, kc: Arc<KindContext<K>>) -> Result<Action, Error> {
+    use tracing::Instrument;
     Counters::inc(&kc.shared.counters.reconciles);
-    let result = reconcile_once(obj, &kc).await;
+    let span = tracing::info_span!(
+        "pass",
+        kind = kind_name::<K>(),
+        namespace = obj.meta().namespace.as_deref().unwrap_or_default(),
+        name = obj.meta().name.as_deref().unwrap_or_default(),
+    );
+    let result = reconcile_once(obj, &kc).instrument(span).await;
     Counters::inc(&kc.shared.counters.passes_done);
     result
 }

@@ -10,5 +10,7 @@ mod digdir_controllers;
 mod digdir_sim;
 mod kube_server;
 mod kubectl;
+mod procs;
 mod real_cluster;
+mod safety;
 mod support;

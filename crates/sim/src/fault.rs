@@ -62,7 +62,8 @@ pub enum FaultAction {
         message: Option<String>,
     },
     /// Delay the call by this much (real time), then handle it normally. A latency longer than
-    /// the client's timeout makes a timeout before anything happened.
+    /// the client's timeout makes a timeout; the held call is handled all the same, after the
+    /// client gave up (a late answer).
     Latency(Duration),
     /// Handle the call (its effect happens), then answer with this status anyway.
     StatusAfterHandling(u16),
@@ -678,9 +679,10 @@ impl FaultLayer {
         let mut early = None;
         let mut after = None;
         let mut slow_answer = None;
+        let mut hold = Duration::ZERO;
         for action in &actions {
             match action {
-                FaultAction::Latency(d) => tokio::time::sleep(*d).await,
+                FaultAction::Latency(d) => hold += *d,
                 FaultAction::Status {
                     status,
                     retry_after,
@@ -713,8 +715,14 @@ impl FaultLayer {
                 r
             }
             None => {
-                // Spawned, so the call's effect happens even if the client hangs up meanwhile.
-                let handled = tokio::spawn(next.run(req));
+                // Spawned, so a held call is still handled, and its effect happens, even if the client
+                // hangs up meanwhile (as a real server finishes a request its client gave up on).
+                let handled = tokio::spawn(async move {
+                    if !hold.is_zero() {
+                        tokio::time::sleep(hold).await;
+                    }
+                    next.run(req).await
+                });
                 let r = match handled.await {
                     Ok(r) => r,
                     Err(_) => self.fault_answer(

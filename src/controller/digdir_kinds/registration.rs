@@ -443,3 +443,18 @@ fn with_identity(
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_real_looking_client_id_is_taken() {
+        assert!(well_formed_client_id(
+            "0b1f2a6e-3c1d-4a63-9c7e-1f5b0e3d2a11"
+        ));
+        for bad in ["", "a/b", "x y", &"a".repeat(200)] {
+            assert!(!well_formed_client_id(bad), "{bad:?}");
+        }
+    }
+}
