@@ -832,7 +832,11 @@ async fn scopes_and_access_grants_gate_maskinporten_tokens() {
         .api(
             Method::PUT,
             &format!("/scopes?{q}"),
-            Some(json!({"active": true, "description": "y"})),
+            // PUT replaces the whole scope: the settings are sent again.
+            Some(
+                json!({"active": true, "description": "y", "visibility": "PRIVATE",
+                        "allowed_integration_types": ["maskinporten"]}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
