@@ -245,6 +245,11 @@ pub enum Problem {
     },
     #[error("{field}: {message}")]
     InvalidSpec { field: String, message: String },
+    /// No scope prefix is configured: no scope can be named.
+    #[error(
+        "no scope prefix is configured (the prefix Digdir assigned to the organisation, e.g. `nav`)"
+    )]
+    NoScopePrefix,
     /// Two entries of one resource name the same scope (the later one is used).
     #[error("{field} names the same scope as {later}; {later} is used")]
     Duplicate { field: String, later: String },
@@ -511,8 +516,8 @@ struct Resolution<'a> {
     managed: Vec<Managed<'a>>,
     problems: Vec<ResourceProblem>,
     adopted: Vec<Adoption>,
-    /// Every full name some entry of some resource names (valid or not).
-    named: BTreeSet<String>,
+    /// Every full name some entry names (valid or not), with the resources naming it.
+    named: BTreeMap<String, BTreeSet<usize>>,
 }
 
 fn resolve<'a>(
@@ -527,14 +532,34 @@ fn resolve<'a>(
     let by_name: BTreeMap<String, &ScopeRegistration> =
         listed.iter().map(|s| (s.full_name(), s)).collect();
     let mut problems = Vec::new();
-    let mut named = BTreeSet::new();
+    let mut named: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
     let mut entries: Vec<Entry<'a>> = Vec::new();
+    if settings.prefix.trim().is_empty() {
+        for (r, resource) in resources.iter().enumerate() {
+            if !resource.exposes.is_empty() {
+                problems.push(ResourceProblem {
+                    resource: ids[r].clone(),
+                    scope: None,
+                    problem: Problem::NoScopePrefix,
+                });
+            }
+        }
+        return Resolution {
+            managed: Vec::new(),
+            problems,
+            adopted: Vec::new(),
+            named,
+        };
+    }
 
     for (r, resource) in resources.iter().enumerate() {
         let mut latest: BTreeMap<String, usize> = BTreeMap::new();
         for (index, exposed) in resource.exposes.iter().enumerate() {
             if !exposed.product.is_empty() && !exposed.name.is_empty() {
-                named.insert(full_name(&settings.prefix, exposed));
+                named
+                    .entry(full_name(&settings.prefix, exposed))
+                    .or_default()
+                    .insert(r);
             }
             let checked = check_spec(index, exposed)
                 .and_then(|()| registration(settings, &ids[r], index, exposed));
@@ -579,17 +604,13 @@ fn resolve<'a>(
         });
     }
 
-    // Who holds each name: resources (deleting or not) with an entry for it.
-    let mut holders: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
-    for e in &entries {
-        holders
-            .entry(e.name.as_str())
-            .or_default()
-            .insert(e.resource);
-    }
+    // A resource still holds a name while any entry of its spec (deleting or not, valid or not)
+    // names it: a spec that is wrong for a while does not hand its scopes to someone else.
+    let holds = |r: usize, name: &str| named.get(name).is_some_and(|h| h.contains(&r));
     let resource_of = |id: &ResourceId| ids.iter().position(|i| i == id);
 
-    // The claimants of each name, best first: non-deleting resources, by identity.
+    // The claimants of each name, best first: non-deleting resources, enabled before disabled
+    // (so a disabled copy never keeps a scope from being created), then by identity.
     let mut claimants: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
         if !resources[e.resource].deleting {
@@ -597,7 +618,7 @@ fn resolve<'a>(
         }
     }
     for list in claimants.values_mut() {
-        list.sort_by(|a, b| ids[entries[*a].resource].cmp(&ids[entries[*b].resource]));
+        list.sort_by_key(|i| (!entries[*i].exposed.enabled, &ids[entries[*i].resource]));
     }
 
     let mut winner: BTreeMap<usize, Option<Adoption>> = BTreeMap::new();
@@ -609,7 +630,7 @@ fn resolve<'a>(
         let (chosen, adoption, blocker) = match &owner {
             Some(o) if o.cluster != settings.cluster_name => (None, None, Some(o.clone())),
             Some(o) => match resource_of(o) {
-                Some(r) if holders.get(name.as_str()).is_some_and(|h| h.contains(&r)) => {
+                Some(r) if holds(r, name) => {
                     let pick = list.iter().copied().find(|i| entries[*i].resource == r);
                     (pick, None, Some(o.clone()))
                 }
@@ -635,6 +656,8 @@ fn resolve<'a>(
             None => (Some(first), None, Some(first_id.clone())),
         };
         if let Some(c) = chosen {
+            // A disabled entry may deactivate what it takes over, but does not make it its own.
+            let adoption = adoption.filter(|_| entries[c].exposed.enabled);
             winner.insert(c, adoption);
         }
         for &i in list {
@@ -828,7 +851,8 @@ pub fn plan(settings: &ScopeSettings, resources: &[ExposingResource], observed: 
     let adopted: BTreeSet<&str> = plan.adopted.iter().map(|a| a.scope.as_str()).collect();
     for scope in &observed.scopes {
         let name = scope.full_name();
-        if !scope.active || resolution.named.contains(&name) || adopted.contains(name.as_str()) {
+        if !scope.active || resolution.named.contains_key(&name) || adopted.contains(name.as_str())
+        {
             continue;
         }
         if let Some(owner) = parse_owner(&scope.description)
@@ -1704,6 +1728,70 @@ mod tests {
             .into_iter()
             .collect()
         );
+    }
+
+    #[test]
+    fn an_owner_whose_entry_is_wrong_for_a_while_keeps_its_scope() {
+        let name = "kartverket:api:read";
+        // The owner's entry names a delegation source Digdir does not list (yet).
+        let mut broken = exposed("api", "read", &[]);
+        broken.delegation_source = Some(crate::crd::DelegationSource::Altinn);
+        let owner = resource("a-team", "api", vec![broken]);
+        let other = resource("b-team", "copy", vec![exposed("api", "read", &[])]);
+        let before = observed(vec![listed(name, "api - prod-a:a-team:api", true)]);
+        let no_sources = ScopeSettings::new(CLUSTER, PREFIX);
+        let p = plan(&no_sources, &[owner, other], &before);
+        assert!(p.is_empty(), "{:?}", describe(&p));
+        assert!(p.adopted.is_empty());
+        let kinds: Vec<String> = p.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(kinds.len(), 2, "{kinds:?}");
+        assert!(kinds[0].contains("delegation source `altinn`"), "{kinds:?}");
+        assert!(kinds[1].contains("owned by prod-a:a-team:api"), "{kinds:?}");
+        assert!(p.orphaned.is_empty());
+    }
+
+    #[test]
+    fn a_disabled_copy_does_not_keep_an_enabled_scope_from_being_created() {
+        let name = "kartverket:api:read";
+        let mut disabled = exposed("api", "read", &[]);
+        disabled.enabled = false;
+        // `a-team` sorts first but only disables the scope.
+        let resources = [
+            resource("a-team", "off", vec![disabled]),
+            resource("b-team", "on", vec![exposed("api", "read", &["987654321"])]),
+        ];
+        let (p, _) = converges(&resources, &Observed::default());
+        assert!(
+            p.changes
+                .iter()
+                .all(|c| c.resource == id(CLUSTER, "b-team", "on"))
+        );
+        assert_eq!(describe(&p)[0], format!("create scope `{name}`"));
+        assert_eq!(p.problems.len(), 1);
+        assert_eq!(p.problems[0].resource, id(CLUSTER, "a-team", "off"));
+    }
+
+    #[test]
+    fn a_hand_made_scope_exposed_disabled_is_deactivated_not_adopted() {
+        let name = "kartverket:api:read";
+        let mut disabled = exposed("api", "read", &[]);
+        disabled.enabled = false;
+        let before = observed(vec![listed(name, "made by hand", true)]);
+        let (p, after) = converges(&[resource("ns", "app", vec![disabled])], &before);
+        assert_eq!(describe(&p), [format!("deactivate scope `{name}`")]);
+        assert!(p.adopted.is_empty());
+        assert_eq!(after.scopes[0].description, "made by hand");
+    }
+
+    #[test]
+    fn without_a_prefix_nothing_is_planned_and_each_exposing_resource_is_told() {
+        let settings = ScopeSettings::new(CLUSTER, "");
+        let resources = [skip_example(), resource("ns", "consumer-only", vec![])];
+        let p = plan(&settings, &resources, &Observed::default());
+        assert!(p.is_empty());
+        assert_eq!(p.problems.len(), 1);
+        assert_eq!(p.problems[0].problem, Problem::NoScopePrefix);
+        assert_eq!(p.problems[0].resource.name, "test-client");
     }
 
     #[test]

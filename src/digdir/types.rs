@@ -633,4 +633,39 @@ mod tests {
         .expect("src");
         assert_eq!(src.last_updated.as_deref(), Some("y"));
     }
+
+    #[test]
+    fn answers_without_the_fields_portvakt_relies_on_are_invalid() {
+        let scope: ScopeRegistration = serde_json::from_str("{}").expect("lenient decode");
+        assert!(scope.validate().is_err());
+        let scope: ScopeRegistration =
+            serde_json::from_str(r#"{"prefix":"nav","subscope":"a/b","name":"nav:a/b"}"#)
+                .expect("scope");
+        assert_eq!(scope.validate(), Ok(()));
+        let mismatch: ScopeRegistration =
+            serde_json::from_str(r#"{"prefix":"nav","subscope":"a","name":"nav:b"}"#)
+                .expect("scope");
+        assert!(mismatch.validate().is_err());
+
+        let access: ConsumerRegistration = serde_json::from_str(
+            r#"{"consumer_orgno":"987654321","scope":"nav:a","state":"DENIED","prefix":null}"#,
+        )
+        .expect("access");
+        assert_eq!(access.validate(), Ok(()));
+        for bad in [
+            r#"{"scope":"nav:a","state":"APPROVED"}"#,
+            r#"{"consumer_orgno":"987654321","state":"APPROVED"}"#,
+            r#"{"consumer_orgno":"987654321","scope":"nav:a"}"#,
+            r#"{"consumer_orgno":"987654321","scope":"nav:a","state":"GRANTED"}"#,
+        ] {
+            let access: ConsumerRegistration = serde_json::from_str(bad).expect("decodes");
+            assert!(access.validate().is_err(), "{bad}");
+        }
+
+        let client: ClientRegistration = serde_json::from_str("{}").expect("client");
+        assert!(client.validate().is_err());
+        let source: DelegationSource =
+            serde_json::from_str(r#"{"name":"altinn","issuer":""}"#).expect("source");
+        assert!(source.validate().is_err());
+    }
 }
