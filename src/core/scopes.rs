@@ -31,6 +31,10 @@
 //! Several clusters of one organisation, two resources claiming one name, and a crash between any two
 //! changes all converge: the plan depends only on what Digdir lists, and applying it then planning
 //! again yields no change.
+//!
+//! The plan reads and produces Digdir's wire types (`crate::digdir::types`: plain data, no IO), so a
+//! planned registration is byte for byte the body digdirator would send. Reading and applying are
+//! in `crate::digdir::scopes`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -5,11 +5,13 @@
 //! - Retries with exponential backoff and jitter on 5xx, 429 (Retry-After in seconds or as an HTTP date,
 //!   honoured up to [`RetryPolicy::max_retry_after`]), timeouts and connection errors; never on other 4xx.
 //! - Creates and grants (POST `/clients`, POST `/scopes`, PUT `/scopes/access/{orgno}`) are not
-//!   idempotent at Digdir: after an answer that leaves it open whether the server acted (timeout, 5xx,
-//!   connection lost after sending), the object is looked up (clients by `description` +
+//!   idempotent at Digdir. After a 5xx answer the object is looked up (clients by `description` +
 //!   `integration_type`, scopes by name, accesses by scope and consumer) before the write is tried
-//!   again. Other writes are idempotent and simply retried; a revoke or delete of something already
-//!   gone counts as done.
+//!   again. After no answer (timeout, connection lost after sending, 504) the request may still
+//!   land, so the write is never repeated: a scope or access is looked up and returned if found,
+//!   otherwise (and always for a client, which has no unique name) the error goes to the caller.
+//!   Other writes are idempotent and simply retried; a revoke or delete of something already gone
+//!   counts as done.
 //! - Every answer is checked before it is used (`validate` on each wire type): one that is not what
 //!   the API documents is [`DigdirError::Decode`] ("unexpected answer"), never taken on trust.
 //! - Counters of calls made ([`DigdirClient::stats`]) for the benchmark and for tests.
@@ -265,8 +267,8 @@ impl DigdirClient {
         let req = || Request::new(Method::POST, "/clients").json(registration);
         let description = registration.description.as_str();
         let integration_type = &registration.integration_type;
-        self.create_with_lookup(req, || self.find_client(description, integration_type))
-            .await
+        let lookup = || self.find_client(description, integration_type);
+        self.create_with_lookup(req, lookup, WhenLate::Fail).await
     }
 
     /// `PUT /clients/{id}` (the full registration).
@@ -366,14 +368,15 @@ impl DigdirClient {
             .find(|s| s.full_name() == name))
     }
 
-    /// `POST /scopes`. Safe against duplicates like [`DigdirClient::create_client`]: after an answer
-    /// that leaves the outcome open, the scope is looked up by name before the POST is tried again.
-    /// A deactivated scope of the same name answers 409: reactivate it with [`Self::update_scope`].
+    /// `POST /scopes`. After a 5xx answer the scope is looked up by name before the POST is tried
+    /// again; after no answer it is looked up and, if not there (yet), the error is returned (the
+    /// next pass decides). A deactivated scope of the same name answers 409: reactivate it with
+    /// [`Self::update_scope`].
     pub async fn create_scope(&self, scope: &ScopeRegistration) -> Result<ScopeRegistration> {
         let name = scope.full_name();
         let req = || Request::new(Method::POST, "/scopes").json(scope);
         let created: ScopeRegistration = self
-            .create_with_lookup(req, || self.find_scope(&name))
+            .create_with_lookup(req, || self.find_scope(&name), WhenLate::LookThenFail)
             .await?;
         expect_scope("POST", "/scopes", &name, created)
     }
@@ -440,9 +443,9 @@ impl DigdirClient {
     }
 
     /// `PUT /scopes/access/{consumer_orgno}?scope=<name>` (no body): grant access (also to a consumer
-    /// whose access was DENIED). After an answer that leaves the outcome open, the access is looked up
-    /// before the PUT is sent again, so a grant is made once. An orgno Digdir does not know answers
-    /// 400 ([`DigdirError::is_client_error`]).
+    /// whose access was DENIED). After an answer that leaves the outcome open, the APPROVED access is
+    /// looked up before the PUT is sent again (after no answer, the PUT is not sent again at all),
+    /// so a grant is made once. An orgno Digdir does not know answers 400.
     pub async fn grant_scope_access(
         &self,
         consumer_orgno: &str,
@@ -451,7 +454,11 @@ impl DigdirClient {
         let path = format!("/scopes/access/{}", seg(consumer_orgno));
         let req = || Ok(Request::new(Method::PUT, path.clone()).query("scope", name));
         let access: ConsumerRegistration = self
-            .create_with_lookup(req, || self.find_scope_access(consumer_orgno, name))
+            .create_with_lookup(
+                req,
+                || self.find_scope_access(consumer_orgno, name),
+                WhenLate::LookThenFail,
+            )
             .await?;
         if access.consumer_orgno != consumer_orgno
             || access.scope != name
@@ -542,8 +549,15 @@ impl DigdirClient {
     }
 
     /// A non-idempotent create: after an ambiguous failure, wait, look the object up, and only post again
-    /// if it is not there.
-    async fn create_with_lookup<T, R, L, Fut>(&self, req: R, lookup: L) -> Result<T>
+    /// if it is not there. After no answer at all ([`DigdirError::may_land_later`]) it never posts
+    /// again: with [`WhenLate::LookThenFail`] it returns the object if the lookup finds it, else the
+    /// error, so the next pass decides once the request has had time to land.
+    async fn create_with_lookup<T, R, L, Fut>(
+        &self,
+        req: R,
+        lookup: L,
+        when_late: WhenLate,
+    ) -> Result<T>
     where
         T: DeserializeOwned + Answer,
         R: Fn() -> Result<Request>,
@@ -561,7 +575,8 @@ impl DigdirClient {
                 }
                 Err(e) => e,
             };
-            if err.may_land_later() {
+            let late = err.may_land_later();
+            if late && when_late == WhenLate::Fail {
                 return Err(err);
             }
             let Some(delay) = self.retry_delay(&err, attempt) else {
@@ -585,6 +600,7 @@ impl DigdirClient {
                         );
                         return Ok(found);
                     }
+                    Ok(None) if late => return Err(err),
                     Ok(None) => {}
                     Err(lookup_err) => {
                         // Unknown whether the create happened: do not post again, let the caller retry
@@ -739,6 +755,17 @@ fn expect_scope(
             format!("asked for `{name}`, got `{}`", scope.full_name()),
         ))
     }
+}
+
+/// What a create does after a request that got no answer (it may still land).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WhenLate {
+    /// Return the error at once: the object has no unique name, so only the caller can tell
+    /// (after waiting) whether it was made (clients).
+    Fail,
+    /// Look it up by its unique name: found, it is the answer; not found, return the error
+    /// without writing again (scopes, accesses).
+    LookThenFail,
 }
 
 /// An answer body the client checks before using it (see each type's `validate`).

@@ -5,7 +5,6 @@
 //! exposed scope.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use portvakt::clock::Clock;
@@ -15,16 +14,16 @@ use portvakt::core::scopes::{
 use portvakt::crd::{ExposedScope, ExposedScopeConsumer, MaskinportenClient};
 use portvakt::digdir::scopes::{ApplyReport, apply, observe};
 use portvakt::digdir::{
-    AccessState, DigdirClient, DigdirConfig, DigdirEnvironment, DigdirError, IntegrationType,
-    RetryPolicy, ScopeRegistration, TokenType, Visibility,
+    AccessState, DigdirClient, DigdirError, IntegrationType, ScopeRegistration, TokenType,
+    Visibility,
 };
-use portvakt::keys::{FileSigner, KeyReference};
 use portvakt_sim::digdir::{
     DigdirSim, FaultRule, JWT_BEARER, RsaKey, Seed, SeedScope, SimHandle, WellKnownUrls,
 };
 use reqwest::StatusCode;
-use rsa::pkcs8::DecodePrivateKey;
 use serde_json::{Value, json};
+
+use crate::support::digdir_client;
 
 /// The admin organisation of the default seed (KARTVERKET) and its scope prefix.
 const ADMIN_ORG: &str = "971040238";
@@ -66,25 +65,6 @@ async fn start_with(seed: Seed, timeout: Duration) -> Env {
         digdir,
         http: reqwest::Client::new(),
     }
-}
-
-/// portvakt's Digdir client as the admin organisation, with `timeout` per request.
-fn digdir_client(
-    sim: &DigdirSim,
-    urls: &WellKnownUrls,
-    clock: &Clock,
-    timeout: Duration,
-) -> DigdirClient {
-    let creds = sim.admin_credentials();
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(&creds.private_key_pem).expect("admin key");
-    let signer = Arc::new(FileSigner::new(key, KeyReference::Kid(creds.kid.clone())));
-    let mut config = DigdirConfig::preset(DigdirEnvironment::Test, creds.client_id.clone());
-    config.base_url = urls.admin_base_url.clone();
-    config.maskinporten_well_known_url = urls.maskinporten.well_known_url.clone();
-    config.idporten_well_known_url = urls.idporten.well_known_url.clone();
-    config.retry = RetryPolicy::fast(4);
-    config.request_timeout = timeout;
-    DigdirClient::new(&config, signer, clock.clone()).expect("digdir client")
 }
 
 /// A scope as `core::scopes` would create it, here built by hand to drive the client directly.
@@ -780,6 +760,48 @@ async fn faults_in_the_middle_of_a_grant_sequence_end_with_the_exact_acl_and_no_
     );
     assert!(stats.retries > before.retries);
     assert!(env.sim.faults().rules().is_empty(), "every fault fired");
+}
+
+/// A grant that got no answer and is not there (yet) may still land: the client does not send it
+/// again, it reports the timeout, and the next pass grants what is still missing.
+#[tokio::test]
+async fn a_grant_without_an_answer_is_not_sent_again_until_the_next_pass() {
+    let env = start_with(Seed::default(), Duration::from_millis(400)).await;
+    let settings = env.settings(CLUSTER).await;
+    let name = "kartverket:api:read";
+    env.converge(
+        &settings,
+        &[resource("ns", "app", vec![exposed("api", "read", &[])])],
+    )
+    .await;
+    let path = "/api/v1/scopes/access/987654321";
+    // Held before it is handled: the client gives up with nothing granted.
+    env.sim.inject_fault(
+        FaultRule::latency(Duration::from_secs(3))
+            .method("PUT")
+            .path(path)
+            .once(),
+    );
+    let with_consumer = [resource(
+        "ns",
+        "app",
+        vec![exposed("api", "read", &["987654321"])],
+    )];
+    let (plan, report) = env.sync(&settings, &with_consumer).await;
+    assert_eq!(plan.changes.len(), 1);
+    let (failed, err) = report.failed.as_ref().expect("the grant failed");
+    assert_eq!(failed.action.orgno(), Some("987654321"));
+    assert!(err.may_land_later(), "{err}");
+    assert_eq!(env.calls("PUT", path), 1, "not sent again");
+    assert_eq!(env.digdir.stats().create_lookups, 1, "looked up once");
+
+    // The next pass grants what is missing (the held request was dropped with the connection).
+    env.converge(&settings, &with_consumer).await;
+    assert_eq!(
+        env.acl(name).await,
+        [("987654321".into(), AccessState::Approved)]
+    );
+    assert_eq!(env.sim.scope_access_grants(name, "987654321"), 1);
 }
 
 #[tokio::test]
