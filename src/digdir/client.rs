@@ -783,8 +783,15 @@ macro_rules! answer {
     };
 }
 
+// A client answer is checked by the controller itself: a create's answer without a usable client_id
+// means "the create may have happened", which only the caller can act on (it lists again).
+impl Answer for ClientRegistration {
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 answer!(
-    ClientRegistration,
     JwksResponse,
     ScopeRegistration,
     ConsumerRegistration,

@@ -3,9 +3,10 @@
 //!
 //! Decoding is lenient about what does not matter (missing or `null` fields take defaults, unknown
 //! enum values of settings are kept as `Other`), but every answer is then checked against what the
-//! API documents (`validate`): an answer without the fields portvakt relies on (a client without
-//! `client_id`, a scope without a name, an access without a documented state) is refused, never
-//! taken on trust.
+//! API documents (`validate`): an answer without the fields portvakt relies on (a scope without a
+//! name, an access without a documented state, a key without a kid) is refused, never taken on
+//! trust. Client registrations are checked by the controller, which must act on a create's answer
+//! without a usable `client_id` (the create may have happened).
 
 use std::fmt;
 
@@ -224,14 +225,6 @@ impl ClientRegistration {
     /// Whether Digdir reports the client as active (a missing `active` counts as active).
     pub fn is_active(&self) -> bool {
         self.active.unwrap_or(true)
-    }
-
-    /// An answer's client must have a `client_id`.
-    pub fn validate(&self) -> Result<(), String> {
-        match self.client_id.as_deref() {
-            Some(id) if !id.trim().is_empty() => Ok(()),
-            _ => Err("a client without client_id".into()),
-        }
     }
 }
 
@@ -662,8 +655,6 @@ mod tests {
             assert!(access.validate().is_err(), "{bad}");
         }
 
-        let client: ClientRegistration = serde_json::from_str("{}").expect("client");
-        assert!(client.validate().is_err());
         let source: DelegationSource =
             serde_json::from_str(r#"{"name":"altinn","issuer":""}"#).expect("source");
         assert!(source.validate().is_err());
