@@ -9,12 +9,15 @@
 //! - [`observe`]: the `--observe` report (its actions and totals), for every kind.
 //! - [`ownership`]: when a Secret belongs to a resource (the one rule every writer obeys).
 //! - [`secret_content`]: whether a Secret write would change anything, and the merged update.
+//! - [`scopes`]: MaskinportenClient scopes: exposed scopes and their consumers (what to change at
+//!   Digdir) and consumed scopes (which a client may register).
 //! - [`Key`], [`ProviderMetadata`]: shared by the kinds.
 
 pub mod digdir;
 pub mod hash;
 pub mod observe;
 pub mod ownership;
+pub mod scopes;
 pub mod secret_content;
 pub mod validation;
 pub mod workloads;

@@ -4,9 +4,16 @@
 //!   (digdirator.md §3.3). A 401 drops the cached token and tries once more with a new grant.
 //! - Retries with exponential backoff and jitter on 5xx, 429 (Retry-After in seconds or as an HTTP date,
 //!   honoured up to [`RetryPolicy::max_retry_after`]), timeouts and connection errors; never on other 4xx.
-//! - Creates (POST `/clients`, POST `/scopes`) are not idempotent: after an answer that leaves it open
-//!   whether the server acted (timeout, 5xx, connection lost after sending), the object is looked up
-//!   (clients by `description` + `integration_type`, scopes by name) before the POST is tried again.
+//! - Creates and grants (POST `/clients`, POST `/scopes`, PUT `/scopes/access/{orgno}`) are not
+//!   idempotent at Digdir. After a 5xx answer the object is looked up (clients by `description` +
+//!   `integration_type`, scopes by name, accesses by scope and consumer) before the write is tried
+//!   again. After no answer (timeout, connection lost after sending, 504) the request may still
+//!   land, so the write is never repeated: a scope or access is looked up and returned if found,
+//!   otherwise (and always for a client, which has no unique name) the error goes to the caller.
+//!   Other writes are idempotent and simply retried; a revoke or delete of something already gone
+//!   counts as done.
+//! - Every answer is checked before it is used (`validate` on each wire type): one that is not what
+//!   the API documents is [`DigdirError::Decode`] ("unexpected answer"), never taken on trust.
 //! - Counters of calls made ([`DigdirClient::stats`]) for the benchmark and for tests.
 
 use std::sync::Arc;
@@ -23,8 +30,8 @@ use super::auth::{AccessToken, AdminAuth};
 use super::env::{DigdirConfig, RetryPolicy};
 use super::error::DigdirError;
 use super::types::{
-    ClientRegistration, ConsumerRegistration, DelegationSource, IntegrationType, Jwk, JwksRequest,
-    JwksResponse, ScopeRegistration,
+    AccessState, ClientRegistration, ConsumerRegistration, DelegationSource, IntegrationType, Jwk,
+    JwksRequest, JwksResponse, ScopePrefix, ScopeRegistration,
 };
 use crate::clock::Clock;
 use crate::keys::Signer;
@@ -93,6 +100,8 @@ struct Counters {
 struct Inner {
     http: reqwest::Client,
     api: String,
+    /// The API host (`api` without `/api/v1`).
+    root: String,
     auth: AdminAuth,
     retry: RetryPolicy,
     clock: Clock,
@@ -113,6 +122,8 @@ struct Request {
     query: Vec<(&'static str, String)>,
     body: Option<Bytes>,
     auth: bool,
+    /// Relative to the API host instead of `/api/v1`.
+    root: bool,
 }
 
 impl Request {
@@ -123,6 +134,7 @@ impl Request {
             query: Vec::new(),
             body: None,
             auth: true,
+            root: false,
         }
     }
 
@@ -140,6 +152,11 @@ impl Request {
 
     fn no_auth(mut self) -> Self {
         self.auth = false;
+        self
+    }
+
+    fn at_root(mut self) -> Self {
+        self.root = true;
         self
     }
 }
@@ -167,10 +184,13 @@ impl DigdirClient {
         auth: AdminAuth,
         clock: Clock,
     ) -> Self {
+        let api = config.api_v1_url();
+        let root = api.trim_end_matches("/api/v1").to_string();
         Self {
             inner: Arc::new(Inner {
                 http,
-                api: config.api_v1_url(),
+                api,
+                root,
                 auth,
                 retry: config.retry.clone(),
                 clock,
@@ -247,8 +267,8 @@ impl DigdirClient {
         let req = || Request::new(Method::POST, "/clients").json(registration);
         let description = registration.description.as_str();
         let integration_type = &registration.integration_type;
-        self.create_with_lookup(req, || self.find_client(description, integration_type))
-            .await
+        let lookup = || self.find_client(description, integration_type);
+        self.create_with_lookup(req, lookup, WhenLate::Fail).await
     }
 
     /// `PUT /clients/{id}` (the full registration).
@@ -304,6 +324,8 @@ impl DigdirClient {
     }
 
     // ---- scopes ----
+    //
+    // Scope names go in the `scope` query parameter, URL-encoded (they contain `:` and often `/`).
 
     /// `GET /scopes` (own organisation's scopes; `inactive=true` includes deactivated ones).
     pub async fn list_scopes(&self, inactive: bool) -> Result<Vec<ScopeRegistration>> {
@@ -314,13 +336,30 @@ impl DigdirClient {
         self.json_call(req).await
     }
 
+    /// `GET /scopes/scope?scope=<name>&inactive=true`: one scope, active or not. `None` on 404.
+    pub async fn get_scope(&self, name: &str) -> Result<Option<ScopeRegistration>> {
+        let req = Request::new(Method::GET, "/scopes/scope")
+            .query("scope", name)
+            .query("inactive", "true");
+        match self.json_call::<ScopeRegistration>(req).await {
+            Ok(scope) if scope.full_name() == name => Ok(Some(scope)),
+            Ok(scope) => Err(unexpected(
+                "GET",
+                "/scopes/scope",
+                format!("asked for `{name}`, got `{}`", scope.full_name()),
+            )),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET /scopes/all?accessible_for_all=true`: public scopes every organisation may use.
     pub async fn list_open_scopes(&self) -> Result<Vec<ScopeRegistration>> {
         self.json_call(Request::new(Method::GET, "/scopes/all").query("accessible_for_all", "true"))
             .await
     }
 
-    /// Own scope `prefix:subscope` (active or not), found in the listing.
+    /// Own scope `prefix:subscope` (active or not), found in the listing (`GET /scopes?inactive=true`).
     pub async fn find_scope(&self, name: &str) -> Result<Option<ScopeRegistration>> {
         Ok(self
             .list_scopes(true)
@@ -329,15 +368,21 @@ impl DigdirClient {
             .find(|s| s.full_name() == name))
     }
 
-    /// `POST /scopes`. Safe against duplicates like [`DigdirClient::create_client`] (looked up by name).
+    /// `POST /scopes`. After a 5xx answer the scope is looked up by name before the POST is tried
+    /// again; after no answer it is looked up and, if not there (yet), the error is returned (the
+    /// next pass decides). A deactivated scope of the same name answers 409: reactivate it with
+    /// [`Self::update_scope`].
     pub async fn create_scope(&self, scope: &ScopeRegistration) -> Result<ScopeRegistration> {
         let name = scope.full_name();
         let req = || Request::new(Method::POST, "/scopes").json(scope);
-        self.create_with_lookup(req, || self.find_scope(&name))
-            .await
+        let created: ScopeRegistration = self
+            .create_with_lookup(req, || self.find_scope(&name), WhenLate::LookThenFail)
+            .await?;
+        expect_scope("POST", "/scopes", &name, created)
     }
 
-    /// `PUT /scopes?scope=<name>` (update or reactivate).
+    /// `PUT /scopes?scope=<name>` with the whole registration (update, or reactivate with
+    /// `active: true`).
     pub async fn update_scope(
         &self,
         name: &str,
@@ -346,19 +391,49 @@ impl DigdirClient {
         let req = Request::new(Method::PUT, "/scopes")
             .query("scope", name)
             .json(scope)?;
-        self.json_call(req).await
+        let updated = self.json_call(req).await?;
+        expect_scope("PUT", "/scopes", name, updated)
     }
 
-    /// `DELETE /scopes?scope=<name>` (deactivates).
+    /// `DELETE /scopes?scope=<name>`: deactivates (Digdir keeps the scope and its accesses).
     pub async fn delete_scope(&self, name: &str) -> Result<ScopeRegistration> {
-        self.json_call(Request::new(Method::DELETE, "/scopes").query("scope", name))
-            .await
+        let deleted = self
+            .json_call(Request::new(Method::DELETE, "/scopes").query("scope", name))
+            .await?;
+        expect_scope("DELETE", "/scopes", name, deleted)
     }
 
     /// `GET /scopes/access?scope=<name>`: the ACL of one of our scopes.
     pub async fn list_scope_access(&self, name: &str) -> Result<Vec<ConsumerRegistration>> {
-        self.json_call(Request::new(Method::GET, "/scopes/access").query("scope", name))
-            .await
+        let acl: Vec<ConsumerRegistration> = self
+            .json_call(Request::new(Method::GET, "/scopes/access").query("scope", name))
+            .await?;
+        match acl.iter().find(|a| a.scope != name) {
+            Some(other) => Err(unexpected(
+                "GET",
+                "/scopes/access",
+                format!("the ACL of `{name}` lists an access to `{}`", other.scope),
+            )),
+            None => Ok(acl),
+        }
+    }
+
+    /// The APPROVED access of `consumer_orgno` to our scope `name`, if any
+    /// (`GET /scopes/access?scope=<name>&consumer_orgno=<orgno>`).
+    pub async fn find_scope_access(
+        &self,
+        consumer_orgno: &str,
+        name: &str,
+    ) -> Result<Option<ConsumerRegistration>> {
+        let req = Request::new(Method::GET, "/scopes/access")
+            .query("scope", name)
+            .query("consumer_orgno", consumer_orgno);
+        let acl: Vec<ConsumerRegistration> = self.json_call(req).await?;
+        Ok(acl.into_iter().find(|a| {
+            a.consumer_orgno == consumer_orgno
+                && a.scope == name
+                && a.state == AccessState::Approved
+        }))
     }
 
     /// `GET /scopes/access/all`: accesses granted to our organisation by others.
@@ -367,47 +442,83 @@ impl DigdirClient {
             .await
     }
 
-    /// `PUT /scopes/access/{consumer_orgno}?scope=<name>` (no body): grant access.
+    /// `PUT /scopes/access/{consumer_orgno}?scope=<name>` (no body): grant access (also to a consumer
+    /// whose access was DENIED). After an answer that leaves the outcome open, the APPROVED access is
+    /// looked up before the PUT is sent again (after no answer, the PUT is not sent again at all),
+    /// so a grant is made once. An orgno Digdir does not know answers 400.
     pub async fn grant_scope_access(
         &self,
         consumer_orgno: &str,
         name: &str,
     ) -> Result<ConsumerRegistration> {
-        self.json_call(
-            Request::new(
-                Method::PUT,
-                format!("/scopes/access/{}", seg(consumer_orgno)),
+        let path = format!("/scopes/access/{}", seg(consumer_orgno));
+        let req = || Ok(Request::new(Method::PUT, path.clone()).query("scope", name));
+        let access: ConsumerRegistration = self
+            .create_with_lookup(
+                req,
+                || self.find_scope_access(consumer_orgno, name),
+                WhenLate::LookThenFail,
             )
-            .query("scope", name),
-        )
-        .await
+            .await?;
+        if access.consumer_orgno != consumer_orgno
+            || access.scope != name
+            || access.state != AccessState::Approved
+        {
+            return Err(unexpected(
+                "PUT",
+                &path,
+                format!(
+                    "granting {consumer_orgno} access to `{name}` answered the access of {} to `{}` in state {}",
+                    access.consumer_orgno, access.scope, access.state
+                ),
+            ));
+        }
+        Ok(access)
     }
 
-    /// `DELETE /scopes/access/{consumer_orgno}?scope=<name>`: revoke access.
+    /// `DELETE /scopes/access/{consumer_orgno}?scope=<name>`: revoke access. `None` when there was
+    /// no access to revoke (404), so a retry after a lost answer is not an error.
     pub async fn revoke_scope_access(
         &self,
         consumer_orgno: &str,
         name: &str,
-    ) -> Result<ConsumerRegistration> {
-        self.json_call(
-            Request::new(
-                Method::DELETE,
-                format!("/scopes/access/{}", seg(consumer_orgno)),
-            )
-            .query("scope", name),
+    ) -> Result<Option<ConsumerRegistration>> {
+        let req = Request::new(
+            Method::DELETE,
+            format!("/scopes/access/{}", seg(consumer_orgno)),
         )
-        .await
+        .query("scope", name);
+        match self.json_call(req).await {
+            Ok(access) => Ok(Some(access)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
-    /// `GET /delegationsources` (no token, as digdirator calls it).
+    /// `GET /prefix`: the scope prefixes Digdir assigned to our organisation.
+    pub async fn list_prefixes(&self) -> Result<Vec<ScopePrefix>> {
+        self.json_call(Request::new(Method::GET, "/prefix")).await
+    }
+
+    /// The delegation sources, without a token: `{base}/api/v1/delegationsources` as digdirator
+    /// reads it, and `{base}/delegationsources` (the path Digdir's documentation shows) when the
+    /// first answers 404.
     pub async fn delegation_sources(&self) -> Result<Vec<DelegationSource>> {
-        self.json_call(Request::new(Method::GET, "/delegationsources").no_auth())
-            .await
+        let req = Request::new(Method::GET, "/delegationsources").no_auth();
+        match self.json_call(req).await {
+            Err(e) if e.is_not_found() => {
+                let req = Request::new(Method::GET, "/delegationsources")
+                    .no_auth()
+                    .at_root();
+                self.json_call(req).await
+            }
+            other => other,
+        }
     }
 
     // ---- machinery ----
 
-    async fn json_call<T: DeserializeOwned>(&self, req: Request) -> Result<T> {
+    async fn json_call<T: DeserializeOwned + Answer>(&self, req: Request) -> Result<T> {
         let method = req.method.to_string();
         let path = req.path.clone();
         let body = self.call(req).await?;
@@ -438,10 +549,17 @@ impl DigdirClient {
     }
 
     /// A non-idempotent create: after an ambiguous failure, wait, look the object up, and only post again
-    /// if it is not there.
-    async fn create_with_lookup<T, R, L, Fut>(&self, req: R, lookup: L) -> Result<T>
+    /// if it is not there. After no answer at all ([`DigdirError::may_land_later`]) it never posts
+    /// again: with [`WhenLate::LookThenFail`] it returns the object if the lookup finds it, else the
+    /// error, so the next pass decides once the request has had time to land.
+    async fn create_with_lookup<T, R, L, Fut>(
+        &self,
+        req: R,
+        lookup: L,
+        when_late: WhenLate,
+    ) -> Result<T>
     where
-        T: DeserializeOwned,
+        T: DeserializeOwned + Answer,
         R: Fn() -> Result<Request>,
         L: Fn() -> Fut,
         Fut: Future<Output = Result<Option<T>>>,
@@ -457,7 +575,8 @@ impl DigdirClient {
                 }
                 Err(e) => e,
             };
-            if err.may_land_later() {
+            let late = err.may_land_later();
+            if late && when_late == WhenLate::Fail {
                 return Err(err);
             }
             let Some(delay) = self.retry_delay(&err, attempt) else {
@@ -481,6 +600,7 @@ impl DigdirClient {
                         );
                         return Ok(found);
                     }
+                    Ok(None) if late => return Err(err),
                     Ok(None) => {}
                     Err(lookup_err) => {
                         // Unknown whether the create happened: do not post again, let the caller retry
@@ -545,7 +665,12 @@ impl DigdirClient {
         }
         .fetch_add(1, Ordering::Relaxed);
 
-        let url = format!("{}{}", self.inner.api, req.path);
+        let base = if req.root {
+            &self.inner.root
+        } else {
+            &self.inner.api
+        };
+        let url = format!("{base}{}", req.path);
         let mut builder = self
             .inner
             .http
@@ -597,12 +722,90 @@ impl DigdirClient {
     }
 }
 
-fn decode<T: DeserializeOwned>(method: &str, path: &str, body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body).map_err(|e| DigdirError::Decode {
+/// An answer that is not what the API documents.
+fn unexpected(method: &str, path: &str, problem: impl Into<String>) -> DigdirError {
+    DigdirError::Decode {
         method: method.to_string(),
         path: path.to_string(),
-        problem: e.to_string(),
-    })
+        problem: problem.into(),
+    }
+}
+
+/// Decodes and checks an answer: the JSON shape, then the fields portvakt relies on.
+fn decode<T: DeserializeOwned + Answer>(method: &str, path: &str, body: &[u8]) -> Result<T> {
+    let value: T =
+        serde_json::from_slice(body).map_err(|e| unexpected(method, path, e.to_string()))?;
+    value.check().map_err(|p| unexpected(method, path, p))?;
+    Ok(value)
+}
+
+/// The scope an answer is about must be the one asked for.
+fn expect_scope(
+    method: &str,
+    path: &str,
+    name: &str,
+    scope: ScopeRegistration,
+) -> Result<ScopeRegistration> {
+    if scope.full_name() == name {
+        Ok(scope)
+    } else {
+        Err(unexpected(
+            method,
+            path,
+            format!("asked for `{name}`, got `{}`", scope.full_name()),
+        ))
+    }
+}
+
+/// What a create does after a request that got no answer (it may still land).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WhenLate {
+    /// Return the error at once: the object has no unique name, so only the caller can tell
+    /// (after waiting) whether it was made (clients).
+    Fail,
+    /// Look it up by its unique name: found, it is the answer; not found, return the error
+    /// without writing again (scopes, accesses).
+    LookThenFail,
+}
+
+/// An answer body the client checks before using it (see each type's `validate`).
+trait Answer {
+    fn check(&self) -> Result<(), String>;
+}
+
+macro_rules! answer {
+    ($($t:ty),* $(,)?) => {
+        $(impl Answer for $t {
+            fn check(&self) -> Result<(), String> {
+                self.validate()
+            }
+        })*
+    };
+}
+
+// A client answer is checked by the controller itself: a create's answer without a usable client_id
+// means "the create may have happened", which only the caller can act on (it lists again).
+impl Answer for ClientRegistration {
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+answer!(
+    JwksResponse,
+    ScopeRegistration,
+    ConsumerRegistration,
+    DelegationSource,
+    ScopePrefix,
+);
+
+impl<T: Answer> Answer for Vec<T> {
+    fn check(&self) -> Result<(), String> {
+        for (i, item) in self.iter().enumerate() {
+            item.check().map_err(|p| format!("[{i}]: {p}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// `Retry-After`: delta-seconds or an HTTP date (relative to `clock`).

@@ -64,8 +64,9 @@ pub enum DigdirError {
         /// The request never left (connect failed): a POST can be retried without a lookup.
         connect: bool,
     },
-    /// A success answer whose body is not what the API documents.
-    #[error("Digdir {method} {path}: unexpected response: {problem}")]
+    /// A success answer whose body is not what the API documents (not the JSON shape, or without
+    /// the fields portvakt relies on).
+    #[error("Digdir {method} {path}: unexpected answer: {problem}")]
     Decode {
         method: String,
         path: String,

@@ -1,5 +1,6 @@
 //! The Digdir self-service API (ID-porten / Maskinporten client registration): admin authentication,
-//! a typed client with retries, wire types and environment presets.
+//! a typed client with retries, wire types, environment presets, and exposed scopes read and applied
+//! for [`crate::core::scopes`] ([`scopes`]).
 //!
 //! ```text
 //! let config = DigdirConfig::preset(DigdirEnvironment::Test, "admin-client-id");
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod client;
 pub mod env;
 pub mod error;
+pub mod scopes;
 pub mod types;
 
 pub use auth::{AccessToken, AdminAuth, JWT_BEARER_GRANT};

@@ -1,8 +1,12 @@
 //! Wire types of the Digdir self-service API (`/api/v1`), field for field as digdirator sends them
 //! (digdirator.md §3.5–3.7): same names, same order, same `null`/omitted choices.
 //!
-//! Decoding is lenient (missing or `null` fields take defaults, unknown enum values are kept as
-//! `Other`), because one odd registration in an organisation must not break listing all of them.
+//! Decoding is lenient about what does not matter (missing or `null` fields take defaults, unknown
+//! enum values of settings are kept as `Other`), but every answer is then checked against what the
+//! API documents (`validate`): an answer without the fields portvakt relies on (a scope without a
+//! name, an access without a documented state, a key without a kid) is refused, never taken on
+//! trust. Client registrations are checked by the controller, which must act on a create's answer
+//! without a usable `client_id` (the create may have happened).
 
 use std::fmt;
 
@@ -271,6 +275,16 @@ impl From<&PublicJwk> for Jwk {
     }
 }
 
+impl JwksResponse {
+    /// Every key of an answer must have a `kid`.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.keys.iter().position(|k| k.kid.trim().is_empty()) {
+            Some(i) => Err(format!("keys[{i}] has no kid")),
+            None => Ok(()),
+        }
+    }
+}
+
 /// `POST /clients/{id}/jwks` body: the whole set (it replaces what is registered).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JwksRequest {
@@ -373,6 +387,27 @@ impl ScopeRegistration {
             self.name.clone()
         }
     }
+
+    /// An answer's scope must have a prefix and a subscope, and a `name` (when given) that is
+    /// `prefix:subscope`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.prefix.trim().is_empty() || self.subscope.trim().is_empty() {
+            let name = if self.name.is_empty() {
+                "a scope".to_string()
+            } else {
+                format!("scope `{}`", self.name)
+            };
+            return Err(format!("{name} without prefix or subscope"));
+        }
+        let expected = format!("{}:{}", self.prefix, self.subscope);
+        if !self.name.is_empty() && self.name != expected {
+            return Err(format!(
+                "scope `{}` with prefix `{}` and subscope `{}`",
+                self.name, self.prefix, self.subscope
+            ));
+        }
+        Ok(())
+    }
 }
 
 string_enum!(
@@ -407,6 +442,29 @@ pub struct ConsumerRegistration {
     pub state: AccessState,
 }
 
+impl ConsumerRegistration {
+    /// An answer's access must name the consumer and the scope and have a documented state
+    /// (REQUESTED, APPROVED or DENIED).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.consumer_orgno.trim().is_empty() {
+            return Err("a scope access without consumer_orgno".into());
+        }
+        if self.scope.trim().is_empty() {
+            return Err(format!(
+                "a scope access of {} without scope",
+                self.consumer_orgno
+            ));
+        }
+        if let AccessState::Other(state) = &self.state {
+            return Err(format!(
+                "access of {} to `{}` has state {state:?} (expected REQUESTED, APPROVED or DENIED)",
+                self.consumer_orgno, self.scope
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A delegation source (`GET /delegationsources`). The date is `last_updated` or `lastUpdated`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DelegationSource {
@@ -422,6 +480,37 @@ pub struct DelegationSource {
         skip_serializing_if = "Option::is_none"
     )]
     pub last_updated: Option<String>,
+}
+
+impl DelegationSource {
+    /// A delegation source must have a name and an issuer.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() || self.issuer.trim().is_empty() {
+            return Err(format!(
+                "a delegation source without name or issuer (name {:?}, issuer {:?})",
+                self.name, self.issuer
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A scope prefix assigned to an organisation (`GET /prefix`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopePrefix {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_orgno: Option<String>,
+}
+
+impl ScopePrefix {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.prefix.trim().is_empty() {
+            return Err("a prefix entry without prefix".into());
+        }
+        Ok(())
+    }
 }
 
 /// Digdir's error body (`ApiErrorResponse`). Every field optional: error bodies vary.
@@ -536,5 +625,38 @@ mod tests {
         )
         .expect("src");
         assert_eq!(src.last_updated.as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn answers_without_the_fields_portvakt_relies_on_are_invalid() {
+        let scope: ScopeRegistration = serde_json::from_str("{}").expect("lenient decode");
+        assert!(scope.validate().is_err());
+        let scope: ScopeRegistration =
+            serde_json::from_str(r#"{"prefix":"nav","subscope":"a/b","name":"nav:a/b"}"#)
+                .expect("scope");
+        assert_eq!(scope.validate(), Ok(()));
+        let mismatch: ScopeRegistration =
+            serde_json::from_str(r#"{"prefix":"nav","subscope":"a","name":"nav:b"}"#)
+                .expect("scope");
+        assert!(mismatch.validate().is_err());
+
+        let access: ConsumerRegistration = serde_json::from_str(
+            r#"{"consumer_orgno":"987654321","scope":"nav:a","state":"DENIED","prefix":null}"#,
+        )
+        .expect("access");
+        assert_eq!(access.validate(), Ok(()));
+        for bad in [
+            r#"{"scope":"nav:a","state":"APPROVED"}"#,
+            r#"{"consumer_orgno":"987654321","state":"APPROVED"}"#,
+            r#"{"consumer_orgno":"987654321","scope":"nav:a"}"#,
+            r#"{"consumer_orgno":"987654321","scope":"nav:a","state":"GRANTED"}"#,
+        ] {
+            let access: ConsumerRegistration = serde_json::from_str(bad).expect("decodes");
+            assert!(access.validate().is_err(), "{bad}");
+        }
+
+        let source: DelegationSource =
+            serde_json::from_str(r#"{"name":"altinn","issuer":""}"#).expect("source");
+        assert!(source.validate().is_err());
     }
 }

@@ -926,3 +926,60 @@ async fn client_crud_and_jwks() {
     );
     assert_eq!(digdir.stats().token_grants, 1);
 }
+
+/// Digdir's documentation shows `/delegationsources` on the API host, digdirator reads it under
+/// `/api/v1`: against a server with only the documented path, the client falls back to it, and
+/// neither request carries a token.
+#[tokio::test]
+async fn delegation_sources_fall_back_to_the_documented_path_without_a_token() {
+    let seen: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
+    let record = seen.clone();
+    let app = Router::new()
+        .route(
+            "/delegationsources",
+            get(|| async {
+                Json(json!([{"name": "altinn", "issuer": "https://tt02.altinn.no/",
+                              "created": "2020-01-01T00:00:00Z", "lastUpdated": "2021-01-01T00:00:00Z"}]))
+            }),
+        )
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let record = record.clone();
+                async move {
+                    let auth = req.headers().contains_key(http::header::AUTHORIZATION);
+                    record.lock().unwrap().push((req.uri().path().to_string(), auth));
+                    next.run(req).await
+                }
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = DigdirConfig::preset(DigdirEnvironment::Test, ADMIN_CLIENT_ID);
+    config.base_url = format!("http://{addr}");
+    // Nothing answers here: a token request would fail the test.
+    config.maskinporten_well_known_url = format!("http://{addr}/no-metadata");
+    config.retry = RetryPolicy::fast(2);
+    let client =
+        DigdirClient::new(&config, admin_signer(dir.path()), Clock::system()).expect("client");
+    let sources = client.delegation_sources().await.expect("sources");
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0].issuer, "https://tt02.altinn.no/");
+    assert_eq!(
+        sources[0].last_updated.as_deref(),
+        Some("2021-01-01T00:00:00Z")
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("/api/v1/delegationsources".to_string(), false),
+            ("/delegationsources".to_string(), false),
+        ]
+    );
+    assert_eq!(client.stats().token_grants, 0);
+}

@@ -832,7 +832,11 @@ async fn scopes_and_access_grants_gate_maskinporten_tokens() {
         .api(
             Method::PUT,
             &format!("/scopes?{q}"),
-            Some(json!({"active": true, "description": "y"})),
+            // PUT replaces the whole scope: the settings are sent again.
+            Some(
+                json!({"active": true, "description": "y", "visibility": "PRIVATE",
+                        "allowed_integration_types": ["maskinporten"]}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -1043,4 +1047,127 @@ async fn faults_and_the_journal_are_driven_over_http() {
         .await
         .expect("JSON");
     assert_eq!(j["calls"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test]
+async fn a_scope_put_replaces_the_whole_scope_and_access_states_are_listed() {
+    use reqwest::Method;
+    let env = start().await;
+    let (status, body) = env
+        .api(
+            Method::POST,
+            "/scopes",
+            Some(json!({"prefix": "kartverket", "subscope": "api/read", "description": "first",
+                        "long_description": "Samtykketekst", "visibility": "PRIVATE", "at_max_age": 300,
+                        "allowed_integration_types": ["maskinporten"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let q = format!("scope={}", urlencode("kartverket:api/read"));
+
+    // What the body leaves out takes its default; the name, owner and active state stay.
+    let (status, body) = env
+        .api(
+            Method::PUT,
+            &format!("/scopes?{q}"),
+            Some(json!({"description": "second"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["description"], "second");
+    assert_eq!(body["visibility"], "PUBLIC");
+    assert!(
+        body["at_max_age"].is_null() && body["long_description"].is_null(),
+        "{body}"
+    );
+    assert_eq!(body["allowed_integration_types"], json!([]));
+    assert_eq!(body["active"], true);
+    assert_eq!(body["owner_orgno"], env.sim.admin_credentials().orgno);
+    let (status, body) = env
+        .api(
+            Method::PUT,
+            &format!("/scopes?{q}"),
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(field_errors(&body), ["description"]);
+    let (status, body) = env
+        .api(
+            Method::PUT,
+            &format!("/scopes?{q}"),
+            Some(json!({"description": "x", "subscope": "api/write"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the name cannot change");
+    assert_eq!(field_errors(&body), ["subscope"]);
+
+    // Accesses: granted through the API (counted), denied and requested by hand.
+    let (status, _) = env
+        .api(Method::PUT, &format!("/scopes/access/987654321?{q}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    env.sim
+        .set_scope_access("kartverket:api/read", "123456789", "REQUESTED");
+    env.sim
+        .set_scope_access("kartverket:api/read", "987654321", "DENIED");
+    let (_, acl) = env
+        .api(Method::GET, &format!("/scopes/access?{q}"), None)
+        .await;
+    let states: Vec<(String, String)> = acl
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| {
+            (
+                a["consumer_orgno"].as_str().unwrap_or_default().to_string(),
+                a["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("987654321".to_string(), "DENIED".to_string()),
+            ("123456789".to_string(), "REQUESTED".to_string()),
+        ]
+    );
+    assert_eq!(
+        env.sim
+            .scope_access_grants("kartverket:api/read", "987654321"),
+        1
+    );
+    assert_eq!(
+        env.sim
+            .scope_access_grants("kartverket:api/read", "123456789"),
+        0
+    );
+
+    // Clients of other organisations are registered like a POST would be.
+    let key = RsaKey::generate("other-org").expect("key");
+    assert!(
+        env.sim
+            .add_maskinporten_client("000000001", &["kartverket:api/read"], &key)
+            .is_err(),
+        "an organisation the simulator does not know"
+    );
+    let err = env
+        .sim
+        .add_maskinporten_client("987654321", &["kartverket:nothing"], &key)
+        .expect_err("a scope that does not exist");
+    assert!(
+        err.description.contains("does not exist"),
+        "{}",
+        err.description
+    );
+    let id = env
+        .sim
+        .add_maskinporten_client("987654321", &["kartverket:api/read"], &key)
+        .expect("client");
+    assert!(
+        env.sim
+            .client(&id)
+            .is_some_and(|c| c["client_orgno"] == "987654321"),
+        "owned by the other organisation"
+    );
 }

@@ -7,6 +7,7 @@ mod crd_testdata;
 mod deploy;
 mod digdir_client;
 mod digdir_controllers;
+mod digdir_scopes;
 mod digdir_sim;
 mod kube_server;
 mod kubectl;

@@ -672,27 +672,7 @@ async fn create_scope(
             format!("scope `{name}` exists but is deactivated; reactivate it with PUT")
         }));
     }
-    let mut scope = Scope {
-        prefix,
-        subscope,
-        description: String::new(),
-        long_description: None,
-        active: true,
-        allowed_integration_types: vec![],
-        at_max_age: None,
-        authorization_max_lifetime: None,
-        delegation_source: None,
-        accessible_for_all: false,
-        visibility: "PUBLIC".into(),
-        token_type: "SELF_CONTAINED".into(),
-        requires_user_consent: false,
-        requires_user_authentication: false,
-        requires_pseudonymous_tokens: false,
-        enforced_aud_for_access_token: None,
-        owner_orgno: token.orgno.clone(),
-        created: now,
-        last_updated: now,
-    };
+    let mut scope = Scope::new(prefix, subscope, token.orgno.clone(), now);
     apply_scope_fields(&state, &mut scope, &body, &mut errs);
     if !errs.is_empty() {
         return Err(ApiError::fields("scope", errs));
@@ -723,9 +703,12 @@ async fn update_scope(
     let body = json_body(&body)?;
     let now = inner.clock.now();
     let mut state = inner.lock_state();
-    let mut scope = owned_scope(&mut state, &name, &token.orgno)?.clone();
+    let existing = owned_scope(&mut state, &name, &token.orgno)?.clone();
     let mut errs = vec![];
-    for (field, current) in [("prefix", &scope.prefix), ("subscope", &scope.subscope)] {
+    for (field, current) in [
+        ("prefix", &existing.prefix),
+        ("subscope", &existing.subscope),
+    ] {
         if let Some(v) = body.get(field).and_then(Value::as_str)
             && !v.is_empty()
             && v != current
@@ -733,6 +716,22 @@ async fn update_scope(
             errs.push(FieldError::new(field, "the scope name cannot be changed"));
         }
     }
+    if body
+        .get("description")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        errs.push(FieldError::new("description", "is required"));
+    }
+    // The whole object is replaced (as for clients: GET, modify, PUT it back); only the name, the
+    // owner and the active state (unless the body sets it) stay.
+    let mut scope = Scope::new(
+        existing.prefix.clone(),
+        existing.subscope.clone(),
+        existing.owner_orgno.clone(),
+        existing.created,
+    );
+    scope.active = existing.active;
     apply_scope_fields(&state, &mut scope, &body, &mut errs);
     if !errs.is_empty() {
         return Err(ApiError::fields("scope", errs));
@@ -831,6 +830,7 @@ async fn grant_access(
             a.state = "APPROVED".into();
             a.active = true;
             a.last_updated = now;
+            a.grants += 1;
             a.clone()
         }
         None => {
@@ -842,6 +842,7 @@ async fn grant_access(
                 active: true,
                 created: now,
                 last_updated: now,
+                grants: 1,
             };
             state.accesses.push(a.clone());
             a
@@ -889,7 +890,9 @@ async fn my_prefixes(AxState(inner): AxState<Arc<Inner>>, headers: HeaderMap) ->
     Ok(ok(Value::Array(list)))
 }
 
-async fn delegation_sources(AxState(inner): AxState<Arc<Inner>>) -> ApiResult {
+/// `GET /delegationsources`, served under `/api/v1` (as digdirator reads it) and at the root (as
+/// Digdir documents it). Public: a token is neither needed nor checked.
+pub(super) async fn delegation_sources(AxState(inner): AxState<Arc<Inner>>) -> ApiResult {
     let state = inner.lock_state();
     let list: Vec<Value> = state
         .seed

@@ -22,7 +22,18 @@
 //!   and expires ten years after start, so tests that move the clock a year keep working.
 //! - Maskinporten clients must have a scope (digdirator#108) that exists, is active,
 //!   allows the integration type and is not `accessible_for_all`; the consumer org's access
-//!   is checked when a token is issued (MP-250).
+//!   is checked when a token is issued (MP-250), and a scope's `at_max_age` caps the token's
+//!   lifetime. A supplier's grant with `consumer_org` needs the consumer's APPROVED access and a
+//!   delegation from consumer to supplier ("Altinn": seeded, or [`DigdirSim::delegate`]); the token
+//!   then names `consumer`, `supplier` and `delegation_source`.
+//! - Scopes: the prefix must be assigned to the caller's organisation; POST of a name that exists
+//!   (active or deactivated) answers 409, and a deactivated scope is reactivated by PUT with
+//!   `active: true`. PUT replaces the whole scope (absent settings take their defaults; the name,
+//!   owner and, unless the body sets it, the active state stay). Granting access to an organisation
+//!   the simulator does not know answers 400; an access is APPROVED by a grant, DENIED or REQUESTED
+//!   only by hand ([`DigdirSim::set_scope_access`]). A grant of an existing access is carried out
+//!   again and counted ([`DigdirSim::scope_access_grants`]).
+//! - `/delegationsources` is public and served both under `/api/v1` and at the root.
 
 mod admin_api;
 pub mod app;
@@ -334,6 +345,7 @@ impl DigdirSim {
             .route("/maskinporten/jwk", get(oidc::maskinporten_jwks))
             .route("/maskinporten/jwks", get(oidc::maskinporten_jwks))
             .route("/maskinporten/token", post(token::maskinporten_token))
+            .route("/delegationsources", get(admin_api::delegation_sources))
             .route(
                 "/idporten/.well-known/openid-configuration",
                 get(oidc::idporten_metadata),
@@ -475,6 +487,13 @@ impl DigdirSim {
 
     /// Grants `consumer_orgno` access to `scope` as its owner would (creating nothing else).
     pub fn grant_scope_access(&self, scope: &str, consumer_orgno: &str) {
+        self.set_scope_access(scope, consumer_orgno, "APPROVED");
+    }
+
+    /// Sets the state of `consumer_orgno`'s access to `scope` (`APPROVED`, `DENIED` or
+    /// `REQUESTED`) as a person in Samarbeidsportalen would, creating the access if needed. Not
+    /// counted as a grant ([`Self::scope_access_grants`]).
+    pub fn set_scope_access(&self, scope: &str, consumer_orgno: &str, access_state: &str) {
         let now = self.inner.clock.now();
         let mut state = self.inner.lock_state();
         let owner = state
@@ -482,15 +501,118 @@ impl DigdirSim {
             .get(scope)
             .map(|s| s.owner_orgno.clone())
             .unwrap_or_default();
+        if let Some(a) = state
+            .accesses
+            .iter_mut()
+            .find(|a| a.scope == scope && a.consumer_orgno == consumer_orgno)
+        {
+            a.state = access_state.into();
+            a.active = true;
+            a.last_updated = now;
+            return;
+        }
         state.accesses.push(state::ScopeAccess {
             scope: scope.into(),
             consumer_orgno: consumer_orgno.into(),
             owner_orgno: owner,
-            state: "APPROVED".into(),
+            state: access_state.into(),
             active: true,
             created: now,
             last_updated: now,
+            grants: 0,
         });
+    }
+
+    /// How many grants through the API (`PUT /scopes/access/{orgno}`) were carried out for
+    /// `consumer_orgno`'s access to `scope` (a duplicate grant shows as 2).
+    pub fn scope_access_grants(&self, scope: &str, consumer_orgno: &str) -> u32 {
+        let state = self.inner.lock_state();
+        state
+            .accesses
+            .iter()
+            .filter(|a| a.scope == scope && a.consumer_orgno == consumer_orgno)
+            .map(|a| a.grants)
+            .sum()
+    }
+
+    /// `consumer_orgno` delegates `scope` to `supplier_orgno` in "Altinn" (as the seed's
+    /// `altinn_delegations` do).
+    pub fn delegate(&self, consumer_orgno: &str, supplier_orgno: &str, scope: &str) {
+        let mut state = self.inner.lock_state();
+        if !state.delegated(consumer_orgno, supplier_orgno, scope) {
+            state
+                .delegations
+                .push((consumer_orgno.into(), supplier_orgno.into(), scope.into()));
+        }
+    }
+
+    /// Withdraws a delegation; true if it existed.
+    pub fn revoke_delegation(
+        &self,
+        consumer_orgno: &str,
+        supplier_orgno: &str,
+        scope: &str,
+    ) -> bool {
+        let mut state = self.inner.lock_state();
+        let before = state.delegations.len();
+        state
+            .delegations
+            .retain(|(c, s, sc)| !(c == consumer_orgno && s == supplier_orgno && sc == scope));
+        state.delegations.len() != before
+    }
+
+    /// Registers a Maskinporten client of another organisation (as that organisation's own admin
+    /// would), with `scopes` and `key` as its one key. Validated like a POST; returns the client_id.
+    pub fn add_maskinporten_client(
+        &self,
+        orgno: &str,
+        scopes: &[&str],
+        key: &RsaKey,
+    ) -> Result<String, ApiError> {
+        let now = self.inner.clock.now();
+        let mut state = self.inner.lock_state();
+        if state.seed.org_name(orgno).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "organisation {orgno} is not known to the simulator"
+            )));
+        }
+        let body = serde_json::json!({
+            "integration_type": "maskinporten", "application_type": "web",
+            "client_name": format!("client of {orgno}"), "description": format!("{orgno} test client"),
+            "token_endpoint_auth_method": "private_key_jwt", "grant_types": [JWT_BEARER],
+            "scopes": scopes,
+        });
+        let fields = state::parse_client(&body, None, &state)?;
+        let client_id = uuid::Uuid::new_v4().to_string();
+        let client = Client {
+            client_id: client_id.clone(),
+            hidden: false,
+            fields,
+            client_orgno: orgno.into(),
+            active: true,
+            created: now,
+            last_updated: now,
+            deactivated: None,
+            client_secret: None,
+            jwks: Some(ClientJwks {
+                keys: vec![StoredJwk {
+                    kid: key.kid.clone(),
+                    alg: "RS256".into(),
+                    n: key.n(),
+                    e: key.e(),
+                    x5c: None,
+                    exp: now.as_second() + state::KEY_LIFETIME_SECS,
+                    created: now,
+                    last_updated: now,
+                    posted: now,
+                }],
+                created: now,
+                last_updated: now,
+            }),
+            retired: vec![],
+        };
+        state.clients.insert(client_id.clone(), client);
+        Ok(client_id)
     }
 
     /// Changes a client as a person in Samarbeidsportalen would (drift): `patch` fields

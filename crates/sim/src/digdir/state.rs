@@ -181,6 +181,31 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// A scope with Digdir's defaults (active, public, self-contained, no description yet).
+    pub fn new(prefix: String, subscope: String, owner_orgno: String, now: Timestamp) -> Self {
+        Self {
+            prefix,
+            subscope,
+            description: String::new(),
+            long_description: None,
+            active: true,
+            allowed_integration_types: vec![],
+            at_max_age: None,
+            authorization_max_lifetime: None,
+            delegation_source: None,
+            accessible_for_all: false,
+            visibility: "PUBLIC".into(),
+            token_type: "SELF_CONTAINED".into(),
+            requires_user_consent: false,
+            requires_user_authentication: false,
+            requires_pseudonymous_tokens: false,
+            enforced_aud_for_access_token: None,
+            owner_orgno,
+            created: now,
+            last_updated: now,
+        }
+    }
+
     pub fn name(&self) -> String {
         format!("{}:{}", self.prefix, self.subscope)
     }
@@ -219,6 +244,9 @@ pub struct ScopeAccess {
     pub active: bool,
     pub created: Timestamp,
     pub last_updated: Timestamp,
+    /// How many grants (`PUT /scopes/access/{orgno}`) were carried out for this access: a test of
+    /// idempotent clients counts them.
+    pub grants: u32,
 }
 
 impl ScopeAccess {
@@ -262,6 +290,8 @@ pub struct State {
     pub clients: BTreeMap<String, Client>,
     pub scopes: BTreeMap<String, Scope>,
     pub accesses: Vec<ScopeAccess>,
+    /// Altinn delegations standing in for Altinn: (consumer orgno, supplier orgno, scope).
+    pub delegations: Vec<(String, String, String)>,
     /// `client_id\0jti` (or a hash of the whole grant) → expiry.
     pub used_grants: HashMap<String, i64>,
     pub codes: HashMap<String, AuthCode>,
@@ -305,12 +335,14 @@ impl State {
                     active: true,
                     created: now,
                     last_updated: now,
+                    grants: 0,
                 });
             }
             scopes.insert(s.name.clone(), scope);
         }
         Self {
             propagation_delay: i64::try_from(seed.propagation_delay_secs).unwrap_or(i64::MAX / 4),
+            delegations: seed.altinn_delegations.clone(),
             seed,
             clients: BTreeMap::new(),
             scopes,
@@ -319,6 +351,13 @@ impl State {
             codes: HashMap::new(),
             tokens: HashMap::new(),
         }
+    }
+
+    /// Whether `consumer` has delegated `scope` to `supplier` (in "Altinn").
+    pub fn delegated(&self, consumer: &str, supplier: &str, scope: &str) -> bool {
+        self.delegations
+            .iter()
+            .any(|(c, s, sc)| c == consumer && s == supplier && sc == scope)
     }
 
     /// Whether `orgno` may use `scope` (owner, APPROVED access, or accessible to all).

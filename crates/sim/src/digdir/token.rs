@@ -376,12 +376,7 @@ fn issue(inner: &Inner, issuers: &Issuers, body: &[u8]) -> Result<Value, OAuthEr
                         "the scope `{s}` has no delegation source and cannot be used with consumer_org"
                     )));
                 };
-                let delegated = state
-                    .seed
-                    .altinn_delegations
-                    .iter()
-                    .any(|(c, sup, sc)| c == consumer && *sup == grant.orgno && sc == s);
-                if !delegated {
+                if !state.delegated(consumer, &grant.orgno, s) {
                     return Err(OAuthError::grant(format!(
                         "MP-251: {consumer} has not delegated `{s}` to {} in Altinn",
                         grant.orgno
