@@ -17,7 +17,6 @@ pub mod digdir;
 pub mod hash;
 pub mod observe;
 pub mod ownership;
-pub mod scopes;
 pub mod secret_content;
 pub mod validation;
 pub mod workloads;

@@ -1,6 +1,6 @@
 //! The Digdir self-service API (ID-porten / Maskinporten client registration): admin authentication,
 //! a typed client with retries, wire types, environment presets, and exposed scopes read and applied
-//! for [`crate::core::scopes`] ([`scopes`]).
+//! for [`crate::core::digdir::scopes`] ([`scopes`]).
 //!
 //! ```text
 //! let config = DigdirConfig::preset(DigdirEnvironment::Test, "admin-client-id");
@@ -14,7 +14,8 @@ pub mod client;
 pub mod env;
 pub mod error;
 pub mod scopes;
-pub mod types;
+/// The wire types (plain data, shared with the pure core).
+pub use crate::core::digdir::wire as types;
 
 pub use auth::{AccessToken, AdminAuth, JWT_BEARER_GRANT};
 pub use client::{CallStats, DigdirClient};

@@ -1,4 +1,4 @@
-//! Exposed scopes against Digdir: reading what [`crate::core::scopes::plan`] needs ([`observe`]) and
+//! Exposed scopes against Digdir: reading what [`crate::core::digdir::scopes::plan`] needs ([`observe`]) and
 //! carrying out its changes ([`apply`]).
 //!
 //! [`apply`] goes through the changes in order and stops at the first failure, except that a
@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use super::client::DigdirClient;
 use super::error::DigdirError;
-use crate::core::scopes::{
+use crate::core::digdir::scopes::{
     self, ExposingResource, Observed, Problem, ResourceProblem, ScopeAction, ScopeChange,
     ScopeSettings,
 };

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use portvakt::clock::Clock;
-use portvakt::core::scopes::{
+use portvakt::core::digdir::scopes::{
     self, ExposingResource, Plan, Problem, ScopeAction, ScopeSettings, consumed_scopes,
 };
 use portvakt::crd::{ExposedScope, ExposedScopeConsumer, MaskinportenClient};

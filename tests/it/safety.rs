@@ -362,7 +362,7 @@ async fn an_answer_without_a_client_id_is_not_taken_on_trust() {
     assert!(
         notes
             .iter()
-            .any(|n| n.contains("unexpected response") && n.contains("client_id")),
+            .any(|n| n.contains("unexpected answer") && n.contains("client_id")),
         "{notes:?}"
     );
     let bad = sim.digdir_calls("POST", |p| p.contains("//")).await;

@@ -10,13 +10,18 @@
 //! - [`status`]: status and conditions after success or failure.
 //! - [`observe`]: the per-resource report of `--observe`.
 //! - [`drift`]: the periodic steady-state pass: which registrations drifted, whose JWKS is due.
+//! - [`scopes`]: the exposed scopes of API providers and their consumers (the plan), and which
+//!   consumed scopes a client may use.
+//! - [`wire`]: Digdir's wire types (plain data; the client in `crate::digdir` sends and reads them).
 
 pub mod app_secret;
 pub mod drift;
 pub mod keyplan;
 pub mod observe;
 pub mod registration;
+pub mod scopes;
 pub mod status;
+pub mod wire;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

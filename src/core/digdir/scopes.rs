@@ -32,18 +32,18 @@
 //! changes all converge: the plan depends only on what Digdir lists, and applying it then planning
 //! again yields no change.
 //!
-//! The plan reads and produces Digdir's wire types (`crate::digdir::types`: plain data, no IO), so a
+//! The plan reads and produces Digdir's wire types ([`super::wire`]: plain data, no IO), so a
 //! planned registration is byte for byte the body digdirator would send. Reading and applying are
 //! in `crate::digdir::scopes`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::crd::{ExposedScope, MaskinportenClientSpec, ScopeVisibility};
-use crate::digdir::types::{
+use super::wire::{
     AccessState, ConsumerRegistration, DelegationSource as DigdirDelegationSource, IntegrationType,
     ScopeRegistration, TokenType, Visibility,
 };
+use crate::crd::{ExposedScope, MaskinportenClientSpec, ScopeVisibility};
 
 /// `atMaxAge` when the spec has none (seconds).
 pub const DEFAULT_AT_MAX_AGE: i64 = 30;
@@ -961,14 +961,14 @@ mod tests {
     /// tests/data/examples/maskinportenclient.yaml: `innsyn` exposed to two organisations.
     fn skip_example() -> ExposingResource {
         example(include_str!(
-            "../../tests/data/examples/maskinportenclient.yaml"
+            "../../../tests/data/examples/maskinportenclient.yaml"
         ))
     }
 
     /// tests/data/examples/maskinportenclient-delegation.yaml: `difitest/test2` with Altinn delegation.
     fn delegation_example() -> ExposingResource {
         example(include_str!(
-            "../../tests/data/examples/maskinportenclient-delegation.yaml"
+            "../../../tests/data/examples/maskinportenclient-delegation.yaml"
         ))
     }
 
