@@ -102,7 +102,7 @@ impl<'a, K: Kind> Pass<'a, K> {
     /// The resource's owner identity (for the ownership rule of its Secrets).
     pub fn owner(&self) -> OwnerId<'_> {
         OwnerId {
-            api_version: crate::crd::API_VERSION,
+            api_version: api_version::<K>(),
             kind: kind_name::<K>(),
             name: &self.name,
         }
@@ -265,13 +265,22 @@ impl<'a, K: Kind> Pass<'a, K> {
     }
 }
 
-/// The kind's name (`IDPortenClient`).
-pub fn kind_name<K: Kind>() -> &'static str {
-    // `Resource::kind` of a derived CRD type is a `&'static str` behind a Cow.
-    match K::kind(&()) {
+/// A `Resource` name of a derived CRD type: a `&'static str` behind a Cow.
+fn static_str(s: std::borrow::Cow<'static, str>) -> &'static str {
+    match s {
         std::borrow::Cow::Borrowed(s) => s,
         std::borrow::Cow::Owned(s) => Box::leak(s.into_boxed_str()),
     }
+}
+
+/// The kind's name (`IDPortenClient`).
+pub fn kind_name<K: Kind>() -> &'static str {
+    static_str(K::kind(&()))
+}
+
+/// The kind's apiVersion (`nais.io/v1`).
+pub fn api_version<K: Kind>() -> &'static str {
+    static_str(K::api_version(&()))
 }
 
 /// `Kind/namespace/name`.

@@ -14,4 +14,5 @@ mod kubectl;
 mod procs;
 mod real_cluster;
 mod safety;
+mod seam;
 mod support;
