@@ -3,7 +3,6 @@
 //! Secret writer with its ownership rule, and the `--observe` report — without any Digdir code.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -116,10 +115,8 @@ impl Kind for Widget {
             .map_err(|(field, message)| Error::InvalidSpec { field, message })
     }
 
-    fn apply<'a>(
-        pass: &'a Pass<'a, Self>,
-    ) -> impl Future<Output = Result<Applied<WidgetStatus>, Error>> + Send + 'a {
-        async move {
+    async fn apply<'a>(pass: &'a Pass<'a, Self>) -> Result<Applied<WidgetStatus>, Error> {
+        {
             let world = pass.provider;
             let id = {
                 let mut reg = world.registered.lock().unwrap();
@@ -181,10 +178,8 @@ impl Kind for Widget {
         }
     }
 
-    fn cleanup<'a>(
-        pass: &'a Pass<'a, Self>,
-    ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
-        async move {
+    async fn cleanup<'a>(pass: &'a Pass<'a, Self>) -> Result<(), Error> {
+        {
             let removed = pass.provider.registered.lock().unwrap().remove(&pass.name);
             if removed.is_some() {
                 pass.provider.call(format!("unregister {}", pass.name));
@@ -193,10 +188,8 @@ impl Kind for Widget {
         }
     }
 
-    fn observe<'a>(
-        pass: &'a Pass<'a, Self>,
-    ) -> impl Future<Output = Result<Vec<Action>, Error>> + Send + 'a {
-        async move {
+    async fn observe<'a>(pass: &'a Pass<'a, Self>) -> Result<Vec<Action>, Error> {
+        {
             let known = pass
                 .provider
                 .registered
