@@ -53,7 +53,12 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    // The demo's own output is the presentation: its operator logs only warnings unless asked.
+    #[cfg(feature = "sim")]
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
+    #[cfg(not(feature = "sim"))]
+    let quiet = false;
+    init_tracing(if quiet { "warn" } else { "warn,portvakt=info" });
     portvakt::install_crypto_provider();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
@@ -91,15 +96,16 @@ fn run() -> anyhow::Result<()> {
 }
 
 /// Logs go to stderr. The level is `PORTVAKT_LOG`, else `RUST_LOG` (tracing's filter syntax, e.g.
-/// `info` or `warn,portvakt=debug`), else `warn,portvakt=info`. The format is `PORTVAKT_LOG_FORMAT`:
+/// `info` or `warn,portvakt=debug`), else `warn,portvakt=info` (`warn` for the demo). The format is
+/// `PORTVAKT_LOG_FORMAT`:
 /// `text` (colour only on a terminal) or `json` (one object a line, with the resource's kind,
 /// namespace and name on every line of a pass); the default is text on a terminal, JSON otherwise.
-fn init_tracing() {
+fn init_tracing(default_filter: &str) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PORTVAKT_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("warn,portvakt=info"));
+        .unwrap_or_else(|_| EnvFilter::new(default_filter));
     let terminal = std::io::stderr().is_terminal();
     let json = match std::env::var("PORTVAKT_LOG_FORMAT").as_deref() {
         Ok("json") => true,

@@ -133,6 +133,15 @@ async fn metrics(State(h): State<Arc<Health>>) -> String {
         "# TYPE portvakt_key_generation_cpu_seconds_total counter\nportvakt_key_generation_cpu_seconds_total {:.6}",
         c.keygen_cpu_micros.load(Ordering::Relaxed) as f64 / 1e6
     );
+    let _ = writeln!(out, "# TYPE portvakt_unhandled_resources gauge");
+    for (kind, n) in ctx
+        .unhandled
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        let _ = writeln!(out, "portvakt_unhandled_resources{{kind=\"{kind}\"}} {n}");
+    }
     if let Some(d) = ctx.provider::<DigdirProvider>() {
         let _ = writeln!(
             out,

@@ -405,8 +405,9 @@ async fn or_stop<T>(
     }
 }
 
-/// How long the controllers get to finish their passes after a stop was asked for.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long passes under way get to finish after a stop was asked for (a pass cut short is safe:
+/// every step converges on the next start).
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
@@ -451,14 +452,50 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         )
     })?;
     tracing::info!(cluster = %args.cluster_name, api_server = %api_url, metrics = %health, "portvakt running");
-    let controllers = controller::run(ctx, opts);
-    tokio::pin!(controllers);
-    tokio::select! {
-        _ = &mut controllers => {}
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(STOP_GRACE).await } => {
-            tracing::warn!("the controllers did not stop within {}s; exiting", STOP_GRACE.as_secs());
+    match or_stop(&shutdown, controller::count_unhandled(&ctx, &opts)).await {
+        None => return Ok(()),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "counting resources of kinds no controller handles failed")
+        }
+        Some(Ok(counts)) => {
+            for (kind, n) in counts.into_iter().filter(|(_, n)| *n > 0) {
+                tracing::info!(
+                    kind,
+                    count = n,
+                    "{n} {kind} resources, but no enabled controller handles this kind: they are left alone (no event, finalizer or status), as another operator may still own them"
+                );
+            }
         }
     }
+    let counters = ctx.shared.clone();
+    let controllers = controller::run(ctx, opts);
+    tokio::pin!(controllers);
+    let stopped = async {
+        shutdown.cancelled().await;
+        // Once no pass is under way there is nothing to wait for.
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        loop {
+            let c = &counters.counters;
+            let busy = portvakt::controller::Counters::get(&c.reconciles)
+                > portvakt::controller::Counters::get(&c.passes_done);
+            if !busy {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "passes still under way {}s after the stop was asked for; exiting (they resume on the next start)",
+                    STOP_GRACE.as_secs()
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        _ = &mut controllers => {}
+        _ = stopped => {}
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -140,6 +140,8 @@ pub struct Shared {
     pub(crate) backoff: Backoff,
     /// Key generation off the async threads, one per core at a time.
     pub keygen: KeyGenerator,
+    /// Resources of kinds no enabled controller handles, by kind (counted at start).
+    pub unhandled: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Shared {
@@ -160,6 +162,7 @@ impl Shared {
             own_writes: OwnWrites::default(),
             backoff: Backoff::default(),
             keygen: KeyGenerator::default(),
+            unhandled: Mutex::new(Default::default()),
         }
     }
 }

@@ -142,6 +142,76 @@ fn enabled<'a>(
         .filter(|k| !opts.disabled.contains(k.kind()) && k.available(ctx))
 }
 
+/// The kinds that run with this context and these options.
+pub fn enabled_kinds(ctx: &Context, opts: &RunOptions) -> Vec<&'static str> {
+    let kinds = builtin_kinds();
+    enabled(&kinds, ctx, opts).map(|k| k.kind()).collect()
+}
+
+/// How many resources there are of each kind portvakt owns a CRD for but that no enabled
+/// controller handles (metadata only, paginated). They are left entirely alone — no event,
+/// finalizer or status — since another operator (azurerator, say, during a staged switch) may still
+/// own them; this only counts them.
+pub async fn count_unhandled(
+    ctx: &Context,
+    opts: &RunOptions,
+) -> Result<Vec<(&'static str, u64)>, Error> {
+    use crate::crd::{AzureAdApplication, IDPortenClient, MaskinportenClient};
+    let handled = enabled_kinds(ctx, opts);
+    let mut out = Vec::new();
+    for (kind, count) in [
+        (
+            "IDPortenClient",
+            count_of::<IDPortenClient>(ctx, &handled).await,
+        ),
+        (
+            "MaskinportenClient",
+            count_of::<MaskinportenClient>(ctx, &handled).await,
+        ),
+        (
+            "AzureAdApplication",
+            count_of::<AzureAdApplication>(ctx, &handled).await,
+        ),
+    ] {
+        if let Some(n) = count? {
+            out.push((kind, n));
+        }
+    }
+    *ctx.unhandled.lock().unwrap_or_else(|p| p.into_inner()) = out.iter().cloned().collect();
+    Ok(out)
+}
+
+/// The number of `K` resources, unless the kind is handled (`None`). A kind whose CRD is not
+/// installed counts 0.
+async fn count_of<K>(ctx: &Context, handled: &[&str]) -> Result<Option<u64>, Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let kind = K::kind(&()).to_string();
+    if handled.contains(&kind.as_str()) {
+        return Ok(None);
+    }
+    let api: kube::Api<kube::api::PartialObjectMeta<K>> = kube::Api::all(ctx.client.clone());
+    let mut n = 0u64;
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = kube::api::ListParams::default().limit(500);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = match api.list_metadata(&lp).await {
+            Ok(p) => p,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Some(0)),
+            Err(e) => return Err(Error::kube(format!("counting {kind} resources"), e)),
+        };
+        n += page.items.len() as u64;
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(t) => token = Some(t),
+            None => return Ok(Some(n)),
+        }
+    }
+}
+
 /// Runs the enabled built-in kinds' controllers, and each provider's periodic pass, until
 /// `opts.shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, opts: RunOptions) {

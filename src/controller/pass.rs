@@ -211,12 +211,13 @@ impl<'a, K: Kind> Pass<'a, K> {
         self.shared.own_writes.record("Secret", &written.metadata);
         Counters::inc(&self.shared.counters.secret_writes);
         tracing::info!(
-            kind = kind_name::<K>(),
-            namespace = %self.namespace,
-            name = %self.name,
             secret = written.metadata.name.as_deref().unwrap_or_default(),
             "Secret {}",
-            if existing.is_some() { "updated" } else { "created" }
+            if existing.is_some() {
+                "updated"
+            } else {
+                "created"
+            }
         );
         Ok(written)
     }
@@ -230,13 +231,7 @@ impl<'a, K: Kind> Pass<'a, K> {
             .own_writes
             .forget("Secret", &self.namespace, name);
         Counters::inc(&self.shared.counters.secret_deletes);
-        tracing::info!(
-            kind = kind_name::<K>(),
-            namespace = %self.namespace,
-            name = %self.name,
-            secret = name,
-            "Secret deleted (no workload references it)"
-        );
+        tracing::info!(secret = name, "Secret deleted (no workload references it)");
         Ok(())
     }
 
@@ -426,7 +421,8 @@ pub async fn reconcile<K: Kind>(obj: Arc<K>, kc: Arc<KindContext<K>>) -> Result<
         "pass",
         kind = kind_name::<K>(),
         namespace = obj.meta().namespace.as_deref().unwrap_or_default(),
-        name = obj.meta().name.as_deref().unwrap_or_default(),
+        // Not `name`: the JSON format writes the span's own name under that key.
+        resource = obj.meta().name.as_deref().unwrap_or_default(),
     );
     let result = reconcile_once(obj, &kc).instrument(span).await;
     Counters::inc(&kc.shared.counters.passes_done);

@@ -11,6 +11,7 @@ mod digdir_scopes;
 mod digdir_sim;
 mod kube_server;
 mod kubectl;
+mod newcomer;
 mod procs;
 mod real_cluster;
 mod safety;

@@ -199,8 +199,7 @@ pub(crate) async fn sync<K: DigdirResource>(
             kids: kids.clone(),
             expires_at: new_book.expires_at,
         };
-        tracing::info!(kind = K::KIND.kind(), namespace = %pass.namespace, name = %pass.name,
-            client_id = %client_id, kids = %kids.join(","), why = %actions.post_reasons.join(", "),
+        tracing::info!(client_id = %client_id, kids = %kids.join(","), why = %actions.post_reasons.join(", "),
             "keys registered at Digdir");
         key_ids = Some(kids);
         changes.push(format!(

@@ -239,8 +239,9 @@ pub(super) async fn cleanup<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<(),
     let provider = pass.provider;
     provider.set_deferred_next(&pass.key, false);
     if cstatus::preserve(obj.meta().annotations.as_ref()) {
-        tracing::info!(kind = K::KIND.kind(), namespace = %pass.namespace, name = %pass.name,
-            "resource deleted; its client at Digdir is preserved (digdir.nais.io/preserve)");
+        tracing::info!(
+            "resource deleted; its client at Digdir is preserved (digdir.nais.io/preserve)"
+        );
     } else {
         let desc = creg::description(&provider.config.cluster_name, &pass.namespace, &pass.name);
         let ids: Vec<String> = match obj
@@ -259,8 +260,7 @@ pub(super) async fn cleanup<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<(),
             }
             provider.registrations.forget(&id);
             crate::controller::Counters::inc(&pass.shared.counters.client_deletes);
-            tracing::info!(kind = K::KIND.kind(), namespace = %pass.namespace, name = %pass.name,
-                client_id = %id, "client deleted at Digdir");
+            tracing::info!(    client_id = %id, "client deleted at Digdir");
         }
     }
     pass.forget_own(&[

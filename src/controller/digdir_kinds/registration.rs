@@ -247,8 +247,7 @@ pub(crate) async fn sync<K: DigdirResource>(
             format!("Client {id} adopted (description {desc})"),
         )
         .await;
-        tracing::info!(kind = K::KIND.kind(), namespace = %pass.namespace, name = %pass.name,
-            client_id = %id, "adopted the existing client at Digdir");
+        tracing::info!(client_id = %id, "adopted the existing client at Digdir");
         observed = Some(c);
     }
     let mut created = false;
@@ -277,8 +276,7 @@ pub(crate) async fn sync<K: DigdirResource>(
                     format!("Client is updated ({})", diff.join(", ")),
                 )
                 .await;
-                tracing::info!(kind = K::KIND.kind(), namespace = %pass.namespace, name = %pass.name,
-                    client_id = %id, fields = %diff.join(", "), "client updated at Digdir");
+                tracing::info!(        client_id = %id, fields = %diff.join(", "), "client updated at Digdir");
                 updated = diff;
             }
             id
@@ -326,8 +324,7 @@ pub(crate) async fn sync<K: DigdirResource>(
                 "Client is registered".into(),
             )
             .await;
-            tracing::info!(kind = K::KIND.kind(), namespace = %pass.namespace, name = %pass.name,
-                client_id = %id, "client created at Digdir");
+            tracing::info!(    client_id = %id, "client created at Digdir");
             id
         }
     };
@@ -390,8 +387,7 @@ async fn deactivate_duplicates<K: DigdirResource>(
                 let note = format!(
                     "Client {other} has the same identity as {keep} but is kept: Secret {s} holds its client ID and a workload uses it"
                 );
-                tracing::warn!(kind = K::KIND.kind(), namespace = %pass.namespace, name = %pass.name,
-                    duplicate = %other, kept = %keep, secret = %s, "duplicate client kept: in use");
+                tracing::warn!(        duplicate = %other, kept = %keep, secret = %s, "duplicate client kept: in use");
                 pass.publish(EventType::Warning, DUPLICATE_REGISTRATION, note)
                     .await;
                 continue;
@@ -404,8 +400,7 @@ async fn deactivate_duplicates<K: DigdirResource>(
         }
         p.registrations.forget(other);
         Counters::inc(&pass.shared.counters.client_deletes);
-        tracing::warn!(kind = K::KIND.kind(), namespace = %pass.namespace, name = %pass.name,
-            duplicate = %other, kept = %keep, "duplicate client deactivated at Digdir");
+        tracing::warn!(duplicate = %other, kept = %keep, "duplicate client deactivated at Digdir");
         pass.publish(
             EventType::Warning,
             DUPLICATE_REGISTRATION,
