@@ -190,3 +190,74 @@ async fn readyz_is_not_ready_while_the_api_server_is_down() {
         "{last}"
     );
 }
+
+/// A kind no enabled controller handles is left alone, counted in the log and in a gauge.
+#[tokio::test]
+async fn resources_of_a_kind_no_controller_handles_are_counted_and_left_alone() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, PostParams};
+    use portvakt::crd::AzureAdApplication;
+    let sim = crate::procs::start_sim(&[]).await;
+    let client = sim.client().await;
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "tilgangsstyring-main"}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/examples/azureadapplication.yaml"),
+    )
+    .expect("example");
+    let app: AzureAdApplication = serde_saphyr::from_str(&text).expect("AzureAdApplication");
+    let apps: Api<AzureAdApplication> = Api::namespaced(client.clone(), "tilgangsstyring-main");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create");
+    let op = sim.start_operator(&[]);
+    crate::procs::wait_for("the count logged", 30, async || {
+        op.log_text().contains("1 AzureAdApplication resources")
+    })
+    .await;
+    assert_eq!(
+        op.metric("portvakt_unhandled_resources{kind=\"AzureAdApplication\"}")
+            .await,
+        1.0
+    );
+    let got = apps.get("test-app").await.expect("get");
+    assert!(got.metadata.finalizers.is_none(), "no finalizer added");
+    assert!(got.status.is_none(), "no status written");
+}
+
+/// `portvakt demo --examples DIR` names the examples of kinds it does not handle instead of waiting
+/// for them, and succeeds with the others.
+#[test]
+fn the_demo_names_examples_it_does_not_handle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/examples");
+    for f in ["idportenclient.yaml", "azureadapplication.yaml"] {
+        std::fs::copy(data.join(f), dir.path().join(f)).expect("copy");
+    }
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portvakt"))
+        .args(["demo", "--examples"])
+        .arg(dir.path())
+        .output()
+        .expect("portvakt demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("azureadapplication/test-app") && text.contains("not handled"),
+        "{text}"
+    );
+    assert!(text.contains("OK   IDPortenClient"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(100),
+        "it did not wait for the unhandled one"
+    );
+}
