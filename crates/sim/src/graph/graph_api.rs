@@ -80,7 +80,10 @@ impl Query {
                 }
             },
         };
-        let skip = get("$skiptoken").map(odata::parse_skip_token).transpose()?.unwrap_or(0);
+        let skip = get("$skiptoken")
+            .map(odata::parse_skip_token)
+            .transpose()?
+            .unwrap_or(0);
         let select = get("$select").map(|s| {
             s.split(',')
                 .map(|f| f.trim().to_string())
@@ -162,8 +165,9 @@ fn json_body(body: &Bytes) -> Result<Value> {
             "Empty Payload. JSON content expected.",
         ));
     }
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| GraphApiError::bad_request(format!("Unable to read JSON request payload: {e}")))?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        GraphApiError::bad_request(format!("Unable to read JSON request payload: {e}"))
+    })?;
     if !v.is_object() {
         return Err(GraphApiError::bad_request(
             "Unable to read JSON request payload: expected an object.",
@@ -255,7 +259,9 @@ async fn serve(
     let now = inner.clock.now();
     let routed = {
         let state = inner.lock_state();
-        route(&state, now, &base, method, raw_path, &segments, &query, headers, body)?
+        route(
+            &state, now, &base, method, raw_path, &segments, &query, headers, body,
+        )?
     };
     let w = match routed {
         Routed::Done(a) => return Ok(a),
@@ -290,7 +296,9 @@ fn begin_write(state: &mut State, target: Option<&str>, now: Timestamp) -> Resul
         if state.writes.recent.len() >= limit {
             let oldest = state.writes.recent.front().copied().unwrap_or(now);
             let free_at = oldest.checked_add(window).unwrap_or(now);
-            let wait = free_at.duration_since(now).as_secs().max(1);
+            // Whole seconds, rounded up: waiting that long always frees a slot.
+            let millis = free_at.duration_since(now).as_millis().max(1);
+            let wait = (millis + 999) / 1000;
             return Err(GraphApiError::throttled(u64::try_from(wait).unwrap_or(1)));
         }
         state.writes.recent.push_back(now);
@@ -328,7 +336,9 @@ fn route(
     body: &Bytes,
 ) -> Result<Routed> {
     let Some(first) = segments.first() else {
-        return Err(GraphApiError::bad_request("Resource not found for the segment ''."));
+        return Err(GraphApiError::bad_request(
+            "Resource not found for the segment ''.",
+        ));
     };
     let (collection, alternate) = odata::split_key(first)?;
     let (key, rest): (Option<AppKey>, &[String]) = match alternate {
@@ -352,8 +362,12 @@ fn route(
     let page_size = state.settings.page_size;
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     match collection {
-        "applications" => applications(state, now, base, method, raw_path, key, &rest, query, headers, body, page_size),
-        "servicePrincipals" => service_principals(state, now, base, method, raw_path, key, &rest, query, body, page_size),
+        "applications" => applications(
+            state, now, base, method, raw_path, key, &rest, query, headers, body, page_size,
+        ),
+        "servicePrincipals" => service_principals(
+            state, now, base, method, raw_path, key, &rest, query, body, page_size,
+        ),
         "groups" => {
             if method != Method::GET || !rest.is_empty() {
                 return Err(not_allowed(method, raw_path));
@@ -361,16 +375,32 @@ fn route(
             match key {
                 None => {
                     let items = state.groups.values().map(|g| g.render()).collect();
-                    page(base, raw_path, query, items, &["displayName", "id", "mailNickname"], "groups", page_size).map(Routed::Done)
+                    page(
+                        base,
+                        raw_path,
+                        query,
+                        items,
+                        &["displayName", "id", "mailNickname"],
+                        "groups",
+                        page_size,
+                    )
+                    .map(Routed::Done)
                 }
                 Some(k) => state
                     .groups
                     .get(k.text())
-                    .map(|g| Routed::Done(Answer::Ok(odata::select(g.render(), query.select.as_deref()))))
+                    .map(|g| {
+                        Routed::Done(Answer::Ok(odata::select(
+                            g.render(),
+                            query.select.as_deref(),
+                        )))
+                    })
                     .ok_or_else(|| GraphApiError::not_found(k.text())),
             }
         }
-        "oauth2PermissionGrants" => grants(state, base, method, raw_path, key, &rest, query, body, page_size),
+        "oauth2PermissionGrants" => grants(
+            state, base, method, raw_path, key, &rest, query, body, page_size,
+        ),
         other => Err(GraphApiError::bad_request(format!(
             "Resource not found for the segment '{other}'."
         ))),
@@ -401,13 +431,25 @@ fn applications(
                     .collect();
                 apps.sort_by_key(|a| a.seq);
                 let with_keys = query.selects("keyCredentials");
-                let items = apps.iter().map(|a| state.render_app(a, with_keys)).collect();
+                let items = apps
+                    .iter()
+                    .map(|a| state.render_app(a, with_keys))
+                    .collect();
                 page(
                     base,
                     raw_path,
                     query,
                     items,
-                    &["displayName", "appId", "id", "uniqueName", "identifierUris", "tags", "publisherDomain", "signInAudience"],
+                    &[
+                        "displayName",
+                        "appId",
+                        "id",
+                        "uniqueName",
+                        "identifierUris",
+                        "tags",
+                        "publisherDomain",
+                        "signInAudience",
+                    ],
                     "applications",
                     page_size,
                 )
@@ -417,7 +459,10 @@ fn applications(
                 let body = json_body(body)?;
                 write(None, move |s, now| {
                     let id = s.create_app(&body, None, now)?;
-                    let app = s.apps.get(&id).ok_or_else(|| GraphApiError::not_found(&id))?;
+                    let app = s
+                        .apps
+                        .get(&id)
+                        .ok_or_else(|| GraphApiError::not_found(&id))?;
                     Ok(Answer::Created(s.render_app(app, false)))
                 })
             }
@@ -425,7 +470,9 @@ fn applications(
         };
     };
     // The upsert: PATCH /applications(uniqueName='…') creates with `Prefer: create-if-missing`.
-    if let (AppKey::UniqueName(unique), true, true) = (&key, rest.is_empty(), method == Method::PATCH) {
+    if let (AppKey::UniqueName(unique), true, true) =
+        (&key, rest.is_empty(), method == Method::PATCH)
+    {
         let body = json_body(body)?;
         let existing = state
             .apps
@@ -457,7 +504,10 @@ fn applications(
                         return Ok(Answer::NoContent);
                     }
                     let id = s.create_app(&body, Some(unique), now)?;
-                    let app = s.apps.get(&id).ok_or_else(|| GraphApiError::not_found(&id))?;
+                    let app = s
+                        .apps
+                        .get(&id)
+                        .ok_or_else(|| GraphApiError::not_found(&id))?;
                     Ok(Answer::Created(s.render_app(app, false)))
                 })
             }
@@ -504,7 +554,16 @@ fn applications(
                 .iter()
                 .filter_map(|o| state.render_directory_object(o))
                 .collect();
-            page(base, raw_path, query, items, &["id"], "directoryObjects", page_size).map(Routed::Done)
+            page(
+                base,
+                raw_path,
+                query,
+                items,
+                &["id"],
+                "directoryObjects",
+                page_size,
+            )
+            .map(Routed::Done)
         }
         (Method::POST, ["owners", "$ref"]) => {
             let body = json_body(body)?;
@@ -588,7 +647,14 @@ fn service_principals(
                     raw_path,
                     query,
                     items,
-                    &["appId", "displayName", "id", "servicePrincipalNames", "tags", "accountEnabled"],
+                    &[
+                        "appId",
+                        "displayName",
+                        "id",
+                        "servicePrincipalNames",
+                        "tags",
+                        "accountEnabled",
+                    ],
                     "servicePrincipals",
                     page_size,
                 )
@@ -598,7 +664,10 @@ fn service_principals(
                 let body = json_body(body)?;
                 write(None, move |s, now| {
                     let id = s.create_sp(&body, now)?;
-                    let sp = s.sps.get(&id).ok_or_else(|| GraphApiError::not_found(&id))?;
+                    let sp = s
+                        .sps
+                        .get(&id)
+                        .ok_or_else(|| GraphApiError::not_found(&id))?;
                     Ok(Answer::Created(s.render_sp(sp)))
                 })
             }
@@ -680,7 +749,16 @@ fn service_principals(
                 .iter()
                 .filter_map(|o| state.render_directory_object(o))
                 .collect();
-            page(base, raw_path, query, items, &["id"], "directoryObjects", page_size).map(Routed::Done)
+            page(
+                base,
+                raw_path,
+                query,
+                items,
+                &["id"],
+                "directoryObjects",
+                page_size,
+            )
+            .map(Routed::Done)
         }
         (Method::POST, ["owners", "$ref"]) => {
             let body = json_body(body)?;
@@ -735,7 +813,9 @@ fn grants(
                 .get("clientId")
                 .and_then(Value::as_str)
                 .map(str::to_string);
-            write(target, move |s, _| Ok(Answer::Created(s.create_grant(&body)?)))
+            write(target, move |s, _| {
+                Ok(Answer::Created(s.create_grant(&body)?))
+            })
         }
         (Method::GET, Some(k)) => state
             .grants

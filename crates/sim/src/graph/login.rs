@@ -158,12 +158,17 @@ fn issue(
             format!("Tenant '{tenant}' not found."),
         ));
     }
-    let grant_type = form.get("grant_type").map(String::as_str).unwrap_or_default();
+    let grant_type = form
+        .get("grant_type")
+        .map(String::as_str)
+        .unwrap_or_default();
     if grant_type != "client_credentials" {
         return Err(OAuthError::new(
             "unsupported_grant_type",
             70003,
-            format!("The app requested an unsupported grant type '{grant_type}'; the simulator supports client_credentials."),
+            format!(
+                "The app requested an unsupported grant type '{grant_type}'; the simulator supports client_credentials."
+            ),
         ));
     }
     let scope = form.get("scope").map(String::as_str).unwrap_or_default();
@@ -175,24 +180,35 @@ fn issue(
         ));
     }
     let mut scopes = scope.split_whitespace();
-    let resource_name = match (scopes.next().and_then(|s| s.strip_suffix("/.default")), scopes.next()) {
+    let resource_name = match (
+        scopes.next().and_then(|s| s.strip_suffix("/.default")),
+        scopes.next(),
+    ) {
         (Some(r), None) if !r.is_empty() => r.to_string(),
         _ => {
             return Err(OAuthError::new(
                 "invalid_scope",
                 1002012,
-                format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+                format!(
+                    "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+                ),
             ));
         }
     };
 
     let (client, auth) = authenticate(inner, &state, tenant, base, form, now)?;
     let tenant_id = state.tenant_id.clone();
-    let Some(client_sp) = state.sp_by_app_id(&client.app_id).filter(|s| s.visible(now)) else {
+    let Some(client_sp) = state
+        .sp_by_app_id(&client.app_id)
+        .filter(|s| s.visible(now))
+    else {
         return Err(OAuthError::new(
             "invalid_client",
             7000229,
-            format!("The client application {} is missing service principal in the tenant {tenant_id}.", client.app_id),
+            format!(
+                "The client application {} is missing service principal in the tenant {tenant_id}.",
+                client.app_id
+            ),
         ));
     };
     let client_sp_id = client_sp.id.clone();
@@ -200,7 +216,10 @@ fn issue(
         return Err(OAuthError::new(
             "invalid_resource",
             500011,
-            format!("The resource principal named {resource_name} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.", state.tenant_name),
+            format!(
+                "The resource principal named {resource_name} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
+                state.tenant_name
+            ),
         ));
     };
     let resource_sp = state.sp_by_app_id(&resource.app_id).cloned();
@@ -208,7 +227,10 @@ fn issue(
         return Err(OAuthError::new(
             "invalid_resource",
             500011,
-            format!("The resource principal named {resource_name} was not found in the tenant named {}.", state.tenant_name),
+            format!(
+                "The resource principal named {resource_name} was not found in the tenant named {}.",
+                state.tenant_name
+            ),
         ));
     };
     let assigned: Vec<String> = state
@@ -306,7 +328,9 @@ fn resolve_resource(state: &State, name: &str, now: jiff::Timestamp) -> Option<A
         .find(|a| {
             (a.foreign || a.visible(now))
                 && (a.app_id.eq_ignore_ascii_case(name)
-                    || a.identifier_uris().iter().any(|u| u.trim_end_matches('/').eq_ignore_ascii_case(name))
+                    || a.identifier_uris()
+                        .iter()
+                        .any(|u| u.trim_end_matches('/').eq_ignore_ascii_case(name))
                     || name.eq_ignore_ascii_case(&format!("api://{}", a.app_id)))
         })
         .cloned()
@@ -343,19 +367,29 @@ fn authenticate(
             ));
         };
         let app = find_client(id)?;
-        let matching: Vec<_> = app.passwords.iter().filter(|p| &p.secret == secret).collect();
+        let matching: Vec<_> = app
+            .passwords
+            .iter()
+            .filter(|p| &p.secret == secret)
+            .collect();
         if matching.iter().any(|p| p.start <= now && now < p.end) {
             return Ok((app, ClientAuth::Secret));
         }
         if !matching.is_empty() {
             return Err(OAuthError::client(
                 7000222,
-                format!("The provided client secret keys for app '{}' are expired.", app.app_id),
+                format!(
+                    "The provided client secret keys for app '{}' are expired.",
+                    app.app_id
+                ),
             ));
         }
         return Err(OAuthError::client(
             7000215,
-            format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", app.app_id),
+            format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                app.app_id
+            ),
         ));
     }
     let Some(assertion) = form.get("client_assertion") else {
@@ -371,10 +405,19 @@ fn authenticate(
             format!("client_assertion_type must be {CLIENT_ASSERTION_TYPE}."),
         ));
     }
-    let malformed = |why: String| OAuthError::client(50027, format!("JWT token is invalid or malformed. [Reason - {why}]"));
+    let malformed = |why: String| {
+        OAuthError::client(
+            50027,
+            format!("JWT token is invalid or malformed. [Reason - {why}]"),
+        )
+    };
     let header = crypto::raw_header(assertion).map_err(malformed)?;
     let claims = crypto::raw_claims(assertion).map_err(malformed)?;
-    let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default().to_string();
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let has_thumbprint = header.get("x5t").is_some() || header.get("x5t#S256").is_some();
     let own = client_id.is_none_or(|c| c.eq_ignore_ascii_case(&iss));
     if has_thumbprint && own && state.app_by_app_id(&iss).is_some() {
@@ -396,7 +439,11 @@ fn authenticate(
 fn audiences(claims: &Value) -> Vec<String> {
     match claims.get("aud") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
         _ => vec![],
     }
 }
@@ -412,7 +459,8 @@ fn check_times(claims: &Value, now: i64) -> Result<(), OAuthError> {
             format!(
                 "Client assertion is not within its valid time range. Current time: {now}, assertion valid from {}, expiry time of assertion {}.",
                 nbf.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
-                exp.map(|e| e.to_string()).unwrap_or_else(|| "(none)".into())
+                exp.map(|e| e.to_string())
+                    .unwrap_or_else(|| "(none)".into())
             ),
         ));
     }
@@ -428,7 +476,12 @@ fn certificate_assertion(
     claims: &Value,
     now: jiff::Timestamp,
 ) -> Result<App, OAuthError> {
-    let malformed = |why: String| OAuthError::client(50027, format!("JWT token is invalid or malformed. [Reason - {why}]"));
+    let malformed = |why: String| {
+        OAuthError::client(
+            50027,
+            format!("JWT token is invalid or malformed. [Reason - {why}]"),
+        )
+    };
     let alg = match header.get("alg").and_then(Value::as_str) {
         Some("RS256") => jsonwebtoken::Algorithm::RS256,
         Some("PS256") => jsonwebtoken::Algorithm::PS256,
@@ -438,7 +491,10 @@ fn certificate_assertion(
             )));
         }
     };
-    let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if claims.get("sub").and_then(Value::as_str) != Some(iss) {
         return Err(malformed("sub must equal iss (the client id)".into()));
     }
@@ -450,7 +506,10 @@ fn certificate_assertion(
             OAuthError::new(
                 "unauthorized_client",
                 700016,
-                format!("Application with identifier '{iss}' was not found in the directory '{}'.", state.tenant_name),
+                format!(
+                    "Application with identifier '{iss}' was not found in the directory '{}'.",
+                    state.tenant_name
+                ),
             )
         })?;
     let mut accepted = vec![];
@@ -462,10 +521,11 @@ fn certificate_assertion(
     // The issuer form, which some clients send as the audience.
     accepted.push(format!("{base}/{}/v2.0", state.tenant_id));
     let auds = audiences(claims);
-    if !auds
-        .iter()
-        .any(|a| accepted.iter().any(|x| x.eq_ignore_ascii_case(a.trim_end_matches('/'))))
-    {
+    if !auds.iter().any(|a| {
+        accepted
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(a.trim_end_matches('/')))
+    }) {
         return Err(OAuthError::client(
             50027,
             format!(
@@ -493,13 +553,19 @@ fn certificate_assertion(
     let Some(key) = key else {
         return Err(OAuthError::client(
             700027,
-            format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumb}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.]", app.app_id),
+            format!(
+                "The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumb}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.]",
+                app.app_id
+            ),
         ));
     };
     if now < key.start || now >= key.end || now < key.cert.not_before || now >= key.cert.not_after {
         return Err(OAuthError::client(
             700027,
-            format!("The certificate with thumbprint '{thumb}' is not within its valid time range on application '{}'.", app.app_id),
+            format!(
+                "The certificate with thumbprint '{thumb}' is not within its valid time range on application '{}'.",
+                app.app_id
+            ),
         ));
     }
     let valid = crypto::decoding_key(&key.cert.n, &key.cert.e)
@@ -522,14 +588,22 @@ fn federated_assertion(
     claims: &Value,
     now: jiff::Timestamp,
 ) -> Result<(), OAuthError> {
-    let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
-    let sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let by_issuer: Vec<_> = app.fics.iter().filter(|f| f.issuer == iss).collect();
     if by_issuer.is_empty() {
         return Err(OAuthError::new(
             "invalid_request",
             700211,
-            format!("No matching federated identity record found for presented assertion issuer '{iss}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion."),
+            format!(
+                "No matching federated identity record found for presented assertion issuer '{iss}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion."
+            ),
         ));
     }
     let by_subject: Vec<_> = by_issuer.iter().filter(|f| f.subject == sub).collect();
@@ -537,7 +611,9 @@ fn federated_assertion(
         return Err(OAuthError::new(
             "invalid_request",
             700213,
-            format!("No matching federated identity record found for presented assertion subject '{sub}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion."),
+            format!(
+                "No matching federated identity record found for presented assertion subject '{sub}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion."
+            ),
         ));
     }
     let auds = audiences(claims);
@@ -548,7 +624,9 @@ fn federated_assertion(
         return Err(OAuthError::new(
             "invalid_request",
             700212,
-            format!("No matching federated identity record found for presented assertion audience {auds:?}."),
+            format!(
+                "No matching federated identity record found for presented assertion audience {auds:?}."
+            ),
         ));
     }
     check_times(claims, now.as_second())?;
@@ -572,7 +650,9 @@ fn federated_assertion(
     if !valid {
         return Err(OAuthError::client(
             700027,
-            format!("Client assertion failed signature validation: no key of issuer '{iss}' verifies it."),
+            format!(
+                "Client assertion failed signature validation: no key of issuer '{iss}' verifies it."
+            ),
         ));
     }
     Ok(())
@@ -583,21 +663,28 @@ pub fn check_graph_token(inner: &Inner, headers: &HeaderMap) -> Result<(), Graph
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .unwrap_or_default();
     if token.is_empty() {
         return Err(GraphApiError::unauthorized("Access token is empty."));
     }
     let key = crypto::decoding_key(&inner.signing.key.n(), &inner.signing.key.e());
-    let signed = key.is_some_and(|k| crypto::verify_signature(token, jsonwebtoken::Algorithm::RS256, &k));
+    let signed =
+        key.is_some_and(|k| crypto::verify_signature(token, jsonwebtoken::Algorithm::RS256, &k));
     if !signed {
         return Err(GraphApiError::unauthorized(
             "Access token validation failure. Invalid signature.",
         ));
     }
     let claims = crypto::raw_claims(token).map_err(GraphApiError::unauthorized)?;
-    let aud = claims.get("aud").and_then(Value::as_str).unwrap_or_default();
+    let aud = claims
+        .get("aud")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if aud != MICROSOFT_GRAPH_RESOURCE && aud != MICROSOFT_GRAPH_APP_ID {
         return Err(GraphApiError::unauthorized(
             "Access token validation failure. Invalid audience.",
@@ -610,7 +697,10 @@ pub fn check_graph_token(inner: &Inner, headers: &HeaderMap) -> Result<(), Graph
             "Lifetime validation failed, the token is expired.",
         ));
     }
-    let uti = claims.get("uti").and_then(Value::as_str).unwrap_or_default();
+    let uti = claims
+        .get("uti")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if inner.lock_state().revoked_tokens.contains(uti) {
         return Err(GraphApiError::unauthorized(
             "Continuous access evaluation resulted in challenge: the token has been revoked.",

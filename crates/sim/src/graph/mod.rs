@@ -181,7 +181,8 @@ impl GraphSim {
                 .map(|s| s.id.clone())
                 .ok_or_else(|| SimError::Seed("the operator has no service principal".into()))?,
         };
-        let signing_cert = TestCertificate::generate("portvakt Entra simulator token signing", 3650)?;
+        let signing_cert =
+            TestCertificate::generate("portvakt Entra simulator token signing", 3650)?;
         let signing = SigningKey {
             x5t: signing_cert.x5t(),
             cert_der: signing_cert.cert_der.clone(),
@@ -448,7 +449,10 @@ impl GraphSim {
         let now = self.inner.clock.now();
         let mut state = self.inner.lock_state();
         let id = state.find_app_id(&AppKey::AppId(app_id.to_string()), now)?;
-        let app = state.apps.get(&id).ok_or_else(|| GraphApiError::not_found(&id))?;
+        let app = state
+            .apps
+            .get(&id)
+            .ok_or_else(|| GraphApiError::not_found(&id))?;
         let mut creds: Vec<Value> = app
             .keys
             .iter()
@@ -545,7 +549,10 @@ async fn method_not_allowed(req: Request) -> Response {
     GraphApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "Request_BadRequest",
-        format!("The HTTP method '{}' is not allowed on '{path}'.", req.method()),
+        format!(
+            "The HTTP method '{}' is not allowed on '{path}'.",
+            req.method()
+        ),
     )
     .respond(None)
 }

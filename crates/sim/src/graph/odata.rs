@@ -11,10 +11,19 @@ use super::error::GraphApiError;
 /// One clause of a `$filter`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Clause {
-    Eq { property: String, value: Literal },
-    StartsWith { property: String, prefix: String },
+    Eq {
+        property: String,
+        value: Literal,
+    },
+    StartsWith {
+        property: String,
+        prefix: String,
+    },
     /// `property/any(x:x eq 'value')` on a collection of strings.
-    AnyEq { property: String, value: String },
+    AnyEq {
+        property: String,
+        value: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,7 +133,10 @@ impl<'a> Lexer<'a> {
             self.rest = rest;
             return Ok(Literal::String(guid.to_string()));
         }
-        Err(format!("unexpected {:?}", self.rest.chars().take(20).collect::<String>()))
+        Err(format!(
+            "unexpected {:?}",
+            self.rest.chars().take(20).collect::<String>()
+        ))
     }
 }
 
@@ -144,7 +156,9 @@ pub fn parse_filter(text: &str) -> Result<Filter, GraphApiError> {
             if !lx.eat("(") {
                 return Err(bad("expected ( after startswith".into()));
             }
-            let property = lx.ident().ok_or_else(|| bad("expected a property".into()))?;
+            let property = lx
+                .ident()
+                .ok_or_else(|| bad("expected a property".into()))?;
             if !lx.eat(",") {
                 return Err(bad("expected , in startswith".into()));
             }
@@ -165,13 +179,19 @@ pub fn parse_filter(text: &str) -> Result<Filter, GraphApiError> {
                 if !lx.eat("(") {
                     return Err(bad("expected ( after any".into()));
                 }
-                let var = lx.ident().ok_or_else(|| bad("expected a variable".into()))?;
+                let var = lx
+                    .ident()
+                    .ok_or_else(|| bad("expected a variable".into()))?;
                 if !lx.eat(":") {
                     return Err(bad("expected : in any".into()));
                 }
-                let again = lx.ident().ok_or_else(|| bad("expected a variable".into()))?;
+                let again = lx
+                    .ident()
+                    .ok_or_else(|| bad("expected a variable".into()))?;
                 if again != var || !lx.eat_word("eq") {
-                    return Err(bad(format!("only {var}:{var} eq '...' is supported in any")));
+                    return Err(bad(format!(
+                        "only {var}:{var} eq '...' is supported in any"
+                    )));
                 }
                 let value = lx.string().map_err(bad)?;
                 if !lx.eat(")") {
@@ -211,7 +231,12 @@ pub fn parse_filter(text: &str) -> Result<Filter, GraphApiError> {
 impl Filter {
     /// Whether `object` (a rendered resource) matches. `properties` lists the properties that may be
     /// filtered on; any other is refused as Graph refuses it.
-    pub fn matches(&self, object: &Value, allowed: &[&str], resource: &str) -> Result<bool, GraphApiError> {
+    pub fn matches(
+        &self,
+        object: &Value,
+        allowed: &[&str],
+        resource: &str,
+    ) -> Result<bool, GraphApiError> {
         for clause in &self.clauses {
             let property = match clause {
                 Clause::Eq { property, .. }
@@ -226,13 +251,21 @@ impl Filter {
             let actual = object.get(property).unwrap_or(&Value::Null);
             let ok = match clause {
                 // Directory string comparisons ignore case.
-                Clause::Eq { value: Literal::String(s), .. } => {
-                    actual.as_str().is_some_and(|a| a.eq_ignore_ascii_case(s))
-                }
-                Clause::Eq { value: Literal::Bool(b), .. } => actual.as_bool() == Some(*b),
-                Clause::Eq { value: Literal::Null, .. } => actual.is_null(),
+                Clause::Eq {
+                    value: Literal::String(s),
+                    ..
+                } => actual.as_str().is_some_and(|a| a.eq_ignore_ascii_case(s)),
+                Clause::Eq {
+                    value: Literal::Bool(b),
+                    ..
+                } => actual.as_bool() == Some(*b),
+                Clause::Eq {
+                    value: Literal::Null,
+                    ..
+                } => actual.is_null(),
                 Clause::StartsWith { prefix, .. } => actual.as_str().is_some_and(|a| {
-                    a.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase())
+                    a.to_ascii_lowercase()
+                        .starts_with(&prefix.to_ascii_lowercase())
                 }),
                 Clause::AnyEq { value, .. } => actual.as_array().is_some_and(|items| {
                     items
@@ -265,7 +298,9 @@ pub fn split_key(segment: &str) -> Result<(&str, Option<(String, String)>), Grap
         .string()
         .map_err(|e| GraphApiError::bad_request(format!("Invalid key in '{segment}': {e}")))?;
     if !lx.rest.trim().is_empty() {
-        return Err(GraphApiError::bad_request(format!("Invalid key in '{segment}'")));
+        return Err(GraphApiError::bad_request(format!(
+            "Invalid key in '{segment}'"
+        )));
     }
     Ok((name, Some((key.trim().to_string(), value))))
 }
@@ -319,7 +354,10 @@ mod tests {
         let app = json!({"displayName": "O'Brien:ns:app", "tags": ["a", "b"], "appId": "x"});
         assert!(f.matches(&app, &["displayName"], "application").unwrap());
         let f = parse_filter("tags/any(t:t eq 'B') and startswith(displayName, 'o''b')").unwrap();
-        assert!(f.matches(&app, &["displayName", "tags"], "application").unwrap());
+        assert!(
+            f.matches(&app, &["displayName", "tags"], "application")
+                .unwrap()
+        );
         // An injection attempt is one literal, not a second clause.
         let f = parse_filter("displayName eq 'x'' or displayName eq ''y'").unwrap();
         assert_eq!(f.clauses.len(), 1);

@@ -195,7 +195,10 @@ pub const OPERATOR_GRAPH_ROLES: &[(&str, &str)] = &[
 pub const GRAPH_SCOPES: &[(&str, &str)] = &[
     ("e1fe6dd8-ba31-4d61-89e7-88639da4683d", "User.Read"),
     ("37f7f235-527c-4136-accd-4a02d197296e", "openid"),
-    ("bc024368-1153-4739-b217-4326f2e966d0", "GroupMember.Read.All"),
+    (
+        "bc024368-1153-4739-b217-4326f2e966d0",
+        "GroupMember.Read.All",
+    ),
 ];
 
 #[cfg(test)]

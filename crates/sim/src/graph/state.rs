@@ -502,10 +502,7 @@ impl State {
             })
             .collect();
         let mut graph_doc = app_template("Microsoft Graph");
-        graph_doc.insert(
-            "identifierUris".into(),
-            json!([MICROSOFT_GRAPH_RESOURCE]),
-        );
+        graph_doc.insert("identifierUris".into(), json!([MICROSOFT_GRAPH_RESOURCE]));
         graph_doc.insert("appRoles".into(), Value::Array(graph_roles));
         if let Some(api) = graph_doc.get_mut("api").and_then(Value::as_object_mut) {
             api.insert("oauth2PermissionScopes".into(), Value::Array(graph_scopes));
@@ -607,11 +604,15 @@ impl State {
                 "defaultaccess" => DEFAULT_ACCESS_ID.to_string(),
                 _ => new_guid(),
             };
-            roles.push(json!({"id": pid, "value": p, "displayName": p, "description": p,
-                              "allowedMemberTypes": ["Application"], "isEnabled": true}));
-            scopes.push(json!({"id": pid, "value": p, "type": "Admin", "isEnabled": true,
+            roles.push(
+                json!({"id": pid, "value": p, "displayName": p, "description": p,
+                              "allowedMemberTypes": ["Application"], "isEnabled": true}),
+            );
+            scopes.push(
+                json!({"id": pid, "value": p, "type": "Admin", "isEnabled": true,
                                "adminConsentDisplayName": p, "adminConsentDescription": p,
-                               "userConsentDisplayName": null, "userConsentDescription": null}));
+                               "userConsentDisplayName": null, "userConsentDescription": null}),
+            );
         }
         doc.insert("appRoles".into(), Value::Array(roles));
         if let Some(api) = doc.get_mut("api").and_then(Value::as_object_mut) {
@@ -656,11 +657,15 @@ impl State {
     // ---- lookups ----
 
     pub fn app_by_app_id(&self, app_id: &str) -> Option<&App> {
-        self.apps.values().find(|a| a.app_id.eq_ignore_ascii_case(app_id))
+        self.apps
+            .values()
+            .find(|a| a.app_id.eq_ignore_ascii_case(app_id))
     }
 
     pub fn sp_by_app_id(&self, app_id: &str) -> Option<&Sp> {
-        self.sps.values().find(|s| s.app_id.eq_ignore_ascii_case(app_id))
+        self.sps
+            .values()
+            .find(|s| s.app_id.eq_ignore_ascii_case(app_id))
     }
 
     /// A visible, local application by object id, appId or uniqueName.
@@ -715,7 +720,9 @@ impl State {
 
     pub fn render_sp(&self, sp: &Sp) -> Value {
         let app = self.sp_app(sp);
-        let name = app.map(|a| a.display_name().to_string()).unwrap_or_default();
+        let name = app
+            .map(|a| a.display_name().to_string())
+            .unwrap_or_default();
         let mut names = vec![sp.app_id.clone()];
         if let Some(a) = app {
             names.extend(a.identifier_uris());
@@ -831,7 +838,9 @@ impl State {
                 return Err(GraphApiError::new(
                     StatusCode::CONFLICT,
                     "Request_MultipleObjectsWithSameKeyValue",
-                    format!("Another object with the same value for property uniqueName already exists: '{u}'."),
+                    format!(
+                        "Another object with the same value for property uniqueName already exists: '{u}'."
+                    ),
                 ));
             }
         }
@@ -938,12 +947,8 @@ impl State {
                             format!("Invalid property '{key}'."),
                         ));
                     };
-                    let merged = merge(
-                        key,
-                        next.doc.get(key).unwrap_or(&Value::Null),
-                        value,
-                        shape,
-                    )?;
+                    let merged =
+                        merge(key, next.doc.get(key).unwrap_or(&Value::Null), value, shape)?;
                     next.doc.insert(key.clone(), merged);
                 }
             }
@@ -1017,7 +1022,10 @@ impl State {
         for (path, label) in [
             (&["web", "redirectUris"][..], "web.redirectUris"),
             (&["spa", "redirectUris"][..], "spa.redirectUris"),
-            (&["publicClient", "redirectUris"][..], "publicClient.redirectUris"),
+            (
+                &["publicClient", "redirectUris"][..],
+                "publicClient.redirectUris",
+            ),
         ] {
             let uris = app.array(path);
             check_string_list(Some(&Value::Array(uris.clone())), label)?;
@@ -1026,7 +1034,9 @@ impl State {
                     return Err(GraphApiError::invalid_property(
                         label,
                         "InvalidValue",
-                        format!("Invalid value for {label}: {u:?} is not an absolute URI without wildcards (at most 256 characters)."),
+                        format!(
+                            "Invalid value for {label}: {u:?} is not an absolute URI without wildcards (at most 256 characters)."
+                        ),
                     ));
                 }
             }
@@ -1042,7 +1052,9 @@ impl State {
             return Err(GraphApiError::invalid_property(
                 "appRoles",
                 "LimitExceeded",
-                format!("An application can define at most {MAX_ENTITLEMENTS} app roles and delegated permissions together."),
+                format!(
+                    "An application can define at most {MAX_ENTITLEMENTS} app roles and delegated permissions together."
+                ),
             ));
         }
         // A scope and an app role that share an id must describe the same permission.
@@ -1083,7 +1095,11 @@ impl State {
                     ));
                 }
             }
-            if !obj.get("appId").and_then(Value::as_str).is_some_and(is_guid) {
+            if !obj
+                .get("appId")
+                .and_then(Value::as_str)
+                .is_some_and(is_guid)
+            {
                 return Err(GraphApiError::invalid_property(
                     &field,
                     "InvalidValue",
@@ -1100,7 +1116,9 @@ impl State {
                     return Err(GraphApiError::invalid_property(
                         "api.preAuthorizedApplications",
                         "InvalidValue",
-                        format!("{field} refers to delegated permission {pid}, which the application does not define. Remove the pre-authorization before removing the permission."),
+                        format!(
+                            "{field} refers to delegated permission {pid}, which the application does not define. Remove the pre-authorization before removing the permission."
+                        ),
                     ));
                 }
             }
@@ -1122,7 +1140,9 @@ impl State {
             return Err(GraphApiError::invalid_property(
                 "requiredResourceAccess",
                 "LimitExceeded",
-                format!("requiredResourceAccess allows at most {MAX_REQUIRED_RESOURCES} APIs and {MAX_REQUIRED_PERMISSIONS} permissions."),
+                format!(
+                    "requiredResourceAccess allows at most {MAX_REQUIRED_RESOURCES} APIs and {MAX_REQUIRED_PERMISSIONS} permissions."
+                ),
             ));
         }
         let items = app.identifier_uris().len()
@@ -1140,7 +1160,9 @@ impl State {
             return Err(GraphApiError::invalid_property(
                 "application",
                 "LimitExceeded",
-                format!("The application would hold {items} items in its collections; the limit is about {MAX_COLLECTION_ITEMS}."),
+                format!(
+                    "The application would hold {items} items in its collections; the limit is about {MAX_COLLECTION_ITEMS}."
+                ),
             ));
         }
         Ok(())
@@ -1151,7 +1173,12 @@ impl State {
         check_string_list(Some(&Value::Array(raw)), "identifierUris")?;
         let uris = app.identifier_uris();
         let old_uris: HashSet<String> = old
-            .map(|o| o.identifier_uris().into_iter().map(|u| u.to_lowercase()).collect())
+            .map(|o| {
+                o.identifier_uris()
+                    .into_iter()
+                    .map(|u| u.to_lowercase())
+                    .collect()
+            })
             .unwrap_or_default();
         let bad = |message: String| {
             GraphApiError::invalid_property("identifierUris", "InvalidValue", message)
@@ -1173,7 +1200,9 @@ impl State {
                 return Err(bad(format!("identifierUris contains {uri:?} twice.")));
             }
             if uri.contains('*') {
-                return Err(bad(format!("identifierUris cannot contain wildcards: {uri:?}.")));
+                return Err(bad(format!(
+                    "identifierUris cannot contain wildcards: {uri:?}."
+                )));
             }
             if uri.chars().count() > max_len {
                 return Err(bad(format!(
@@ -1181,7 +1210,9 @@ impl State {
                 )));
             }
             let Ok(parsed) = url::Url::parse(uri) else {
-                return Err(bad(format!("identifierUris value {uri:?} is not a valid URI.")));
+                return Err(bad(format!(
+                    "identifierUris value {uri:?} is not a valid URI."
+                )));
             };
             if personal && parsed.scheme() == "urn" {
                 return Err(bad(format!(
@@ -1210,7 +1241,12 @@ impl State {
     }
 
     /// The tenant's identifier-URI policy for a newly added URI.
-    fn check_uri_policy(&self, app: &App, uri: &str, parsed: &url::Url) -> Result<(), GraphApiError> {
+    fn check_uri_policy(
+        &self,
+        app: &App,
+        uri: &str,
+        parsed: &url::Url,
+    ) -> Result<(), GraphApiError> {
         if app.token_version() == 2 {
             return Ok(());
         }
@@ -1306,7 +1342,9 @@ impl State {
             return Err(GraphApiError::invalid_property(
                 "passwordCredentials",
                 "LimitExceeded",
-                format!("Apps that accept personal accounts can have at most {MAX_PERSONAL_SECRETS} client secrets."),
+                format!(
+                    "Apps that accept personal accounts can have at most {MAX_PERSONAL_SECRETS} client secrets."
+                ),
             ));
         }
         let start = parse_time(
@@ -1371,7 +1409,8 @@ impl State {
             .get_mut(id)
             .ok_or_else(|| GraphApiError::not_found(id))?;
         let before = app.passwords.len();
-        app.passwords.retain(|p| !p.key_id.eq_ignore_ascii_case(&key_id));
+        app.passwords
+            .retain(|p| !p.key_id.eq_ignore_ascii_case(&key_id));
         if app.passwords.len() == before {
             return Err(GraphApiError::invalid_property(
                 "keyId",
@@ -1394,14 +1433,23 @@ impl State {
             return Err(GraphApiError::invalid_property(
                 "federatedIdentityCredentials",
                 "LimitExceeded",
-                format!("An application can have at most {MAX_FEDERATED_CREDENTIALS} federated identity credentials."),
+                format!(
+                    "An application can have at most {MAX_FEDERATED_CREDENTIALS} federated identity credentials."
+                ),
             ));
         }
-        if app.fics.iter().any(|f| f.name.eq_ignore_ascii_case(&fic.name)) {
+        if app
+            .fics
+            .iter()
+            .any(|f| f.name.eq_ignore_ascii_case(&fic.name))
+        {
             return Err(GraphApiError::new(
                 StatusCode::CONFLICT,
                 "Request_MultipleObjectsWithSameKeyValue",
-                format!("A federated identity credential named '{}' already exists.", fic.name),
+                format!(
+                    "A federated identity credential named '{}' already exists.",
+                    fic.name
+                ),
             ));
         }
         check_fic_unique(&app.fics, &fic)?;
@@ -1412,7 +1460,12 @@ impl State {
         Ok(rendered)
     }
 
-    pub fn patch_fic(&mut self, app_id: &str, key: &str, body: &Value) -> Result<(), GraphApiError> {
+    pub fn patch_fic(
+        &mut self,
+        app_id: &str,
+        key: &str,
+        body: &Value,
+    ) -> Result<(), GraphApiError> {
         let app = self
             .apps
             .get(app_id)
@@ -1524,7 +1577,11 @@ impl State {
             .get("appId")
             .and_then(Value::as_str)
             .ok_or_else(|| {
-                GraphApiError::invalid_property("appId", "MissingValue", "Property 'appId' is required.")
+                GraphApiError::invalid_property(
+                    "appId",
+                    "MissingValue",
+                    "Property 'appId' is required.",
+                )
             })?
             .to_string();
         let backed = self
@@ -1545,7 +1602,9 @@ impl State {
             return Err(GraphApiError::new(
                 StatusCode::CONFLICT,
                 "Request_MultipleObjectsWithSameKeyValue",
-                format!("The service principal cannot be created, updated, or restored because the service principal name {app_id} is already in use."),
+                format!(
+                    "The service principal cannot be created, updated, or restored because the service principal name {app_id} is already in use."
+                ),
             ));
         }
         let mut doc = sp_template();
@@ -1629,21 +1688,22 @@ impl State {
         let resource_app = self
             .sp_app(resource)
             .ok_or_else(|| GraphApiError::not_found(resource_sp))?;
-        let (principal_type, principal_name) =
-            if let Some(sp) = self.sps.get(&principal_id).filter(|s| s.visible(now)) {
-                (
-                    "ServicePrincipal",
-                    self.sp_app(sp)
-                        .map(|a| a.display_name().to_string())
-                        .unwrap_or_default(),
-                )
-            } else if let Some(g) = self.groups.get(&principal_id) {
-                ("Group", g.display_name.clone())
-            } else {
-                return Err(GraphApiError::bad_request(format!(
-                    "Resource '{principal_id}' does not exist or one of its queried reference-property objects are not present."
-                )));
-            };
+        let (principal_type, principal_name) = if let Some(sp) =
+            self.sps.get(&principal_id).filter(|s| s.visible(now))
+        {
+            (
+                "ServicePrincipal",
+                self.sp_app(sp)
+                    .map(|a| a.display_name().to_string())
+                    .unwrap_or_default(),
+            )
+        } else if let Some(g) = self.groups.get(&principal_id) {
+            ("Group", g.display_name.clone())
+        } else {
+            return Err(GraphApiError::bad_request(format!(
+                "Resource '{principal_id}' does not exist or one of its queried reference-property objects are not present."
+            )));
+        };
         if app_role_id != DEFAULT_ROLE_ID {
             let member = if principal_type == "Group" {
                 "User"
@@ -1660,7 +1720,10 @@ impl State {
                 return Err(GraphApiError::invalid_property(
                     "appRoleId",
                     "InvalidValue",
-                    format!("Permission being assigned was not found on application '{}': no enabled app role {app_role_id} that allows member type {member}.", resource_app.app_id),
+                    format!(
+                        "Permission being assigned was not found on application '{}': no enabled app role {app_role_id} that allows member type {member}.",
+                        resource_app.app_id
+                    ),
                 ));
             }
         }
@@ -1701,14 +1764,23 @@ impl State {
     // ---- delegated permission grants ----
 
     pub fn create_grant(&mut self, body: &Value) -> Result<Value, GraphApiError> {
-        let client_id = body.get("clientId").and_then(Value::as_str).unwrap_or_default();
-        let resource_id = body.get("resourceId").and_then(Value::as_str).unwrap_or_default();
+        let client_id = body
+            .get("clientId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let resource_id = body
+            .get("resourceId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let consent = body
             .get("consentType")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let principal = body.get("principalId").and_then(Value::as_str);
-        let scope = body.get("scope").and_then(Value::as_str).unwrap_or_default();
+        let scope = body
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !self.sps.contains_key(client_id) {
             return Err(GraphApiError::invalid_property(
                 "clientId",
@@ -1781,7 +1853,11 @@ impl State {
             .get("scope")
             .and_then(Value::as_str)
             .ok_or_else(|| {
-                GraphApiError::invalid_property("scope", "MissingValue", "Only 'scope' can be changed.")
+                GraphApiError::invalid_property(
+                    "scope",
+                    "MissingValue",
+                    "Only 'scope' can be changed.",
+                )
             })?
             .to_string();
         let grant = self
@@ -1872,7 +1948,12 @@ const OPTIONAL_CLAIMS_SHAPE: &str = r#"{"idToken": [], "accessToken": [], "saml2
 
 /// Merges `patch` into `current` for property `path`: objects property by property (keys checked
 /// against `shape`), everything else (collections included) replaced.
-fn merge(path: &str, current: &Value, patch: &Value, shape: &Value) -> Result<Value, GraphApiError> {
+fn merge(
+    path: &str,
+    current: &Value,
+    patch: &Value,
+    shape: &Value,
+) -> Result<Value, GraphApiError> {
     let shape = if path == "optionalClaims" {
         serde_json::from_str(OPTIONAL_CLAIMS_SHAPE).unwrap_or(Value::Null)
     } else {
@@ -1941,9 +2022,8 @@ fn valid_permission_value(v: &str) -> bool {
     !v.is_empty()
         && v.chars().count() <= 120
         && !v.starts_with('.')
-        && v.chars().all(|c| {
-            c.is_ascii_alphanumeric() || ":!#$%&'()*+,-./;=?@[]^_{}~".contains(c)
-        })
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":!#$%&'()*+,-./;=?@[]^_{}~".contains(c))
 }
 
 /// Rules of `appRoles` (`roles`) or `api.oauth2PermissionScopes`: ids, values, the member types and
@@ -2005,12 +2085,17 @@ fn check_entitlements(
                     "{label}[{i}].allowedMemberTypes must hold User and/or Application."
                 )));
             }
-        } else if !matches!(obj.get("type").and_then(Value::as_str), Some("User" | "Admin")) {
+        } else if !matches!(
+            obj.get("type").and_then(Value::as_str),
+            Some("User" | "Admin")
+        ) {
             return Err(bad(format!("{label}[{i}].type must be User or Admin.")));
         }
-        let existed = old
-            .iter()
-            .any(|o| o.get("id").and_then(Value::as_str).is_some_and(|x| x.eq_ignore_ascii_case(id)));
+        let existed = old.iter().any(|o| {
+            o.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|x| x.eq_ignore_ascii_case(id))
+        });
         if !existed && !enabled {
             return Err(bad(format!(
                 "{label}[{i}] is new and must be created enabled (isEnabled: true)."
@@ -2091,7 +2176,9 @@ fn parse_key_credentials(
             year.min(parsed.not_after)
         });
         if end <= start {
-            return Err(bad(format!("{field}.endDateTime must be after startDateTime.")));
+            return Err(bad(format!(
+                "{field}.endDateTime must be after startDateTime."
+            )));
         }
         if end > start.checked_add(YEAR + CERT_SLACK).unwrap_or(start) {
             return Err(bad(format!(
@@ -2100,7 +2187,9 @@ fn parse_key_credentials(
         }
         let x5t = cert::x5t(&parsed.der);
         if out.iter().any(|k| k.key_id == key_id) {
-            return Err(bad(format!("keyCredentials contains keyId {key_id} twice.")));
+            return Err(bad(format!(
+                "keyCredentials contains keyId {key_id} twice."
+            )));
         }
         if out.iter().any(|k| k.x5t == x5t && k.usage == usage) {
             return Err(bad(format!(
@@ -2144,10 +2233,15 @@ fn parse_fic(body: &Value, id: Option<String>) -> Result<Fic, GraphApiError> {
         Ok(v.to_string())
     };
     let name = text("name", 120)?;
-    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     if name.len() < 3
         || !first_ok
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         return Err(GraphApiError::invalid_property(
             "name",
