@@ -477,8 +477,9 @@ impl EntraAuth {
         ];
         form.extend(self.client_authentication().await?);
         self.grants.fetch_add(1, Ordering::Relaxed);
-        let transport =
-            |e: reqwest::Error| EntraAuthError::Transport(crate::digdir::client::describe_reqwest(&e));
+        let transport = |e: reqwest::Error| {
+            EntraAuthError::Transport(crate::digdir::client::describe_reqwest(&e))
+        };
         let resp = self
             .http
             .post(&self.token_endpoint)
@@ -519,7 +520,10 @@ impl EntraAuth {
         let expires_in = parsed
             .expires_in
             .as_ref()
-            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
             .filter(|s| *s > 0)
             .map(Duration::from_secs)
             // Entra always sends expires_in; without it, assume a short life.

@@ -252,7 +252,10 @@ impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
         let mut locks = recover(self.locks);
         // Ours and the map's: nobody else holds or waits for it.
-        if locks.get(&self.key).is_some_and(|l| Arc::strong_count(l) <= 2) {
+        if locks
+            .get(&self.key)
+            .is_some_and(|l| Arc::strong_count(l) <= 2)
+        {
             locks.remove(&self.key);
         }
     }
@@ -332,10 +335,8 @@ impl GraphClient {
 
     /// Applications whose display name is `name` (`$filter=displayName eq '…'`, quoted).
     pub async fn list_applications_by_display_name(&self, name: &str) -> Result<Vec<Application>> {
-        self.list(
-            Request::get("/applications").query("$filter", eq_filter("displayName", name)),
-        )
-        .await
+        self.list(Request::get("/applications").query("$filter", eq_filter("displayName", name)))
+            .await
     }
 
     /// The application identified by its display name (`cluster:namespace:name`), as azurerator finds
@@ -411,7 +412,10 @@ impl GraphClient {
         let _lock = self.lock(&format!("uniqueName:{unique_name}")).await;
         let req = Request::new(
             Method::PATCH,
-            format!("/applications(uniqueName={})", seg(&odata_string(unique_name))),
+            format!(
+                "/applications(uniqueName={})",
+                seg(&odata_string(unique_name))
+            ),
         )
         .header("Prefer", "create-if-missing")
         .json(body)?;
@@ -465,12 +469,20 @@ impl GraphClient {
     }
 
     /// `PATCH /applications/{id}` (only what `patch` sets; collections replaced).
-    pub async fn update_application(&self, object_id: &str, patch: &ApplicationPatch) -> Result<()> {
+    pub async fn update_application(
+        &self,
+        object_id: &str,
+        patch: &ApplicationPatch,
+    ) -> Result<()> {
         let _lock = self.lock(object_id).await;
         self.patch_application_unlocked(object_id, patch).await
     }
 
-    async fn patch_application_unlocked(&self, object_id: &str, patch: &ApplicationPatch) -> Result<()> {
+    async fn patch_application_unlocked(
+        &self,
+        object_id: &str,
+        patch: &ApplicationPatch,
+    ) -> Result<()> {
         let req = Request::new(Method::PATCH, format!("/applications/{}", seg(object_id)))
             .fresh(object_id)
             .json(patch)?;
@@ -586,8 +598,9 @@ impl GraphClient {
                         if refers_to_gone(&p) {
                             change.pre_authorizations_trimmed.push(p.app_id.clone());
                         }
-                        p.delegated_permission_ids
-                            .retain(|id| !gone_scopes.iter().any(|s| s.id.eq_ignore_ascii_case(id)));
+                        p.delegated_permission_ids.retain(|id| {
+                            !gone_scopes.iter().any(|s| s.id.eq_ignore_ascii_case(id))
+                        });
                         p
                     })
                     .collect()
@@ -601,7 +614,8 @@ impl GraphClient {
                 app_roles: Some(phase_roles),
                 ..Default::default()
             };
-            self.patch_application_unlocked(&current.id, &disable).await?;
+            self.patch_application_unlocked(&current.id, &disable)
+                .await?;
             change.patches += 1;
         }
         self.patch_application_unlocked(&current.id, &final_patch)
@@ -664,7 +678,8 @@ impl GraphClient {
                     .filter(|p| p.display_name.as_deref() == Some(password.display_name.as_str()))
                 {
                     tracing::info!(key_id = %lost.key_id, "removing a password whose secret was lost with the answer");
-                    self.remove_password_unlocked(object_id, &lost.key_id).await?;
+                    self.remove_password_unlocked(object_id, &lost.key_id)
+                        .await?;
                 }
             }
             bump(&self.inner.counters.retries);
@@ -785,7 +800,10 @@ impl GraphClient {
         let _lock = self.lock(object_id).await;
         let req = Request::new(
             Method::POST,
-            format!("/applications/{}/federatedIdentityCredentials", seg(object_id)),
+            format!(
+                "/applications/{}/federatedIdentityCredentials",
+                seg(object_id)
+            ),
         )
         .fresh(object_id)
         .json(credential)?;
@@ -990,7 +1008,8 @@ impl GraphClient {
                 .await?
                 .into_iter()
                 .find(|a| {
-                    a.principal_id.eq_ignore_ascii_case(&assignment.principal_id)
+                    a.principal_id
+                        .eq_ignore_ascii_case(&assignment.principal_id)
                         && a.app_role_id.eq_ignore_ascii_case(&assignment.app_role_id)
                 }))
         };
@@ -1268,7 +1287,12 @@ impl GraphClient {
     }
 
     /// How long to wait before retrying after `err`, or `None` to give up. Updates the counts.
-    fn plan_retry(&self, err: &GraphError, req: &Request, plan: &mut RetryState) -> Option<Duration> {
+    fn plan_retry(
+        &self,
+        err: &GraphError,
+        req: &Request,
+        plan: &mut RetryState,
+    ) -> Option<Duration> {
         let c = &self.inner.counters;
         if err.is_throttled() {
             bump(&c.throttled);

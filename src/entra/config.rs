@@ -113,7 +113,10 @@ impl EntraConfig {
 
     /// Checks the settings, naming the one that is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, value) in [("authority", &self.authority), ("graph_url", &self.graph_url)] {
+        for (name, value) in [
+            ("authority", &self.authority),
+            ("graph_url", &self.graph_url),
+        ] {
             let url = url::Url::parse(value).map_err(|e| format!("{name} {value:?}: {e}"))?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(format!("{name} {value:?}: not an http(s) URL"));
@@ -140,7 +143,9 @@ impl EntraConfig {
             ));
         }
         if self.retry.max_attempts == 0 || self.consistency_retry.max_attempts == 0 {
-            return Err("retry.max_attempts and consistency_retry.max_attempts must be at least 1".into());
+            return Err(
+                "retry.max_attempts and consistency_retry.max_attempts must be at least 1".into(),
+            );
         }
         if self.max_pages == 0 {
             return Err("max_pages must be at least 1".into());
@@ -150,7 +155,8 @@ impl EntraConfig {
         {
             return Err(format!("page_size {top}: Graph allows 1 to 999"));
         }
-        if self.assertion_lifetime.is_zero() || self.assertion_lifetime > Duration::from_secs(3600) {
+        if self.assertion_lifetime.is_zero() || self.assertion_lifetime > Duration::from_secs(3600)
+        {
             return Err(format!(
                 "assertion_lifetime {:?}: must be between 1 second and an hour",
                 self.assertion_lifetime
@@ -178,7 +184,10 @@ mod tests {
         );
         assert_eq!(c.graph_base(), "https://graph.microsoft.com/v1.0");
         assert!(c.validate().is_ok());
-        assert!(!format!("{c:?}").contains("s3cret-value"), "Debug hides the secret");
+        assert!(
+            !format!("{c:?}").contains("s3cret-value"),
+            "Debug hides the secret"
+        );
         let mut bad = c.clone();
         bad.tenant_id = "a/b".into();
         assert!(bad.validate().unwrap_err().contains("tenant_id"));

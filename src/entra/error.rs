@@ -180,7 +180,7 @@ pub enum GraphError {
         problem: String,
     },
     #[error("Entra authentication: {0}")]
-    Auth(#[from] EntraAuthError),
+    Auth(Box<EntraAuthError>),
     #[error("Entra client configuration: {0}")]
     Config(String),
     /// More than one application has the display name that identifies an app (azurerator's
@@ -196,7 +196,21 @@ pub enum GraphError {
     PageLimit { path: String, pages: usize },
 }
 
+impl From<EntraAuthError> for GraphError {
+    fn from(e: EntraAuthError) -> Self {
+        Self::Auth(Box::new(e))
+    }
+}
+
 impl GraphError {
+    /// The authentication failure, if that is what this is.
+    pub fn auth(&self) -> Option<&EntraAuthError> {
+        match self {
+            Self::Auth(e) => Some(e),
+            _ => None,
+        }
+    }
+
     pub fn api(&self) -> Option<&GraphApiError> {
         match self {
             Self::Api(e) => Some(e),
@@ -305,14 +319,16 @@ impl GraphError {
                 409 if !self.is_concurrency_violation() => ErrorKind::Conflict,
                 _ => ErrorKind::Provider,
             },
-            Self::Auth(EntraAuthError::OAuth { status, .. } | EntraAuthError::Http { status, .. })
-                if *status < 500 && *status != 429 =>
-            {
-                ErrorKind::Configuration
-            }
-            Self::Auth(EntraAuthError::Credential(_)) | Self::Config(_) => {
-                ErrorKind::Configuration
-            }
+            Self::Auth(e) => match e.as_ref() {
+                EntraAuthError::OAuth { status, .. } | EntraAuthError::Http { status, .. }
+                    if *status < 500 && *status != 429 =>
+                {
+                    ErrorKind::Configuration
+                }
+                EntraAuthError::Credential(_) => ErrorKind::Configuration,
+                _ => ErrorKind::Provider,
+            },
+            Self::Config(_) => ErrorKind::Configuration,
             _ => ErrorKind::Provider,
         }
     }
@@ -387,7 +403,9 @@ impl GraphError {
             request_id: Option<String>,
             date: Option<String>,
         }
-        let parsed = serde_json::from_slice::<Body>(body).ok().and_then(|b| b.error);
+        let parsed = serde_json::from_slice::<Body>(body)
+            .ok()
+            .and_then(|b| b.error);
         let raw = truncate(&String::from_utf8_lossy(body));
         let (code, message, details, request_id, date) = match parsed {
             Some(e) => {
@@ -473,7 +491,10 @@ mod tests {
         assert_eq!(e.metric_label(), "bad_request");
         assert_eq!(e.condition_reason(), reason::INVALID_SPEC);
         let text = e.to_string();
-        assert!(text.contains("identifierUris: ObjectConflict") && text.contains("request-id body-id"), "{text}");
+        assert!(
+            text.contains("identifierUris: ObjectConflict") && text.contains("request-id body-id"),
+            "{text}"
+        );
         assert!(!e.is_retryable());
 
         let e = err(
@@ -484,7 +505,11 @@ mod tests {
         assert!(e.is_concurrency_violation() && e.is_retryable());
         assert_eq!(e.metric_label(), "concurrency_violation");
         assert_eq!(e.condition_reason(), reason::ENTRA_ERROR);
-        assert_eq!(e.request_id(), Some("hdr-id"), "the header when the body has none");
+        assert_eq!(
+            e.request_id(),
+            Some("hdr-id"),
+            "the header when the body has none"
+        );
 
         let e = err(429, "", Some(Duration::from_secs(3)));
         assert!(e.is_throttled());
@@ -494,7 +519,17 @@ mod tests {
         let e = err(502, "<html>bad gateway</html>", None);
         assert!(e.is_retryable() && e.is_ambiguous());
         assert_eq!(e.metric_label(), "server_error");
-        assert_eq!(err(403, "{}", None).condition_reason(), reason::CONFIGURATION_ERROR);
-        assert!(err(404, r#"{"error":{"code":"Request_ResourceNotFound","message":"x"}}"#, None).is_replication_lag());
+        assert_eq!(
+            err(403, "{}", None).condition_reason(),
+            reason::CONFIGURATION_ERROR
+        );
+        assert!(
+            err(
+                404,
+                r#"{"error":{"code":"Request_ResourceNotFound","message":"x"}}"#,
+                None
+            )
+            .is_replication_lag()
+        );
     }
 }

@@ -184,10 +184,13 @@ fn optional_body(body: &Bytes) -> Result<Value> {
     }
 }
 
+/// What a write does to the directory once its target is held.
+type WriteAction = Box<dyn FnOnce(&mut State, Timestamp) -> Result<Answer> + Send>;
+
 /// A write to run once its target is held (`target` None: a new object, nothing to conflict with).
 struct Write {
     target: Option<String>,
-    action: Box<dyn FnOnce(&mut State, Timestamp) -> Result<Answer> + Send>,
+    action: WriteAction,
 }
 
 enum Routed {

@@ -281,8 +281,11 @@ impl Filter {
     }
 }
 
+/// An alternate key in a path: (property, value), e.g. (`appId`, `…`).
+pub type AlternateKey = (String, String);
+
 /// A path segment such as `applications(appId='x')`: the collection and the alternate key.
-pub fn split_key(segment: &str) -> Result<(&str, Option<(String, String)>), GraphApiError> {
+pub fn split_key(segment: &str) -> Result<(&str, Option<AlternateKey>), GraphApiError> {
     let Some(open) = segment.find('(') else {
         return Ok((segment, None));
     };
