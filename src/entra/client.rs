@@ -1084,6 +1084,7 @@ impl GraphClient {
 
     /// `PATCH /oauth2PermissionGrants/{id}` with a new scope list.
     pub async fn update_oauth2_permission_grant(&self, grant_id: &str, scope: &str) -> Result<()> {
+        let _lock = self.lock(&format!("grant:{grant_id}")).await;
         let req = Request::new(
             Method::PATCH,
             format!("/oauth2PermissionGrants/{}", seg(grant_id)),
@@ -1094,6 +1095,7 @@ impl GraphClient {
 
     /// `DELETE /oauth2PermissionGrants/{id}`. A 404 counts as done.
     pub async fn delete_oauth2_permission_grant(&self, grant_id: &str) -> Result<()> {
+        let _lock = self.lock(&format!("grant:{grant_id}")).await;
         let req = Request::new(
             Method::DELETE,
             format!("/oauth2PermissionGrants/{}", seg(grant_id)),

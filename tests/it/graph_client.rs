@@ -763,6 +763,54 @@ async fn concurrency_violations_are_retried_with_backoff() {
 }
 
 #[tokio::test]
+async fn rapid_credential_writes_back_off_by_the_clock_instead_of_fixed_sleeps() {
+    let env = start().await;
+    let graph = env.client();
+    let app = graph
+        .create_application(&new_app("c:ns:rapid"))
+        .await
+        .unwrap();
+    // Graph refuses writes to an app for a while after the last one (azurerator#448, which azurerator
+    // answers with a 10 s sleep before every credential write).
+    env.sim.set_write_settle_time(Duration::from_secs(1));
+    let before = env.clock.offset();
+    for name in ["current", "next"] {
+        graph
+            .add_password(
+                &app.id,
+                &NewPasswordCredential {
+                    display_name: format!("azurerator-{name}"),
+                    start_date_time: None,
+                    end_date_time: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let s = graph.stats();
+    assert!(
+        s.concurrency_retries >= 1,
+        "the second write met a 409: {s:?}"
+    );
+    assert!(
+        s.waited >= Duration::from_secs(1) && s.waited < Duration::from_secs(10),
+        "{s:?}"
+    );
+    assert_eq!(
+        env.clock.offset() - before,
+        s.waited,
+        "waited by the shared clock, nothing else"
+    );
+    assert_eq!(
+        env.sim.app(&app.id).unwrap()["passwordCredentials"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "two passwords, no duplicates from the retries"
+    );
+}
+
+#[tokio::test]
 async fn a_timed_out_post_is_looked_up_and_not_repeated() {
     let env = start().await;
     let mut config = env.secret_config();

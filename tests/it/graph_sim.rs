@@ -1048,6 +1048,55 @@ async fn overlapping_writes_to_one_app_conflict_and_to_different_apps_do_not() {
 }
 
 #[tokio::test]
+async fn rapid_writes_to_one_app_conflict_until_it_has_settled() {
+    let env = start().await;
+    let app = env.create_app(json!({"displayName": "c:ns:settle"})).await;
+    let id = app["id"].as_str().unwrap();
+    env.sim.set_write_settle_time(Duration::from_secs(2));
+    assert_eq!(
+        env.post(&format!("/applications/{id}/addPassword"), json!({}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let next = env
+        .post(&format!("/applications/{id}/addPassword"), json!({}))
+        .await;
+    assert_eq!(
+        next.status,
+        StatusCode::CONFLICT,
+        "right after the first: {}",
+        next.body
+    );
+    assert_eq!(error_code(&next.body), "Directory_ConcurrencyViolation");
+    let other = env.create_app(json!({"displayName": "c:ns:settle2"})).await;
+    let p = env
+        .patch(
+            &format!("/applications/{}", other["id"].as_str().unwrap()),
+            json!({"tags": ["x"]}),
+        )
+        .await;
+    assert_eq!(
+        p.status,
+        StatusCode::NO_CONTENT,
+        "another app is not affected"
+    );
+    env.clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        env.post(&format!("/applications/{id}/addPassword"), json!({}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        env.sim.app(id).unwrap()["passwordCredentials"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+}
+
+#[tokio::test]
 async fn collections_are_paged_with_next_links() {
     let env = start().await;
     for i in 0..5 {

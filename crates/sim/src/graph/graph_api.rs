@@ -279,7 +279,8 @@ async fn serve(
     struct Release<'a>(&'a Inner, Option<String>);
     impl Drop for Release<'_> {
         fn drop(&mut self) {
-            end_write(&mut self.0.lock_state(), self.1.as_deref());
+            let now = self.0.clock.now();
+            end_write(&mut self.0.lock_state(), self.1.as_deref(), now);
         }
     }
     let _release = Release(inner, w.target.clone());
@@ -308,7 +309,12 @@ fn begin_write(state: &mut State, target: Option<&str>, now: Timestamp) -> Resul
     }
     if let Some(t) = target {
         let busy = state.writes.in_flight.get(t).copied().unwrap_or(0);
-        if busy > 0 {
+        let settling = !state.settings.write_settle.is_zero()
+            && state.writes.last_write.get(t).is_some_and(|at| {
+                at.checked_add(state.settings.write_settle)
+                    .is_ok_and(|until| now < until)
+            });
+        if busy > 0 || settling {
             state.writes.conflicts += 1;
             return Err(GraphApiError::concurrency());
         }
@@ -319,9 +325,10 @@ fn begin_write(state: &mut State, target: Option<&str>, now: Timestamp) -> Resul
     Ok(())
 }
 
-fn end_write(state: &mut State, target: Option<&str>) {
+fn end_write(state: &mut State, target: Option<&str>, now: Timestamp) {
     if let Some(t) = target {
         state.writes.in_flight.remove(t);
+        state.writes.last_write.insert(t.to_string(), now);
     }
     state.writes.total = state.writes.total.saturating_sub(1);
 }
@@ -829,11 +836,7 @@ fn grants(
         (Method::PATCH, Some(k)) => {
             let body = json_body(body)?;
             let id = k.text().to_string();
-            let target = state
-                .grants
-                .iter()
-                .find(|g| g.id == id)
-                .map(|g| g.client_id.clone());
+            let target = Some(format!("grant:{id}"));
             write(target, move |s, _| {
                 s.patch_grant(&id, &body)?;
                 Ok(Answer::NoContent)
@@ -841,11 +844,7 @@ fn grants(
         }
         (Method::DELETE, Some(k)) => {
             let id = k.text().to_string();
-            let target = state
-                .grants
-                .iter()
-                .find(|g| g.id == id)
-                .map(|g| g.client_id.clone());
+            let target = Some(format!("grant:{id}"));
             write(target, move |s, _| {
                 s.delete_grant(&id)?;
                 Ok(Answer::NoContent)

@@ -17,9 +17,14 @@
 //!   `Request_MultipleObjectsWithSameKeyValue`; a duplicate app role assignment 400.
 //! - The all-zero app role id ("default access") may be assigned to any principal.
 //! - `$filter` string comparisons ignore case, as directory lookups do.
-//! - A write holds its target object for the write latency (0 by default); an overlapping write to the
-//!   same object answers 409 `Directory_ConcurrencyViolation`. Writes to different objects never
-//!   conflict.
+//! - A write holds its target object for the write latency (real time, 0 by default); an overlapping
+//!   write to the same object answers 409 `Directory_ConcurrencyViolation`. Optionally the object also
+//!   refuses writes for a settle time after each write (shared clock), as Graph refuses rapid
+//!   credential changes (azurerator#448). Writes to different objects never conflict.
+//! - Changing an enabled app role or scope in place is allowed (the documentation contradicts
+//!   itself); removing one that is enabled is not.
+//! - `scope=api://{appId}/.default` names the app even when `api://{appId}` is not among its
+//!   identifier URIs.
 //! - Eventual consistency (off by default) hides new applications and service principals from reads,
 //!   writes by id, service-principal creation (`NoBackingApplicationObject`) and the token endpoint
 //!   until the shared clock passes their creation plus the delay. The upsert by uniqueName sees them
@@ -383,6 +388,14 @@ impl GraphSim {
     /// Real time every write holds its target object (overlapping writes to it then conflict).
     pub fn set_write_latency(&self, latency: Duration) {
         self.inner.lock_state().settings.write_latency = latency;
+    }
+
+    /// After a write to an object ends, further writes to it answer 409
+    /// `Directory_ConcurrencyViolation` for this long (shared clock), as Graph does to rapid changes
+    /// that have not converged. `Duration::ZERO` (the default) turns it off.
+    pub fn set_write_settle_time(&self, settle: Duration) {
+        self.inner.lock_state().settings.write_settle =
+            SignedDuration::try_from(settle).unwrap_or(SignedDuration::MAX);
     }
 
     /// At most `writes` writes per `per` (shared clock); more answer 429 with `Retry-After`.

@@ -397,6 +397,9 @@ pub struct Settings {
     pub identifier_uri_policy: IdentifierUriPolicy,
     /// Real time each write to one object takes; overlapping writes to one object conflict.
     pub write_latency: std::time::Duration,
+    /// How long (shared clock) after a write ends its object keeps refusing writes with 409, as Graph
+    /// does to rapid credential changes that have not converged (azurerator#448).
+    pub write_settle: SignedDuration,
     /// At most `n` writes per window (shared clock), then 429.
     pub write_limit: Option<(usize, SignedDuration)>,
 }
@@ -409,6 +412,8 @@ pub struct WriteTracker {
     pub peak_total: usize,
     pub conflicts: u64,
     pub recent: VecDeque<Timestamp>,
+    /// When the last write to each object ended.
+    pub last_write: HashMap<String, Timestamp>,
 }
 
 pub struct State {
@@ -467,6 +472,7 @@ impl State {
                 token_lifetime_secs: seed.token_lifetime_secs.max(1),
                 identifier_uri_policy: seed.identifier_uri_policy,
                 write_latency: std::time::Duration::ZERO,
+                write_settle: SignedDuration::ZERO,
                 write_limit: None,
             },
             writes: WriteTracker::default(),
