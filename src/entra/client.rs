@@ -662,6 +662,7 @@ impl GraphClient {
             let Some(delay) = self.plan_retry(&err, &req, &mut plan) else {
                 return Err(err);
             };
+            tracing::warn!(path = %req.path, ?delay, error = %err, "addPassword failed; retrying");
             self.pause(delay).await;
             if err.is_ambiguous() {
                 bump(&self.inner.counters.create_lookups);
@@ -709,6 +710,7 @@ impl GraphClient {
             let Some(delay) = self.plan_retry(&err, &req, &mut plan) else {
                 return Err(err);
             };
+            tracing::warn!(path = %req.path, ?delay, error = %err, "removePassword failed; retrying");
             self.pause(delay).await;
             if err.is_ambiguous() {
                 bump(&self.inner.counters.create_lookups);

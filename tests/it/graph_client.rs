@@ -1405,3 +1405,106 @@ async fn certificates_are_replaced_as_a_set_keeping_what_is_asked() {
     graph.set_key_credentials(&app.id, &[]).await.unwrap();
     assert!(graph.key_credentials(&app.id).await.unwrap().is_empty());
 }
+
+/// Everything the client logs, for checking that nothing secret gets there.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn secrets_assertions_and_tokens_never_reach_the_log() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("portvakt=trace"))
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    // The test runs on one thread (current-thread runtime), so this catches all of it.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let env = start().await;
+    let op = env.sim.operator();
+    let graph = env.client();
+    let app = graph
+        .create_application(&new_app("c:ns:quiet"))
+        .await
+        .unwrap();
+    env.sim.inject_fault(
+        FaultRule::status(503)
+            .method("POST")
+            .path("/v1.0/applications/")
+            .once(),
+    );
+    let password = graph
+        .add_password(
+            &app.id,
+            &NewPasswordCredential {
+                display_name: "azurerator-q".into(),
+                start_date_time: None,
+                end_date_time: None,
+            },
+        )
+        .await
+        .unwrap();
+    env.sim.revoke_tokens();
+    graph.get_group(GROUP).await.unwrap();
+    let token = graph.auth().token().await.unwrap();
+
+    let cert = TestCertificate::generate("quiet", 300).unwrap();
+    env.sim
+        .add_certificate(&op.client_id, &cert.cert_der)
+        .unwrap();
+    let credential =
+        CertificateCredential::from_pem(&cert.key_pem, &cert.cert_pem, AssertionAlgorithm::Rs256)
+            .unwrap();
+    let by_cert = GraphClient::new(
+        &env.config(OperatorCredential::Certificate(credential)),
+        env.clock.clone(),
+    )
+    .unwrap();
+    by_cert.get_group(GROUP).await.unwrap();
+    let wrong = GraphClient::new(
+        &env.config(OperatorCredential::ClientSecret(ClientSecret::new(
+            "wrong-secret-value",
+        ))),
+        env.clock.clone(),
+    )
+    .unwrap();
+    assert!(wrong.get_group(GROUP).await.is_err());
+    let assertion = field(
+        env.token_calls().iter().rev().nth(1).unwrap(),
+        "client_assertion",
+    )
+    .unwrap();
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("retrying") && text.contains("401"),
+        "the client did log: {text}"
+    );
+    let secret_text = password.secret_text.unwrap();
+    for (what, needle) in [
+        ("client secret", op.client_secret.as_str()),
+        ("wrong secret", "wrong-secret-value"),
+        ("access token", token.secret()),
+        ("password secretText", secret_text.expose()),
+        ("assertion", assertion.as_str()),
+    ] {
+        assert!(!text.contains(needle), "the {what} was logged");
+    }
+}
