@@ -8,6 +8,7 @@ pub mod controller;
 pub mod core;
 pub mod crd;
 pub mod digdir;
+pub mod entra;
 pub mod keys;
 
 /// Installs rustls' ring provider as the process default; kube and reqwest both use it.

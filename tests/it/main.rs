@@ -9,6 +9,8 @@ mod digdir_client;
 mod digdir_controllers;
 mod digdir_scopes;
 mod digdir_sim;
+mod graph_client;
+mod graph_sim;
 mod kube_server;
 mod kubectl;
 mod newcomer;

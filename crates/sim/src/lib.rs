@@ -1,5 +1,6 @@
-//! Simulators of the systems portvakt talks to: an embedded Kubernetes API server ([`kube`]) and
-//! Digdir ([`digdir`]). Used by the tests, `portvakt sim` and `portvakt demo`; not part of the
+//! Simulators of the systems portvakt talks to: an embedded Kubernetes API server ([`kube`]),
+//! Digdir ([`digdir`]) and a Microsoft Entra tenant ([`graph`]: Microsoft Graph and the tenant's
+//! token endpoint). Used by the tests, `portvakt sim` and `portvakt demo`; not part of the
 //! production image.
 //!
 //! Shared by every simulator: [`fault`] (fault injection and the call journal, with their `/_sim/`
@@ -8,6 +9,7 @@
 
 pub mod digdir;
 pub mod fault;
+pub mod graph;
 pub mod jwt;
 pub mod kube;
 mod serve;
