@@ -9,6 +9,7 @@ mod digdir_client;
 mod digdir_controllers;
 mod digdir_scopes;
 mod digdir_sim;
+mod kms;
 mod kube_server;
 mod kubectl;
 mod procs;

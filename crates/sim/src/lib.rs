@@ -1,6 +1,6 @@
-//! Simulators of the systems portvakt talks to: an embedded Kubernetes API server ([`kube`]) and
-//! Digdir ([`digdir`]). Used by the tests, `portvakt sim` and `portvakt demo`; not part of the
-//! production image.
+//! Simulators of the systems portvakt talks to: an embedded Kubernetes API server ([`kube`]),
+//! Digdir ([`digdir`]) and Google Cloud KMS with the metadata server's token endpoint ([`kms`]).
+//! Used by the tests, `portvakt sim` and `portvakt demo`; not part of the production image.
 //!
 //! Shared by every simulator: [`fault`] (fault injection and the call journal, with their `/_sim/`
 //! control routes), [`jwt`] (RSA keys, a test CA, JWT and x5c helpers for verifying what clients
@@ -9,6 +9,7 @@
 pub mod digdir;
 pub mod fault;
 pub mod jwt;
+pub mod kms;
 pub mod kube;
 mod serve;
 
