@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link step keeps CI fast).
 
 mod bench;
+mod chart;
 mod cli;
 mod crd_schema;
 mod crd_testdata;
@@ -13,6 +14,7 @@ mod kms;
 mod kube_server;
 mod kubectl;
 mod procs;
+mod rbac;
 mod real_cluster;
 mod safety;
 mod seam;
