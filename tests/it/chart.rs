@@ -67,14 +67,13 @@ impl Helm {
     }
 
     pub async fn run(&self, args: &[&str]) -> Output {
-        let out = tokio::time::timeout(
+        tokio::time::timeout(
             std::time::Duration::from_secs(120),
             self.command(args).output(),
         )
         .await
         .unwrap_or_else(|_| panic!("helm {args:?} did not finish within 120s"))
-        .expect("running helm");
-        out
+        .expect("running helm")
     }
 
     /// `helm ARGS`, which must succeed; its stdout.
