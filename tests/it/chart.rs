@@ -50,6 +50,11 @@ impl Helm {
         })
     }
 
+    /// Talk to the cluster of this kubeconfig (none by default).
+    pub fn use_kubeconfig(&mut self, kubeconfig: &std::path::Path) {
+        self.kubeconfig = Some(kubeconfig.to_path_buf());
+    }
+
     fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.args(args)
@@ -537,7 +542,7 @@ impl Cluster {
 }
 
 fn in_cluster(helm: &mut Helm, cluster: &Cluster) {
-    helm.kubeconfig = Some(cluster.kubeconfig.clone());
+    helm.use_kubeconfig(&cluster.kubeconfig);
 }
 
 /// The objects of a release, as (apiVersion, kind, namespace, name).

@@ -319,6 +319,27 @@ async fn portvakt_run_signs_with_kms_from_its_settings() {
             .await
             .expect("install CRD");
     }
+    // One resource, so that --observe has to ask Digdir (and so sign a grant).
+    let example: kube::api::DynamicObject = serde_saphyr::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/examples/idportenclient.yaml"),
+        )
+        .expect("example"),
+    )
+    .expect("yaml");
+    let ns = example.metadata.namespace.clone().expect("namespace");
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(kube.client())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("namespace");
+    let resource = kube::api::ApiResource::erase::<portvakt::crd::IDPortenClient>(&());
+    Api::<kube::api::DynamicObject>::namespaced_with(kube.client(), &ns, &resource)
+        .create(&PostParams::default(), &example)
+        .await
+        .expect("IDPortenClient");
     let kube_handle = kube
         .serve("127.0.0.1:0".parse().expect("addr"))
         .await

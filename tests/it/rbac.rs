@@ -1,6 +1,9 @@
 //! The chart's RBAC against what the operator calls: every call portvakt makes (listed from the code below, or
 //! read from an API server's journal with [`permission_of`]) must be granted to the ServiceAccount the
 //! Deployment runs as, and no more widely than needed (the leader Lease only in the release namespace).
+//! Judged three ways: by the rendered rules, by a real run's journal on the embedded server
+//! ([`assert_journal_is_granted`], for the end-to-end suite too), and by a real kube-apiserver's RBAC
+//! authorizer (SubjectAccessReview) with the chart installed.
 
 use portvakt_sim::fault::CallRecord;
 use serde_json::Value;
@@ -35,7 +38,7 @@ const OPERATOR_CALLS: &[(&str, &str, &[&str], Scope, &str)] = &[
         "idportenclients",
         &["list", "watch"],
         Scope::Cluster,
-        "controller/mod.rs watcher(Api::all); controller/digdir.rs Api::all().list",
+        "controller/wiring.rs watcher(Api::all); controller/observe.rs Api::all().list",
     ),
     (
         "nais.io",
@@ -47,14 +50,14 @@ const OPERATOR_CALLS: &[(&str, &str, &[&str], Scope, &str)] = &[
     (
         "nais.io",
         "idportenclients",
-        &["patch"],
+        &["get", "patch"],
         Scope::AnyNamespace,
-        "controller/digdir.rs ensure_finalizer, finalize, annotation consumption; controller/drift.rs",
+        "controller/pass.rs finalizer add/remove (re-read on 409), consume_annotations; digdir_kinds/periodic.rs",
     ),
     (
         "nais.io",
         "maskinportenclients",
-        &["patch"],
+        &["get", "patch"],
         Scope::AnyNamespace,
         "the same for MaskinportenClient",
     ),
@@ -63,7 +66,7 @@ const OPERATOR_CALLS: &[(&str, &str, &[&str], Scope, &str)] = &[
         "idportenclients/status",
         &["get", "patch"],
         Scope::AnyNamespace,
-        "controller/digdir.rs report_failure (get_status), patch_status",
+        "controller/pass.rs failure report (get_status), patch_status",
     ),
     (
         "nais.io",
@@ -77,7 +80,7 @@ const OPERATOR_CALLS: &[(&str, &str, &[&str], Scope, &str)] = &[
         "idportenclients/finalizers",
         &["update"],
         Scope::AnyNamespace,
-        "core/secret.rs: the Secrets' owner reference has blockOwnerDeletion (OwnerReferencesPermissionEnforcement)",
+        "core/digdir/app_secret.rs: the Secrets' owner reference has blockOwnerDeletion (OwnerReferencesPermissionEnforcement)",
     ),
     (
         "nais.io",
@@ -91,21 +94,21 @@ const OPERATOR_CALLS: &[(&str, &str, &[&str], Scope, &str)] = &[
         "secrets",
         &["list", "watch"],
         Scope::Cluster,
-        "controller/mod.rs metadata watcher of owned Secrets (Api::all)",
+        "controller/wiring.rs metadata watcher of owned Secrets (Api::all)",
     ),
     (
         "",
         "secrets",
         &["get", "list", "create", "update", "delete"],
         Scope::AnyNamespace,
-        "secrets.rs get/list/create/replace/delete; controller/digdir.rs create/replace",
+        "controller/secret_store.rs get/list/create/replace/delete",
     ),
     (
         "events.k8s.io",
         "events",
         &["create", "patch"],
         Scope::AnyNamespace,
-        "kube-runtime's Recorder (controller/mod.rs): create, then patch for a series",
+        "kube-runtime's Recorder (controller/context.rs): create, then patch for a series",
     ),
     (
         "",
@@ -114,48 +117,54 @@ const OPERATOR_CALLS: &[(&str, &str, &[&str], Scope, &str)] = &[
         Scope::AnyNamespace,
         "core events, as older recorders write them",
     ),
-    ("", "pods", &["list"], Scope::AnyNamespace, "workloads.rs"),
+    (
+        "",
+        "pods",
+        &["list"],
+        Scope::AnyNamespace,
+        "controller/workload_scan.rs",
+    ),
     (
         "apps",
         "replicasets",
         &["list"],
         Scope::AnyNamespace,
-        "workloads.rs",
+        "controller/workload_scan.rs",
     ),
     (
         "apps",
         "deployments",
         &["list"],
         Scope::AnyNamespace,
-        "workloads.rs",
+        "controller/workload_scan.rs",
     ),
     (
         "apps",
         "statefulsets",
         &["list"],
         Scope::AnyNamespace,
-        "workloads.rs",
+        "controller/workload_scan.rs",
     ),
     (
         "apps",
         "daemonsets",
         &["list"],
         Scope::AnyNamespace,
-        "workloads.rs",
+        "controller/workload_scan.rs",
     ),
     (
         "batch",
         "jobs",
         &["list"],
         Scope::AnyNamespace,
-        "workloads.rs",
+        "controller/workload_scan.rs",
     ),
     (
         "batch",
         "cronjobs",
         &["list"],
         Scope::AnyNamespace,
-        "workloads.rs",
+        "controller/workload_scan.rs",
     ),
     (
         "coordination.k8s.io",
@@ -598,4 +607,82 @@ async fn a_real_run_of_the_operator_needs_nothing_the_chart_does_not_grant() {
         );
     }
     assert_journal_is_granted(&helm, "default-values.yaml", "portvakt", &journal).await;
+}
+
+/// What a real kube-apiserver's RBAC authorizer answers for the ServiceAccount `sa` in `namespace`.
+async fn real_apiserver_allows(
+    client: &kube::Client,
+    sa: &str,
+    namespace: &str,
+    p: &Permission,
+) -> bool {
+    use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+    let (resource, subresource) = match p.resource.split_once('/') {
+        Some((r, s)) => (r, Some(s)),
+        None => (p.resource.as_str(), None),
+    };
+    let review: SubjectAccessReview = serde_json::from_value(serde_json::json!({
+        "spec": {
+            "user": format!("system:serviceaccount:{namespace}:{sa}"),
+            "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{namespace}"), "system:authenticated"],
+            "resourceAttributes": {
+                "group": p.group, "resource": resource, "subresource": subresource,
+                "verb": p.verb, "namespace": p.namespace,
+            },
+        }
+    }))
+    .expect("SubjectAccessReview");
+    let answer = kube::Api::<SubjectAccessReview>::all(client.clone())
+        .create(&kube::api::PostParams::default(), &review)
+        .await
+        .expect("SubjectAccessReview");
+    answer.status.is_some_and(|s| s.allowed)
+}
+
+/// The chart installed on a real kube-apiserver (RBAC authorization): its authorizer allows the operator's
+/// ServiceAccount every call the operator makes, refuses what it never does, and `helm uninstall` takes the
+/// grants away again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_real_apiserver_the_chart_grants_every_operator_call_until_uninstalled() {
+    let Some(mut helm) = Helm::find() else { return };
+    let Some(cluster) = crate::real_cluster::RealCluster::start(Default::default()) else {
+        return;
+    };
+    helm.use_kubeconfig(cluster.kubeconfig_path());
+    let chart = crate::chart::chart_dir().display().to_string();
+    helm.ok(&[
+        "install",
+        "r",
+        &chart,
+        "-n",
+        "portvakt",
+        "--create-namespace",
+        "-f",
+        &ci_values("default-values.yaml"),
+    ])
+    .await;
+    let client = cluster.client().await;
+    let mut refused = Vec::new();
+    for (p, source) in operator_permissions("portvakt") {
+        if !real_apiserver_allows(&client, "r-portvakt", "portvakt", &p).await {
+            refused.push(format!("{p:?} ({source})"));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "kube-apiserver refuses:\n{}",
+        refused.join("\n")
+    );
+    let lease_elsewhere = Permission {
+        group: "coordination.k8s.io".into(),
+        resource: "leases".into(),
+        verb: "update".into(),
+        namespace: Some("team-a".into()),
+    };
+    assert!(!real_apiserver_allows(&client, "r-portvakt", "portvakt", &lease_elsewhere).await);
+
+    helm.ok(&["uninstall", "r", "-n", "portvakt"]).await;
+    let (first, _) = &operator_permissions("portvakt")[0];
+    let status = real_apiserver_allows(&client, "r-portvakt", "portvakt", first).await;
+    assert!(!status, "the grants outlive helm uninstall");
 }
