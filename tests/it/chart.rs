@@ -382,7 +382,8 @@ async fn every_ci_values_file_renders_a_deployment_that_can_run() {
         sources,
         &json!([{"secret": {"name": "digdir-admin-jwk", "items": [{"key": "jwk.json", "path": "key.pem"}]}}])
     );
-    assert_eq!(env["PORTVAKT_LOG_FORMAT"], "json");
+    assert_eq!(env["PORTVAKT_LOG_FORMAT"], "text");
+    assert_eq!(env["PORTVAKT_LOG"], "warn,portvakt=debug");
 
     // KMS mode: no key is mounted, the chain comes from the ConfigMap, the monitoring objects are there.
     let objects = helm

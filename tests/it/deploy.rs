@@ -152,3 +152,25 @@ fn no_organisations_values_are_defaults() {
         chart_file(&format!("ci/{ci}-values.yaml"));
     }
 }
+
+#[test]
+fn the_chart_passes_every_setting_of_portvakt_run() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portvakt"))
+        .args(["run", "--help"])
+        .output()
+        .expect("portvakt run --help");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let vars: BTreeSet<&str> = help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|s| s.split('=').next())
+        .collect();
+    assert!(vars.len() > 10, "{help}");
+    let deployment = chart_file("templates/deployment.yaml");
+    for var in vars {
+        assert!(
+            deployment.contains(&format!("name: {var}\n")),
+            "templates/deployment.yaml does not set {var}, which portvakt run reads"
+        );
+    }
+}
