@@ -4,8 +4,9 @@
 //!   `alg: RS256`, `use: sig`). It is CPU-heavy: call it from `tokio::task::spawn_blocking`.
 //! - [`PrivateJwk`] serialises in go-jose's field order, so the JSON looks like what digdirator writes into
 //!   `*_CLIENT_JWK`, and parses back (strictly, naming the bad field) from a Secret.
-//! - [`Signer`] is what the Digdir admin authentication signs with: [`FileSigner`] loads a PEM key (or a JWK)
-//!   and, optionally, the business-certificate chain for `x5c`. A KMS backend implements the same trait.
+//! - [`Signer`] is what the Digdir admin authentication signs with. It is asynchronous, so a backend may call
+//!   out: [`FileSigner`] loads a PEM key (or a JWK) and, optionally, the business-certificate chain for `x5c`;
+//!   [`crate::kms::GcpKmsSigner`] has Google Cloud KMS sign the same JWS signing input.
 //!
 //! Nothing here logs key material; `Debug` of private keys is redacted.
 
@@ -56,6 +57,16 @@ pub enum KeyError {
     Encode(#[from] serde_json::Error),
     #[error("certificate generation failed: {0}")]
     Certificate(String),
+    /// A remote signer (a cloud KMS) failed; the message names the service and the key, never a token.
+    #[error(transparent)]
+    Kms(#[from] crate::kms::KmsError),
+}
+
+impl KeyError {
+    /// Whether signing again later might work (a KMS that is unavailable or throttling).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Kms(e) if e.is_retryable())
+    }
 }
 
 impl KeyError {
@@ -343,28 +354,36 @@ impl JwtHeader {
     }
 }
 
+/// The JWS signing input `base64url(header) "." base64url(claims)` of an RS256 JWT (the bytes every
+/// [`Signer`] signs). `header.alg` must be RS256.
+pub fn jws_signing_input(header: &JwtHeader, claims: &impl Serialize) -> Result<String> {
+    if header.alg != "RS256" {
+        return Err(KeyError::Sign(format!("unsupported alg {:?}", header.alg)));
+    }
+    Ok(format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?),
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?)
+    ))
+}
+
+/// The compact JWT from its signing input and the raw RSASSA-PKCS1-v1_5 signature.
+pub fn compact_jwt(signing_input: &str, signature: &[u8]) -> String {
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
 /// Signs `header.claims` with RSASSA-PKCS1-v1_5 SHA-256 (blinded). `header.alg` must be RS256.
 pub fn sign_rs256(
     key: &RsaPrivateKey,
     header: &JwtHeader,
     claims: &impl Serialize,
 ) -> Result<String> {
-    if header.alg != "RS256" {
-        return Err(KeyError::Sign(format!("unsupported alg {:?}", header.alg)));
-    }
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?),
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?)
-    );
+    let signing_input = jws_signing_input(header, claims)?;
     let signing_key = rsa::pkcs1v15::SigningKey::<Sha256>::new(key.clone());
     let signature = signing_key
         .try_sign_with_rng(&mut rand::thread_rng(), signing_input.as_bytes())
         .map_err(|e| KeyError::Sign(e.to_string()))?;
-    Ok(format!(
-        "{signing_input}.{}",
-        URL_SAFE_NO_PAD.encode(signature.to_bytes())
-    ))
+    Ok(compact_jwt(&signing_input, &signature.to_bytes()))
 }
 
 /// How a JWT names the key that signed it.
@@ -376,7 +395,12 @@ pub enum KeyReference {
     X5c(Vec<String>),
 }
 
-/// Something that signs RS256 JWTs with a key it holds (a file today, a KMS tomorrow).
+/// What [`Signer::sign`] returns: the compact JWT, once the backend has signed.
+pub type SignFuture<'a> = futures::future::BoxFuture<'a, Result<String>>;
+
+/// Something that signs RS256 JWTs with a key it holds (in memory from a file, or in a KMS).
+///
+/// `sign` returns a boxed future so the trait stays usable as `Arc<dyn Signer>` while a backend calls out.
 pub trait Signer: Send + Sync {
     /// The key reference this signer puts into JWT headers.
     fn key_reference(&self) -> KeyReference;
@@ -390,7 +414,7 @@ pub trait Signer: Send + Sync {
     }
 
     /// Signs `claims` under `header` and returns the compact JWT.
-    fn sign(&self, header: &JwtHeader, claims: &serde_json::Value) -> Result<String>;
+    fn sign<'a>(&'a self, header: &'a JwtHeader, claims: &'a serde_json::Value) -> SignFuture<'a>;
 }
 
 /// A [`Signer`] whose RSA key is held in memory, loaded from files mounted from a Secret.
@@ -431,16 +455,7 @@ impl FileSigner {
         cert_chain_path: Option<&Path>,
         kid: Option<String>,
     ) -> Result<Self> {
-        let text = read_file(key_path)?;
-        let (key, jwk_kid) = if text.trim_start().starts_with('{') {
-            let jwk = PrivateJwk::from_json(&text).map_err(|e| KeyError::Pem {
-                path: key_path.display().to_string(),
-                problem: e.to_string(),
-            })?;
-            (jwk.to_rsa()?, Some(jwk.kid))
-        } else {
-            (load_rsa_key_pem(key_path, &text)?, None)
-        };
+        let (key, jwk_kid) = load_private_key_file(key_path)?;
         let reference = match (cert_chain_path, kid.or(jwk_kid)) {
             (Some(chain), _) => KeyReference::X5c(load_cert_chain(chain)?),
             (None, Some(kid)) => KeyReference::Kid(kid),
@@ -464,8 +479,9 @@ impl Signer for FileSigner {
         self.reference.clone()
     }
 
-    fn sign(&self, header: &JwtHeader, claims: &serde_json::Value) -> Result<String> {
-        sign_rs256(&self.key, header, claims)
+    fn sign<'a>(&'a self, header: &'a JwtHeader, claims: &'a serde_json::Value) -> SignFuture<'a> {
+        // In-memory RSA signing takes about a millisecond: no need to leave the task.
+        Box::pin(std::future::ready(sign_rs256(&self.key, header, claims)))
     }
 }
 
@@ -474,6 +490,25 @@ fn read_file(path: &Path) -> Result<String> {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// The RSA key of a PEM (PKCS#8 or PKCS#1) or private-JWK file.
+pub fn load_private_key(path: &Path) -> Result<RsaPrivateKey> {
+    Ok(load_private_key_file(path)?.0)
+}
+
+/// The RSA key of a PEM (PKCS#8 or PKCS#1) or private-JWK file, with the JWK's `kid`.
+fn load_private_key_file(path: &Path) -> Result<(RsaPrivateKey, Option<String>)> {
+    let text = read_file(path)?;
+    if text.trim_start().starts_with('{') {
+        let jwk = PrivateJwk::from_json(&text).map_err(|e| KeyError::Pem {
+            path: path.display().to_string(),
+            problem: e.to_string(),
+        })?;
+        Ok((jwk.to_rsa()?, Some(jwk.kid)))
+    } else {
+        Ok((load_rsa_key_pem(path, &text)?, None))
+    }
 }
 
 fn load_rsa_key_pem(path: &Path, text: &str) -> Result<RsaPrivateKey> {
@@ -714,8 +749,8 @@ mod tests {
         assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &wrong, &validation).is_err());
     }
 
-    #[test]
-    fn file_signer_with_certificate_chain() {
+    #[tokio::test]
+    async fn file_signer_with_certificate_chain() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rsa = key().to_rsa().expect("rsa");
         let key_path = dir.path().join("key.pem");
@@ -736,6 +771,7 @@ mod tests {
         assert!(header.kid.is_none());
         let token = signer
             .sign(&header, &serde_json::json!({"exp": 4_000_000_000i64}))
+            .await
             .expect("sign");
         let decoded = jsonwebtoken::decode_header(&token).expect("header");
         assert_eq!(decoded.x5c, Some(chain));

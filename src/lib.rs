@@ -10,6 +10,7 @@ pub mod crd;
 pub mod digdir;
 pub mod entra;
 pub mod keys;
+pub mod kms;
 
 /// Installs rustls' ring provider as the process default; kube and reqwest both use it.
 /// Calling it again is harmless.

@@ -203,9 +203,11 @@ fn run_args_for_sim(digdir: &DigdirSim, digdir_url: &str, state: &std::path::Pat
             idporten_well_known_url: Some(urls.idporten.well_known_url),
             digdir_admin_client_id: Some(creds.client_id),
             digdir_admin_scopes: creds.scopes.join(" "),
-            digdir_admin_key_file: Some(state.join("admin-key.pem")),
-            digdir_admin_cert_chain_file: Some(state.join("admin-chain.pem")),
-            digdir_admin_kid: None,
+            admin_key: super::admin_key::AdminKeyArgs {
+                digdir_admin_key_file: Some(state.join("admin-key.pem")),
+                digdir_admin_cert_chain_file: Some(state.join("admin-chain.pem")),
+                ..Default::default()
+            },
             digdir_request_timeout: "30s".into(),
             client_name: Some("portvakt demo".into()),
             client_uri: Some("https://portvakt.example".into()),

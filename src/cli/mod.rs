@@ -1,5 +1,6 @@
 //! The binary's commands that start the embedded world: `portvakt sim` and `portvakt demo`.
 
+mod admin_key;
 #[cfg(feature = "sim")]
 mod bench;
 #[cfg(feature = "sim")]

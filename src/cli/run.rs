@@ -6,7 +6,6 @@
 //! SIGINT are handled before anything else and stop the process promptly in every state.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use portvakt::clock::Clock;
 use portvakt::controller::digdir_kinds::DigdirProvider;
 use portvakt::controller::{self, Context, RunOptions, Shared};
 use portvakt::digdir::{DigdirClient, DigdirConfig, DigdirEnvironment};
-use portvakt::keys::{FileSigner, Signer};
+use portvakt::keys::Signer;
 use tokio_util::sync::CancellationToken;
 
 /// The Digdir kinds and their provider's settings.
@@ -50,15 +49,9 @@ pub struct DigdirArgs {
         default_value = "idporten:dcr.write idporten:dcr.read idporten:scopes.write"
     )]
     pub digdir_admin_scopes: String,
-    /// The admin private key (PKCS#8/PKCS#1 PEM or a JWK), mounted from a Secret.
-    #[arg(long, env = "PORTVAKT_DIGDIR_ADMIN_KEY_FILE")]
-    pub digdir_admin_key_file: Option<PathBuf>,
-    /// The business certificate chain (PEM, leaf first) sent as `x5c`. Give this or --digdir-admin-kid.
-    #[arg(long, env = "PORTVAKT_DIGDIR_ADMIN_CERT_CHAIN_FILE")]
-    pub digdir_admin_cert_chain_file: Option<PathBuf>,
-    /// Instead of a certificate chain: the `kid` of a key registered on the admin client.
-    #[arg(long, env = "PORTVAKT_DIGDIR_ADMIN_KID")]
-    pub digdir_admin_kid: Option<String>,
+    /// The admin key: a file or a Cloud KMS key version, named by a certificate chain or a kid.
+    #[command(flatten)]
+    pub admin_key: super::admin_key::AdminKeyArgs,
     /// How long one call to Digdir may take (e.g. 30s). A create whose answer does not come in time
     /// holds the next create of that client for this long again (the answer may still land).
     #[arg(long, env = "PORTVAKT_DIGDIR_REQUEST_TIMEOUT", default_value = "30s")]
@@ -192,38 +185,9 @@ fn digdir_config(args: &DigdirArgs) -> anyhow::Result<DigdirConfig> {
 }
 
 fn signer(args: &DigdirArgs) -> anyhow::Result<Arc<dyn Signer>> {
-    let key_file = required(
-        &args.digdir_admin_key_file,
-        "--digdir-admin-key-file",
-        FOR_DIGDIR,
-    )?;
-    match (&args.digdir_admin_cert_chain_file, &args.digdir_admin_kid) {
-        (None, None) => bail!(
-            "--digdir-admin-cert-chain-file or --digdir-admin-kid: one is needed so Maskinporten can verify the admin grant"
-        ),
-        (Some(_), Some(_)) => bail!(
-            "--digdir-admin-cert-chain-file and --digdir-admin-kid are both set: give one (the chain is sent as x5c; the kid names a key registered on the admin client)"
-        ),
-        _ => {}
-    }
-    let signer = FileSigner::from_files(
-        key_file,
-        args.digdir_admin_cert_chain_file.as_deref(),
-        args.digdir_admin_kid.clone(),
-    )
-    .map_err(|e| {
-        let chain = args
-            .digdir_admin_cert_chain_file
-            .as_ref()
-            .map(|p| p.display().to_string());
-        let setting = if e.path().is_some() && e.path() == chain.as_deref() {
-            "--digdir-admin-cert-chain-file"
-        } else {
-            "--digdir-admin-key-file"
-        };
-        anyhow::anyhow!("{setting}: {e}")
-    })?;
-    Ok(Arc::new(signer))
+    // The rule (key file or KMS; chain or kid) is checked before anything is read.
+    let source = args.admin_key.source()?;
+    source.build(Clock::system())
 }
 
 /// The Digdir settings, checked.

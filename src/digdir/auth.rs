@@ -206,7 +206,7 @@ impl AdminAuth {
         let metadata = self.metadata().await?;
         let claims = self.grant_claims(&metadata.issuer);
         let header = self.signer.header();
-        let assertion = self.signer.sign(&header, &claims)?;
+        let assertion = self.signer.sign(&header, &claims).await?;
         self.grants.fetch_add(1, Ordering::Relaxed);
         let resp = self
             .http

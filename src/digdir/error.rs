@@ -43,7 +43,9 @@ impl AuthError {
             }
             Self::Transport(_) => true,
             Self::Metadata { .. } => true,
-            Self::Decode(_) | Self::Signing(_) => false,
+            // A KMS that is unavailable or throttling; a bad key stays bad.
+            Self::Signing(e) => e.is_retryable(),
+            Self::Decode(_) => false,
         }
     }
 }

@@ -35,6 +35,8 @@ const BASE: &[(&str, &str)] = &[
     ("PORTVAKT_CLIENT_URI", "https://org.example"),
 ];
 
+const KMS_KEY: &str = "projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1";
+
 fn with(overrides: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
     let mut env: Vec<(&str, &str)> = BASE
         .iter()
@@ -74,7 +76,33 @@ fn run_refuses_bad_settings_naming_them() {
                 "PORTVAKT_DIGDIR_ADMIN_CERT_CHAIN_FILE",
                 "/nonexistent/chain.pem",
             )],
-            "are both set",
+            "--digdir-admin-cert-chain-file and --digdir-admin-kid are both set",
+        ),
+        (
+            &[("PORTVAKT_DIGDIR_ADMIN_KMS_KEY_PATH", KMS_KEY)],
+            "--digdir-admin-key-file and --digdir-admin-kms-key-path are both set",
+        ),
+        (
+            &[("PORTVAKT_DIGDIR_ADMIN_KEY_FILE", "")],
+            "--digdir-admin-key-file or --digdir-admin-kms-key-path",
+        ),
+        (
+            &[
+                ("PORTVAKT_DIGDIR_ADMIN_KEY_FILE", ""),
+                (
+                    "PORTVAKT_DIGDIR_ADMIN_KMS_KEY_PATH",
+                    "projects/p/locations/l/keyRings/r/cryptoKeys/k",
+                ),
+            ],
+            "--digdir-admin-kms-key-path",
+        ),
+        (
+            &[
+                ("PORTVAKT_DIGDIR_ADMIN_KEY_FILE", ""),
+                ("PORTVAKT_DIGDIR_ADMIN_KMS_KEY_PATH", KMS_KEY),
+                ("PORTVAKT_GCP_METADATA_URL", "metadata.google.internal"),
+            ],
+            "--gcp-metadata-url",
         ),
     ];
     for (overrides, setting) in cases {

@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link step keeps CI fast).
 
 mod bench;
+mod chart;
 mod cli;
 mod crd_schema;
 mod crd_testdata;
@@ -11,10 +12,12 @@ mod digdir_scopes;
 mod digdir_sim;
 mod graph_client;
 mod graph_sim;
+mod kms;
 mod kube_server;
 mod kubectl;
 mod newcomer;
 mod procs;
+mod rbac;
 mod real_cluster;
 mod safety;
 mod seam;

@@ -128,6 +128,22 @@ impl RsaKey {
             .map_err(|e| CryptoError::Jwt(e.to_string()))
     }
 
+    /// The RSASSA-PKCS1-v1_5 signature of a SHA-256 `digest` (what a KMS signs: the hash, not the message).
+    pub fn sign_sha256_digest(&self, digest: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.key
+            .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), digest)
+            .map_err(|e| CryptoError::Key(e.to_string()))
+    }
+
+    /// The public key as SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`).
+    pub fn public_key_pem(&self) -> Result<String, CryptoError> {
+        use rsa::pkcs8::EncodePublicKey;
+        self.key
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| CryptoError::Key(e.to_string()))
+    }
+
     pub(crate) fn rcgen_key_pair(&self) -> Result<rcgen::KeyPair, CryptoError> {
         let der = self
             .key
@@ -184,6 +200,39 @@ impl TestCa {
         org_name: &str,
         subject_key: &RsaKey,
     ) -> Result<(Vec<u8>, String), CryptoError> {
+        self.issue_for(orgno, org_name, &subject_key.rcgen_key_pair()?)
+    }
+
+    /// A business certificate for `orgno` on the RSA public key `n`/`e` (base64url, as in a JWK): for a key
+    /// whose private half the simulator never sees (one held in a KMS). Returns (DER, PEM).
+    pub fn issue_business_certificate_for_public_key(
+        &self,
+        orgno: &str,
+        org_name: &str,
+        n: &str,
+        e: &str,
+    ) -> Result<(Vec<u8>, String), CryptoError> {
+        use rsa::pkcs1::EncodeRsaPublicKey;
+        let part = |name: &str, text: &str| -> Result<BigUint, CryptoError> {
+            let bytes = URL_SAFE_NO_PAD
+                .decode(text.trim_end_matches('='))
+                .map_err(|_| CryptoError::InvalidJwk(format!("`{name}` is not base64url")))?;
+            Ok(BigUint::from_bytes_be(&bytes))
+        };
+        let public = rsa::RsaPublicKey::new(part("n", n)?, part("e", e)?)
+            .map_err(|e| CryptoError::InvalidJwk(e.to_string()))?;
+        let der = public
+            .to_pkcs1_der()
+            .map_err(|e| CryptoError::Key(e.to_string()))?;
+        self.issue_for(orgno, org_name, &RsaPublicKeyData(der.as_bytes().to_vec()))
+    }
+
+    fn issue_for(
+        &self,
+        orgno: &str,
+        org_name: &str,
+        public: &impl rcgen::PublicKeyData,
+    ) -> Result<(Vec<u8>, String), CryptoError> {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
         params
             .distinguished_name
@@ -199,9 +248,21 @@ impl TestCa {
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2080, 1, 1);
         let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let public = subject_key.rcgen_key_pair()?;
-        let cert = params.signed_by(&public, &issuer).map_err(cert_err)?;
+        let cert = params.signed_by(public, &issuer).map_err(cert_err)?;
         Ok((cert.der().to_vec(), cert.pem()))
+    }
+}
+
+/// An RSA public key (PKCS#1 `RSAPublicKey` DER) as rcgen wants a certificate's subject key.
+struct RsaPublicKeyData(Vec<u8>);
+
+impl rcgen::PublicKeyData for RsaPublicKeyData {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_RSA_SHA256
     }
 }
 
@@ -383,6 +444,20 @@ mod tests {
         assert!(verify_chain(&[leaf.clone(), ca.cert_der.clone()], &ca.cert_der, now).is_ok());
         assert!(verify_chain(std::slice::from_ref(&leaf), &other.cert_der, now).is_err());
         assert!(verify_chain(&[], &ca.cert_der, now).is_err());
+    }
+
+    #[test]
+    fn a_certificate_for_a_bare_public_key_carries_that_key() {
+        let ca = TestCa::generate().expect("ca");
+        let key = RsaKey::generate("k").expect("key");
+        let (leaf, _) = ca
+            .issue_business_certificate_for_public_key("987654321", "TEST AS", &key.n(), &key.e())
+            .expect("cert");
+        let now = jiff::Timestamp::now().as_second();
+        let verified = verify_chain(std::slice::from_ref(&leaf), &ca.cert_der, now).expect("valid");
+        assert_eq!(verified.orgno.as_deref(), Some("987654321"));
+        assert_eq!(b64u(&verified.n), key.n());
+        assert_eq!(b64u(&verified.e), key.e());
     }
 
     #[test]

@@ -202,6 +202,15 @@ impl AdminCredentials {
     }
 }
 
+/// A further admin key enrolled with [`DigdirSim::enroll_admin_key`].
+#[derive(Clone, Debug)]
+pub struct AdminKeyEnrolment {
+    /// The key's `kid` on the admin client.
+    pub kid: String,
+    /// Its business certificate chain (leaf, then the simulator's CA), PEM: the `x5c` of a grant.
+    pub certificate_chain_pem: String,
+}
+
 /// URLs of one provider when the simulator is served at a base URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProviderUrls {
@@ -635,6 +644,62 @@ impl DigdirSim {
             c.last_updated = now;
         }
         Ok(())
+    }
+
+    /// Enrols a further admin key by its public half (`n`/`e`, base64url: a key held in a KMS, whose private
+    /// half the simulator never sees), as an organisation does with a new business certificate: the test CA
+    /// issues a business certificate for the admin organisation over that key, and the key is registered on
+    /// the admin client under `kid` with the certificate as `x5c`. Grants naming it by the returned chain
+    /// (`x5c`) or by `kid` are then accepted.
+    pub fn enroll_admin_key(
+        &self,
+        kid: &str,
+        n: &str,
+        e: &str,
+    ) -> Result<AdminKeyEnrolment, SimError> {
+        let now = self.inner.clock.now();
+        let admin = &self.inner.admin;
+        let org_name = {
+            let state = self.inner.lock_state();
+            state
+                .seed
+                .org_name(&admin.orgno)
+                .unwrap_or("ADMIN ORGANISATION")
+                .to_string()
+        };
+        let (leaf_der, leaf_pem) = self.inner.ca.issue_business_certificate_for_public_key(
+            &admin.orgno,
+            &org_name,
+            n,
+            e,
+        )?;
+        let mut state = self.inner.lock_state();
+        let Some(jwks) = state
+            .clients
+            .get_mut(&admin.client_id)
+            .and_then(|c| c.jwks.as_mut())
+        else {
+            return Err(SimError::Unexpected(
+                "the admin client has no key set".into(),
+            ));
+        };
+        jwks.keys.retain(|k| k.kid != kid);
+        jwks.keys.push(StoredJwk {
+            kid: kid.to_string(),
+            alg: "RS256".into(),
+            n: n.to_string(),
+            e: e.to_string(),
+            x5c: Some(vec![crypto::x5c_encode(&leaf_der)]),
+            exp: now.as_second() + 10 * state::KEY_LIFETIME_SECS,
+            created: now,
+            last_updated: now,
+            posted: now,
+        });
+        jwks.last_updated = now;
+        Ok(AdminKeyEnrolment {
+            kid: kid.to_string(),
+            certificate_chain_pem: format!("{leaf_pem}{}", admin.ca_certificate_pem),
+        })
     }
 
     /// Removes one key from a client's set by hand (drift); true if it was there.

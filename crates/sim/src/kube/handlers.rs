@@ -234,6 +234,9 @@ fn parse_object(body: &[u8], content_type: Option<&str>) -> ApiResult<Value> {
         .next()
         .unwrap_or("")
         .trim();
+    if ct == super::protobuf::CONTENT_TYPE {
+        return super::protobuf::decode(body);
+    }
     if !ct.is_empty() && ct != "*/*" && !ct.ends_with("json") && !ct.ends_with("yaml") {
         return Err(ApiError::new(
             415,
@@ -282,8 +285,12 @@ fn delete_opts(q: &Query, body: &[u8]) -> ApiResult<DeleteOpts> {
         ..DeleteOpts::default()
     };
     if !body.is_empty() {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        let v: Value = if super::protobuf::is_envelope(body) {
+            super::protobuf::decode(body)?
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        };
         if v.get("propagationPolicy").and_then(Value::as_str) == Some("Orphan")
             || v.get("orphanDependents").and_then(Value::as_bool) == Some(true)
         {
