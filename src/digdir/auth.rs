@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use jiff::Timestamp;
 use serde::Deserialize;
 
 use super::env::{DigdirConfig, MASKINPORTEN_WELL_KNOWN_PATH, ProviderMetadata, RetryPolicy};
@@ -44,11 +43,6 @@ impl fmt::Debug for AccessToken {
     }
 }
 
-struct CachedToken {
-    token: AccessToken,
-    refresh_at: Timestamp,
-}
-
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
@@ -75,7 +69,7 @@ pub struct AdminAuth {
     refresh_margin: Duration,
     retry: RetryPolicy,
     metadata: tokio::sync::Mutex<Option<ProviderMetadata>>,
-    cache: tokio::sync::Mutex<Option<CachedToken>>,
+    cache: crate::token_cache::TokenCache,
     grants: AtomicU64,
 }
 
@@ -109,7 +103,7 @@ impl AdminAuth {
             refresh_margin: config.token_refresh_margin,
             retry: config.retry.clone(),
             metadata: tokio::sync::Mutex::new(None),
-            cache: tokio::sync::Mutex::new(None),
+            cache: crate::token_cache::TokenCache::default(),
             grants: AtomicU64::new(0),
         }
     }
@@ -143,33 +137,16 @@ impl AdminAuth {
 
     /// A valid admin token: the cached one, or a new grant.
     pub async fn token(&self) -> Result<AccessToken, AuthError> {
-        let mut cache = self.cache.lock().await;
-        if let Some(cached) = cache.as_ref()
-            && self.clock.now() < cached.refresh_at
-        {
-            return Ok(cached.token.clone());
-        }
-        let (token, expires_in) = self.grant_with_retries().await?;
-        let keep = expires_in
-            .saturating_sub(self.refresh_margin)
-            .max(expires_in / 2);
-        let now = self.clock.now();
-        let refresh_at = now
-            .checked_add(jiff::SignedDuration::try_from(keep).unwrap_or_default())
-            .unwrap_or(now);
-        *cache = Some(CachedToken {
-            token: token.clone(),
-            refresh_at,
-        });
-        Ok(token)
+        self.cache
+            .get(&self.clock, self.refresh_margin, || {
+                self.grant_with_retries()
+            })
+            .await
     }
 
     /// Forgets `token` if it is the cached one (Digdir answered 401 to it), so the next call makes a grant.
     pub async fn invalidate(&self, token: &AccessToken) {
-        let mut cache = self.cache.lock().await;
-        if cache.as_ref().is_some_and(|c| &c.token == token) {
-            *cache = None;
-        }
+        self.cache.invalidate(token).await;
     }
 
     /// The claims of a grant (exposed for tests and the simulator).

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jiff::Timestamp;
 use rsa::RsaPrivateKey;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::DecodePrivateKey;
@@ -268,11 +267,6 @@ impl OperatorCredential {
     }
 }
 
-struct CachedToken {
-    token: AccessToken,
-    refresh_at: Timestamp,
-}
-
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
@@ -307,7 +301,7 @@ pub struct EntraAuth {
     assertion_lifetime: Duration,
     retry: RetryPolicy,
     wait: WaitMode,
-    cache: tokio::sync::Mutex<Option<CachedToken>>,
+    cache: crate::token_cache::TokenCache,
     grants: AtomicU64,
 }
 
@@ -334,7 +328,7 @@ impl EntraAuth {
             assertion_lifetime: config.assertion_lifetime,
             retry: config.retry.clone(),
             wait: config.wait,
-            cache: tokio::sync::Mutex::new(None),
+            cache: crate::token_cache::TokenCache::default(),
             grants: AtomicU64::new(0),
         }
     }
@@ -350,33 +344,16 @@ impl EntraAuth {
 
     /// A valid token: the cached one, or a new grant.
     pub async fn token(&self) -> Result<AccessToken, EntraAuthError> {
-        let mut cache = self.cache.lock().await;
-        if let Some(cached) = cache.as_ref()
-            && self.clock.now() < cached.refresh_at
-        {
-            return Ok(cached.token.clone());
-        }
-        let (token, expires_in) = self.grant_with_retries().await?;
-        let keep = expires_in
-            .saturating_sub(self.refresh_margin)
-            .max(expires_in / 2);
-        let now = self.clock.now();
-        let refresh_at = now
-            .checked_add(jiff::SignedDuration::try_from(keep).unwrap_or_default())
-            .unwrap_or(now);
-        *cache = Some(CachedToken {
-            token: token.clone(),
-            refresh_at,
-        });
-        Ok(token)
+        self.cache
+            .get(&self.clock, self.refresh_margin, || {
+                self.grant_with_retries()
+            })
+            .await
     }
 
     /// Forgets `token` if it is the cached one (Graph answered 401 to it).
     pub async fn invalidate(&self, token: &AccessToken) {
-        let mut cache = self.cache.lock().await;
-        if cache.as_ref().is_some_and(|c| &c.token == token) {
-            *cache = None;
-        }
+        self.cache.invalidate(token).await;
     }
 
     /// The claims of a certificate assertion (exposed for tests).

@@ -449,15 +449,7 @@ impl GraphError {
 }
 
 pub(crate) fn truncate(s: &str) -> String {
-    let s = s.trim();
-    if s.len() <= MAX_BODY_IN_ERROR {
-        return s.to_string();
-    }
-    let mut end = MAX_BODY_IN_ERROR;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+    crate::token_cache::cut_body(s, MAX_BODY_IN_ERROR)
 }
 
 #[cfg(test)]

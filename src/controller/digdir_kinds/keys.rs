@@ -72,6 +72,48 @@ pub(crate) struct KeyBase<'a> {
     pub replaced: &'a [keyplan::ReplacedKey],
 }
 
+/// The plan's inputs as read from the resource and its Secrets: one derivation for a real pass and
+/// `--observe` alike.
+pub(crate) struct Gathered {
+    pub managed: Vec<ManagedSecret>,
+    pub rec: keyplan::Recorded,
+    pub synced_secret_name: Option<String>,
+}
+
+impl Gathered {
+    pub fn read<K: DigdirResource>(
+        pass: &Pass<'_, K>,
+        view: &SecretsView,
+        client_id: &str,
+        created_now: bool,
+        status: &DigdiratorStatus,
+    ) -> Self {
+        let (next_key, book) = match &view.next {
+            Some(s) => csecret::read_next_key_secret(s),
+            None => (None, Bookkeeping::default()),
+        };
+        let force_read = pass.annotation_true(cstatus::ANN_RESYNC);
+        Self {
+            managed: managed_secrets(K::KIND, view),
+            rec: keyplan::recorded(client_id, created_now, force_read, next_key, &book),
+            synced_secret_name: status.synchronization_secret_name.clone(),
+        }
+    }
+
+    pub fn base<'a, K: DigdirResource>(&'a self, pass: &'a Pass<'_, K>) -> KeyBase<'a> {
+        KeyBase {
+            now: pass.shared.clock.now(),
+            secret_name: pass.obj.secret_name(),
+            synced_secret_name: self.synced_secret_name.as_deref(),
+            rotate: pass.annotation_true(cstatus::ANN_ROTATE),
+            managed: &self.managed,
+            next: self.rec.next.as_ref(),
+            next_registered_at: self.rec.next_registered_at,
+            replaced: &self.rec.replaced,
+        }
+    }
+}
+
 /// Gathers what the plan needs (JWKS read, workload scan), plans once, and — with `real_keys` —
 /// generates the keys the plan asks for (`--observe` keeps the stand-ins).
 pub(crate) async fn plan<K: DigdirResource>(
@@ -129,26 +171,11 @@ pub(crate) async fn sync<K: DigdirResource>(
     reg: &Registration,
     status: &DigdiratorStatus,
 ) -> Result<KeysDone, Error> {
-    let obj = pass.obj;
     let p = pass.provider;
     let client_id = reg.client_id.as_str();
-    let (next_key, book) = match &view.next {
-        Some(s) => csecret::read_next_key_secret(s),
-        None => (None, Bookkeeping::default()),
-    };
-    let force_read = pass.annotation_true(cstatus::ANN_RESYNC);
-    let rec = keyplan::recorded(client_id, reg.created, force_read, next_key, &book);
-    let managed = managed_secrets(K::KIND, view);
-    let base = KeyBase {
-        now: pass.shared.clock.now(),
-        secret_name: obj.secret_name(),
-        synced_secret_name: status.synchronization_secret_name.as_deref(),
-        rotate: pass.annotation_true(cstatus::ANN_ROTATE),
-        managed: &managed,
-        next: rec.next.as_ref(),
-        next_registered_at: rec.next_registered_at,
-        replaced: &rec.replaced,
-    };
+    let gathered = Gathered::read(pass, view, client_id, reg.created, status);
+    let rec = &gathered.rec;
+    let base = gathered.base(pass);
     let mut registered = rec.registered.clone();
     let actions = plan(pass, client_id, &base, &mut registered, true).await?;
     let registered = registered.unwrap_or_default();

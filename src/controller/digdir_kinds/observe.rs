@@ -3,13 +3,12 @@
 //! on real keys); nothing is written anywhere.
 
 use super::DigdirResource;
-use super::keys::{self, KeyBase};
-use super::pipeline::{self, managed_secrets};
+use super::keys::{self, Gathered};
+use super::pipeline;
 use super::registration::{check_scopes, observed_json};
 use crate::controller::pass::{Pass, is_not_owned};
 use crate::controller::{Error, Kind};
-use crate::core::digdir::app_secret::{self as csecret, Bookkeeping};
-use crate::core::digdir::keyplan;
+use crate::core::digdir::app_secret as csecret;
 use crate::core::digdir::observe::{self as cobserve, Action};
 use crate::core::digdir::registration::{self as creg, Identity};
 use crate::core::digdir::status as cstatus;
@@ -75,25 +74,10 @@ pub(super) async fn observe_one<K: DigdirResource>(
         }
         Identity::Create => String::new(),
     };
-    let managed = managed_secrets(K::KIND, &view);
-    let (next_key, book) = match &view.next {
-        Some(s) => csecret::read_next_key_secret(s),
-        None => (None, Bookkeeping::default()),
-    };
-    let force_read = pass.annotation_true(cstatus::ANN_RESYNC);
-    let rec = keyplan::recorded(&client_id, false, force_read, next_key, &book);
     let status = Kind::status(obj).cloned().unwrap_or_default();
-    let base = KeyBase {
-        now: pass.shared.clock.now(),
-        secret_name: obj.secret_name(),
-        synced_secret_name: status.synchronization_secret_name.as_deref(),
-        rotate: pass.annotation_true(cstatus::ANN_ROTATE),
-        managed: &managed,
-        next: rec.next.as_ref(),
-        next_registered_at: rec.next_registered_at,
-        replaced: &rec.replaced,
-    };
-    let mut registered = rec.registered.clone();
+    let gathered = Gathered::read(pass, &view, &client_id, false, &status);
+    let base = gathered.base(pass);
+    let mut registered = gathered.rec.registered.clone();
     let actions = keys::plan(pass, &client_id, &base, &mut registered, false).await?;
     if let Some(current) = &actions.current {
         let owner = pipeline::owner::<K>(pass)?;
