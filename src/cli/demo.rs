@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject};
 use portvakt::clock::Clock;
 use portvakt_sim::digdir::{DigdirSim, ProviderUrls, Seed, app};
 use portvakt_sim::kube::ApiServer;
@@ -59,7 +58,7 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("Digdir simulator (self-service API, Maskinporten, ID-porten) at {digdir_url}");
 
     println!("== Installing portvakt's CRDs");
-    install_crds(&client).await?;
+    manifests::install_crds(&client).await?;
 
     println!("== Starting portvakt's controllers");
     let run_args = run_args_for_sim(&digdir, &digdir_url, state.path());
@@ -454,33 +453,6 @@ async fn prove(client: &kube::Client, r: &ReadyResource, clock: &Clock) -> anyho
         }
         other => bail!("no credential proof for kind {other}"),
     }
-}
-
-/// Creates or updates portvakt's CRDs and waits until the server serves them.
-pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crds = portvakt::crd::crds().context("portvakt's own CRDs do not parse")?;
-    for crd in &crds {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        api.patch(
-            &name,
-            &PatchParams::apply(manifests::FIELD_MANAGER).force(),
-            &Patch::Apply(crd),
-        )
-        .await
-        .with_context(|| format!("installing CRD {name}"))?;
-    }
-    for crd in &crds {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        let cond = kube::runtime::conditions::is_crd_established();
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            kube::runtime::wait::await_condition(api.clone(), &name, cond),
-        )
-        .await
-        .with_context(|| format!("CRD {name} was not established within 10s"))??;
-    }
-    Ok(())
 }
 
 fn load_examples(dir: Option<&PathBuf>) -> anyhow::Result<Vec<(String, Value)>> {

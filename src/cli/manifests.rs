@@ -1,7 +1,10 @@
 //! Reading manifests and applying them the way `kubectl apply --server-side` does.
 
+use std::time::Duration;
+
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
@@ -83,4 +86,31 @@ pub async fn apply(client: &kube::Client, obj: &Value) -> anyhow::Result<Dynamic
         .await
         .with_context(|| format!("applying {} {namespace}/{}", kind_of(obj), name_of(obj)))?;
     Ok(applied)
+}
+
+/// Creates or updates portvakt's CRDs and waits until the server serves them.
+pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crds = portvakt::crd::crds().context("portvakt's own CRDs do not parse")?;
+    for crd in &crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(crd),
+        )
+        .await
+        .with_context(|| format!("installing CRD {name}"))?;
+    }
+    for crd in &crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let cond = kube::runtime::conditions::is_crd_established();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            kube::runtime::wait::await_condition(api.clone(), &name, cond),
+        )
+        .await
+        .with_context(|| format!("CRD {name} was not established within 10s"))??;
+    }
+    Ok(())
 }

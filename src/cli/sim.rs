@@ -121,7 +121,7 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     let digdir_handle = serve_digdir(&digdir, args.digdir_listen).await?;
     let digdir_url = digdir_handle.url();
     if args.install_crds {
-        super::demo::install_crds(&server.client()).await?;
+        super::manifests::install_crds(&server.client()).await?;
     }
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("--state-dir: cannot create {}", args.state_dir.display()))?;

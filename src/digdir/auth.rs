@@ -69,7 +69,7 @@ pub struct AdminAuth {
     refresh_margin: Duration,
     retry: RetryPolicy,
     metadata: tokio::sync::Mutex<Option<ProviderMetadata>>,
-    cache: crate::token_cache::TokenCache,
+    cache: crate::provider_http::TokenCache,
     grants: AtomicU64,
 }
 
@@ -103,7 +103,7 @@ impl AdminAuth {
             refresh_margin: config.token_refresh_margin,
             retry: config.retry.clone(),
             metadata: tokio::sync::Mutex::new(None),
-            cache: crate::token_cache::TokenCache::default(),
+            cache: crate::provider_http::TokenCache::default(),
             grants: AtomicU64::new(0),
         }
     }
@@ -191,12 +191,12 @@ impl AdminAuth {
             .form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)])
             .send()
             .await
-            .map_err(|e| AuthError::Transport(super::client::describe_reqwest(&e)))?;
+            .map_err(|e| AuthError::Transport(crate::provider_http::describe_reqwest(&e)))?;
         let status = resp.status().as_u16();
         let body = resp
             .bytes()
             .await
-            .map_err(|e| AuthError::Transport(super::client::describe_reqwest(&e)))?;
+            .map_err(|e| AuthError::Transport(crate::provider_http::describe_reqwest(&e)))?;
         if !(200..300).contains(&status) {
             return Err(match serde_json::from_slice::<OAuthErrorBody>(&body) {
                 Ok(e) => AuthError::OAuth {

@@ -49,17 +49,7 @@ fn seg(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }
 
-/// A reqwest error as text, with its causes (no secrets: URLs and socket errors only).
-pub fn describe_reqwest(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub use crate::provider_http::describe_reqwest;
 
 /// Calls made so far, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

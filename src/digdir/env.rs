@@ -264,7 +264,7 @@ pub async fn fetch_metadata(
     let resp = http.get(well_known_url).send().await.map_err(|e| {
         err(format!(
             "request failed: {}",
-            super::client::describe_reqwest(&e)
+            crate::provider_http::describe_reqwest(&e)
         ))
     })?;
     let status = resp.status();

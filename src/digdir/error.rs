@@ -277,7 +277,7 @@ fn http_reason(status: u16) -> &'static str {
 }
 
 pub(crate) fn truncate(s: &str) -> String {
-    crate::token_cache::cut_body(s, MAX_BODY_IN_ERROR)
+    crate::provider_http::cut_body(s, MAX_BODY_IN_ERROR)
 }
 
 #[cfg(test)]

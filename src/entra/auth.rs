@@ -301,7 +301,7 @@ pub struct EntraAuth {
     assertion_lifetime: Duration,
     retry: RetryPolicy,
     wait: WaitMode,
-    cache: crate::token_cache::TokenCache,
+    cache: crate::provider_http::TokenCache,
     grants: AtomicU64,
 }
 
@@ -328,7 +328,7 @@ impl EntraAuth {
             assertion_lifetime: config.assertion_lifetime,
             retry: config.retry.clone(),
             wait: config.wait,
-            cache: crate::token_cache::TokenCache::default(),
+            cache: crate::provider_http::TokenCache::default(),
             grants: AtomicU64::new(0),
         }
     }
@@ -430,7 +430,7 @@ impl EntraAuth {
             .header("Metadata-Flavor", "Google")
             .send()
             .await
-            .map_err(|e| err(crate::digdir::client::describe_reqwest(&e)))?;
+            .map_err(|e| err(crate::provider_http::describe_reqwest(&e)))?;
         let status = resp.status().as_u16();
         let body = resp
             .text()
@@ -455,7 +455,7 @@ impl EntraAuth {
         form.extend(self.client_authentication().await?);
         self.grants.fetch_add(1, Ordering::Relaxed);
         let transport = |e: reqwest::Error| {
-            EntraAuthError::Transport(crate::digdir::client::describe_reqwest(&e))
+            EntraAuthError::Transport(crate::provider_http::describe_reqwest(&e))
         };
         let resp = self
             .http

@@ -449,7 +449,7 @@ impl GraphError {
 }
 
 pub(crate) fn truncate(s: &str) -> String {
-    crate::token_cache::cut_body(s, MAX_BODY_IN_ERROR)
+    crate::provider_http::cut_body(s, MAX_BODY_IN_ERROR)
 }
 
 #[cfg(test)]

@@ -133,7 +133,7 @@ impl GcpKmsSigner {
             .build()
             .map_err(|e| KmsError::Config {
                 setting: "HTTP client",
-                problem: crate::digdir::client::describe_reqwest(&e),
+                problem: crate::provider_http::describe_reqwest(&e),
             })?;
         let tokens = Arc::new(MetadataTokenSource::new(http.clone(), metadata_url, clock));
         Ok(Self {
@@ -169,7 +169,7 @@ impl GcpKmsSigner {
     async fn sign_once(&self, token: &AccessToken, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
         let transport = |e: reqwest::Error| KmsError::Transport {
             key: self.key_version.clone(),
-            problem: crate::digdir::client::describe_reqwest(&e),
+            problem: crate::provider_http::describe_reqwest(&e),
         };
         let body = serde_json::json!({ "digest": { "sha256": STANDARD.encode(digest) } });
         let resp = self

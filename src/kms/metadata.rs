@@ -99,7 +99,7 @@ impl MetadataTokenSource {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let transport = |e: reqwest::Error| KmsError::MetadataTransport {
             url: self.url.clone(),
-            problem: crate::digdir::client::describe_reqwest(&e),
+            problem: crate::provider_http::describe_reqwest(&e),
         };
         let resp = self
             .http

@@ -1,6 +1,6 @@
-//! What the provider clients share: the cache of an access token (one grant for all concurrent
-//! callers, renewed a margin before it expires, dropped when the provider answers 401 to it) and the
-//! cut of a provider's error body kept in an error.
+//! What the provider clients (Digdir, Graph, KMS) share: the cache of an access token (one grant for
+//! all concurrent callers, renewed a margin before it expires, dropped when the provider answers 401
+//! to it), the cut of a provider's error body kept in an error, and a transport error in words.
 
 use std::future::Future;
 use std::time::Duration;
@@ -76,4 +76,16 @@ pub fn cut_body(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// A reqwest error as text, with its causes (no secrets: URLs and socket errors only).
+pub fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
