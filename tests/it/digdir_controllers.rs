@@ -1248,3 +1248,157 @@ async fn secret_changed_or_deleted_by_someone_else_is_repaired_without_a_loop() 
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Exactly which calls a pass makes; duplicates of a resource's identity; drift checks that fail.
+
+/// A first pass of a new IDPortenClient makes exactly these calls at Digdir, in this order; a pass
+/// with nothing to do makes none.
+#[tokio::test]
+async fn a_pass_makes_exactly_the_calls_it_needs() {
+    let mut env = env().await;
+    let op = env.run();
+    let mark = digdir_mark(&env.sim);
+    env.create_idp("app", spec("app-secret")).await;
+    env.wait_ready("app").await;
+    assert_eq!(
+        digdir_calls_since(&env.sim, mark),
+        [
+            "GET /api/v1/clients",
+            "POST /api/v1/clients",
+            "POST /api/v1/clients/{id}/jwks",
+        ],
+        "one list (the shared index), the create, the first key"
+    );
+    let mark = digdir_mark(&env.sim);
+    env.pass_idp(&op, "app").await;
+    assert_eq!(
+        digdir_calls_since(&env.sim, mark),
+        Vec::<String>::new(),
+        "a pass with nothing to do calls nothing"
+    );
+    // A spec change: the registration is read and updated, nothing else.
+    env.idp()
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"redirectURIs": ["https://app.example.com/other"]}})),
+        )
+        .await
+        .expect("update");
+    let mark = digdir_mark(&env.sim);
+    env.wait_idp("app", "Ready for generation 2", |o| {
+        o.meta().generation == Some(2) && is_ready(Some(2), o.status.as_ref())
+    })
+    .await;
+    assert_eq!(
+        digdir_calls_since(&env.sim, mark),
+        ["GET /api/v1/clients/{id}", "PUT /api/v1/clients/{id}"]
+    );
+}
+
+/// A second active client with a resource's identity (a late answer, a second operator, a copy made
+/// by hand) is found by the periodic pass and deactivated, with an event; the one the status names
+/// is kept.
+#[tokio::test]
+async fn a_duplicate_registration_is_deactivated_and_the_named_one_kept() {
+    let mut env = env().await;
+    let cfg = env.core_config();
+    let _op = env.run_with(cfg, PASS);
+    env.create_idp("app", spec("app-secret")).await;
+    let kept = env
+        .wait_ready("app")
+        .await
+        .status
+        .and_then(|s| s.client_id)
+        .expect("id");
+    // A copy with the same identity, made outside the operator.
+    let copy = env
+        .digdir
+        .create_client(&registration("app"))
+        .await
+        .expect("copy")
+        .client_id
+        .expect("id");
+    wait_until("the copy deactivated", async || {
+        env.sim.client(&copy).is_some_and(|c| c["active"] == false)
+    })
+    .await;
+    assert_ne!(env.sim.client(&kept).expect("kept")["active"], false);
+    let notes = events_for(&env, "app", "DuplicateRegistration").await;
+    assert!(
+        notes
+            .iter()
+            .any(|(t, n)| t == "Warning" && n.contains(&copy) && n.contains(&kept)),
+        "{notes:?}"
+    );
+    env.wait_ready("app").await;
+}
+
+/// A duplicate whose client ID is in a Secret of the resource that a running Pod uses is kept (and
+/// said so), never deactivated under the Pod.
+#[tokio::test]
+async fn a_duplicate_a_workload_uses_is_kept() {
+    let mut env = env().await;
+    let cfg = env.core_config();
+    let _op = env.run_with(cfg, PASS);
+    let obj = env.create_idp("app", spec("app-secret")).await;
+    env.wait_ready("app").await;
+    let copy = env
+        .digdir
+        .create_client(&registration("app"))
+        .await
+        .expect("copy")
+        .client_id
+        .expect("id");
+    // An older app Secret of this resource holding the copy's ID, used by a Pod.
+    let owner = json!({"apiVersion": "nais.io/v1", "kind": "IDPortenClient", "name": "app",
+        "uid": obj.meta().uid.clone().expect("uid"), "controller": true});
+    let old: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "app-secret-old", "namespace": NS,
+            "labels": {"app": "app", "type": "digdirator.nais.io"}, "ownerReferences": [owner]},
+        "stringData": {"IDPORTEN_CLIENT_ID": copy}
+    }))
+    .expect("Secret");
+    env.secrets()
+        .create(&PostParams::default(), &old)
+        .await
+        .expect("old Secret");
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
+    pods.create(&PostParams::default(), &pod_using("app-secret-old"))
+        .await
+        .expect("Pod");
+    wait_until("the duplicate reported as kept", async || {
+        events_for(&env, "app", "DuplicateRegistration")
+            .await
+            .iter()
+            .any(|(_, n)| n.contains(&copy) && n.contains("kept"))
+    })
+    .await;
+    assert_ne!(env.sim.client(&copy).expect("copy")["active"], false);
+}
+
+/// The periodic check meeting Digdir errors never flips a Ready resource to not Ready.
+#[tokio::test]
+async fn a_failing_drift_check_leaves_ready_resources_ready() {
+    let mut env = env().await;
+    let cfg = env.core_config();
+    let op = env.run_with(cfg, PASS);
+    env.create_idp("app", spec("app-secret")).await;
+    env.wait_ready("app").await;
+    let failures = Counters::get(&op.counters.failures);
+    env.sim
+        .inject_fault(FaultRule::status(503).method("GET").path("/api/v1/clients"));
+    wait_passes(&op, 2).await;
+    assert!(
+        Counters::get(&op.counters.failures) > failures,
+        "the failed checks are counted"
+    );
+    let o = env.idp().get("app").await.expect("get");
+    assert!(
+        is_ready(o.meta().generation, o.status.as_ref()),
+        "{:?}",
+        o.status
+    );
+    env.sim.clear_faults();
+}
