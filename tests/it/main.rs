@@ -6,6 +6,7 @@ mod cli;
 mod crd_schema;
 mod crd_testdata;
 mod deploy;
+mod differential;
 mod digdir_client;
 mod digdir_controllers;
 mod digdir_scopes;

@@ -308,6 +308,16 @@ impl RealCluster {
         &self.server_url
     }
 
+    /// The cluster CA (DER), for HTTP clients that talk to the API server directly.
+    pub fn ca_der(&self) -> &[u8] {
+        self.ca_der.as_ref()
+    }
+
+    /// The admin's bearer token (user `portvakt-admin`, in `system:masters`).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
     /// Whether kube-controller-manager was started and is still running.
     pub fn controller_manager_running(&mut self) -> bool {
         self.procs

@@ -154,7 +154,7 @@ impl Store {
         }
         if !conflicts.is_empty() {
             if !force {
-                return Err(conflict_error(info, name, &conflicts));
+                return Err(conflict_error(info, &conflicts));
             }
             for e in entries.iter_mut().filter(|e| !mine(e)) {
                 e.set.retain(|p| {
@@ -213,12 +213,19 @@ impl Store {
 
 fn conflict_error(
     info: &ResourceInfo,
-    name: &str,
     conflicts: &[(String, String, String)],
 ) -> ApiError {
+    // The manager's apiVersion is named only when it differs from the request's.
+    let with = |m: &str, av: &str| {
+        if av == info.api_version() {
+            format!("conflict with \"{m}\"")
+        } else {
+            format!("conflict with \"{m}\" using {av}")
+        }
+    };
     let lines: Vec<String> = conflicts
         .iter()
-        .map(|(m, av, p)| format!("conflict with \"{m}\" using {av}: {p}"))
+        .map(|(m, av, p)| format!("{}: {p}", with(m, av)))
         .collect();
     let message = if lines.len() == 1 {
         format!("Apply failed with 1 conflict: {}", lines[0])
@@ -232,12 +239,8 @@ fn conflict_error(
     let causes: Vec<Value> = conflicts
         .iter()
         .map(|(m, av, p)| {
-            json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\" using {av}"), "field": p})
+            json!({"reason": "FieldManagerConflict", "message": with(m, av), "field": p})
         })
         .collect();
-    let mut details = json!({"name": name, "kind": info.plural, "causes": causes});
-    if !info.group.is_empty() {
-        details["group"] = json!(info.group);
-    }
-    ApiError::new(409, "Conflict", message).with_details(details)
+    ApiError::new(409, "Conflict", message).with_details(json!({"causes": causes}))
 }

@@ -18,6 +18,15 @@ const DEFAULT_VERBS: &[&str] = &[
     "watch",
 ];
 
+/// apiserver's `discovery.StorageVersionHash`: the first 8 bytes of sha256("group/version/kind"),
+/// base64. (For a type stored at the version it is served at, as every type here is.)
+pub fn storage_version_hash(group: &str, version: &str, kind: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{group}/{version}/{kind}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(&digest[..8])
+}
+
 /// `GET /api`.
 pub fn core_versions() -> Value {
     json!({
@@ -96,11 +105,20 @@ pub fn resource_list(resources: &[ResourceInfo], group: &str, version: &str) -> 
         .iter()
         .filter(|r| r.group == group && r.version == version)
     {
-        let verbs: Vec<String> = if r.verbs.is_empty() {
+        let mut verbs: Vec<String> = if r.verbs.is_empty() {
             DEFAULT_VERBS.iter().map(|v| v.to_string()).collect()
         } else {
             r.verbs.clone()
         };
+        if r.custom {
+            // The order the custom resource handler lists them in.
+            let order = ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"];
+            verbs.sort_by_key(|v| order.iter().position(|o| o == v).unwrap_or(order.len()));
+        }
+        if !r.custom && r.group.is_empty() && r.plural == "namespaces" {
+            // Namespaces are deleted one by one (each through the namespace controller).
+            verbs.retain(|v| v != "deletecollection");
+        }
         let mut e = Map::new();
         e.insert("name".into(), json!(r.plural));
         e.insert("singularName".into(), json!(r.singular));
@@ -113,6 +131,10 @@ pub fn resource_list(resources: &[ResourceInfo], group: &str, version: &str) -> 
         if !r.categories.is_empty() {
             e.insert("categories".into(), json!(r.categories));
         }
+        e.insert(
+            "storageVersionHash".into(),
+            json!(storage_version_hash(&r.group, &r.version, &r.kind)),
+        );
         list.push(Value::Object(e));
         if r.status_subresource {
             list.push(json!({

@@ -33,7 +33,10 @@ pub fn qualified(group: &str, plural: &str) -> String {
 }
 
 fn details(group: &str, kind: &str, name: &str) -> Value {
-    let mut d = json!({ "name": name, "kind": kind });
+    let mut d = json!({ "kind": kind });
+    if !name.is_empty() {
+        d["name"] = json!(name);
+    }
     if !group.is_empty() {
         d["group"] = json!(group);
     }
@@ -93,6 +96,19 @@ impl ApiError {
             ),
         )
         .with_details(details(group, plural, name))
+    }
+
+    /// 409 for a failed delete precondition: the details name the kind, not the resource.
+    pub fn precondition_failed(info: &super::resource::ResourceInfo, name: &str, why: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                qualified(&info.group, &info.plural)
+            ),
+        )
+        .with_details(details(&info.group, &info.kind, name))
     }
 
     pub fn stale(group: &str, plural: &str, name: &str) -> Self {

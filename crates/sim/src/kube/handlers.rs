@@ -13,14 +13,14 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
-use super::error::{ApiError, ApiResult, success_status};
+use super::error::{ApiError, ApiResult, StatusCause, success_status};
 use super::patch::PatchType;
 use super::resource::ResourceInfo;
 use super::selector::{FieldSelector, LabelSelector, Selectors};
 use super::server::ApiServer;
-use super::store::{DeleteOpts, FieldValidation, Outcome, Store, Sub, WriteOpts};
+use super::store::{DeleteOpts, FieldValidation, Outcome, Propagation, Sub, WriteOpts};
 use super::watch::{self, WatchParams};
-use super::{apply, discovery, openapi, table};
+use super::{apply, discovery, openapi, protobuf, table};
 
 /// Largest accepted request body (the real server's limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -32,12 +32,13 @@ fn json_response(code: StatusCode, v: &Value) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// The single entry point.
+/// The single entry point. Protobuf is translated here, on the way in and out, so that everything
+/// behind works on JSON.
 pub async fn dispatch(State(server): State<ApiServer>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let headers = req.headers().clone();
+    let mut headers = req.headers().clone();
     let body = match read_body(req.into_body()).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -45,9 +46,97 @@ pub async fn dispatch(State(server): State<ApiServer>, req: Request) -> Response
     let q: Query = form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    match route(&server, &method, &path, &q, &headers, body) {
+    let pb_answer = prefers_protobuf(&headers);
+    let body = match protobuf_body_as_json(&mut headers, body) {
+        Ok(b) => b,
+        Err(e) => return answer(e.into_response(), pb_answer).await,
+    };
+    let resp = match route(&server, &method, &path, &q, &headers, body) {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    };
+    answer(resp, pb_answer).await
+}
+
+/// A protobuf request body as JSON (and the Content-Type changed to say so).
+fn protobuf_body_as_json(headers: &mut HeaderMap, body: Bytes) -> ApiResult<Bytes> {
+    let is_pb = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(protobuf::is_protobuf);
+    if !is_pb {
+        return Ok(body);
+    }
+    let obj = protobuf::decode(&body).map_err(|e| match e {
+        protobuf::ProtobufError::UnknownType { .. } => ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({e})"
+            ),
+        ),
+        other => ApiError::bad_request(format!("the object provided is unrecognized: {other}")),
+    })?;
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()))
+}
+
+/// Whether the client asks for protobuf first (client-go sends
+/// `application/vnd.kubernetes.protobuf,application/json` or `..., */*`).
+fn prefers_protobuf(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split(',').next())
+        .is_some_and(|first| protobuf::is_protobuf(first) && !first.contains("as="))
+}
+
+/// Whether an Accept header lets the server fall back to JSON.
+fn accepts_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|a| {
+            a.split(',').any(|t| {
+                let t = t.split(';').next().unwrap_or("").trim();
+                t == "*/*" || t == "application/*" || t == "application/json"
+            })
+        })
+}
+
+/// A JSON answer in protobuf, when the client prefers it and the object has a protobuf form
+/// (custom resources and discovery stay JSON, as kube-apiserver answers them to such clients).
+async fn answer(resp: Response, protobuf_wanted: bool) -> Response {
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v == "application/json");
+    if !protobuf_wanted || !is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = body.collect().await.map(|c| c.to_bytes()) else {
+        return ApiError::internal("reading the answer").into_response();
+    };
+    let encoded = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .filter(|v| {
+            protobuf::supports(
+                v.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
+                v.get("kind").and_then(Value::as_str).unwrap_or(""),
+            )
+        })
+        .and_then(|v| protobuf::encode(&v).ok());
+    match encoded {
+        Some(pb) => {
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(protobuf::MEDIA_TYPE),
+            );
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(pb))
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
     }
 }
 
@@ -172,6 +261,44 @@ fn parse_target<'a>(rest: &[&'a str]) -> ApiResult<Target<'a>> {
     })
 }
 
+/// `ListOptions` validation, as kube-apiserver answers it (422 naming the option).
+fn check_list_options(q: &Query, watching: bool) -> ApiResult<()> {
+    let rv = q.get("resourceVersion").map(String::as_str).unwrap_or("");
+    let rv_match = q.get("resourceVersionMatch").map(String::as_str).unwrap_or("");
+    let forbidden = |field: &str, message: &str| StatusCause {
+        reason: "FieldValueForbidden".into(),
+        message: format!("Forbidden: {message}"),
+        field: field.into(),
+    };
+    let mut causes = Vec::new();
+    if q.contains_key("sendInitialEvents") {
+        if !watching {
+            causes.push(forbidden(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
+            ));
+        } else if rv_match != "NotOlderThan" {
+            causes.push(forbidden(
+                "resourceVersionMatch",
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+    }
+    if !rv_match.is_empty() && rv.is_empty() && !(watching && q.contains_key("sendInitialEvents")) {
+        causes.insert(
+            0,
+            forbidden(
+                "resourceVersionMatch",
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ),
+        );
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid("meta.k8s.io", "ListOptions", "", causes))
+}
+
 fn flag(q: &Query, k: &str) -> bool {
     q.get(k).is_some_and(|v| v == "true" || v == "1")
 }
@@ -187,20 +314,32 @@ fn selectors(q: &Query, info: &ResourceInfo) -> ApiResult<Selectors> {
     })
 }
 
+/// `options`: the request's options kind (`CreateOptions`, `UpdateOptions`, `PatchOptions`), which
+/// a bad option is reported against.
 fn write_opts(
     q: &Query,
     headers: &HeaderMap,
     sub: Sub,
     raw: Option<Vec<u8>>,
+    options: &str,
 ) -> ApiResult<WriteOpts> {
     let validation = match q.get("fieldValidation").map(String::as_str) {
         None | Some("") | Some("Warn") => FieldValidation::Warn,
         Some("Strict") => FieldValidation::Strict,
         Some("Ignore") => FieldValidation::Ignore,
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "fieldValidation parameter unsupported: {other}. Supported values: Ignore, Warn, Strict"
-            )));
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                options,
+                "",
+                vec![StatusCause {
+                    reason: "FieldValueNotSupported".into(),
+                    message: format!(
+                        "Unsupported value: \"{other}\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+                    ),
+                    field: "fieldValidation".into(),
+                }],
+            ));
         }
     };
     let given = q.get("fieldManager").filter(|m| !m.is_empty());
@@ -234,9 +373,6 @@ fn parse_object(body: &[u8], content_type: Option<&str>) -> ApiResult<Value> {
         .next()
         .unwrap_or("")
         .trim();
-    if ct == super::protobuf::CONTENT_TYPE {
-        return super::protobuf::decode(body);
-    }
     if !ct.is_empty() && ct != "*/*" && !ct.ends_with("json") && !ct.ends_with("yaml") {
         return Err(ApiError::new(
             415,
@@ -277,24 +413,55 @@ fn outcome_response(o: Outcome, created: StatusCode) -> Response {
     resp
 }
 
+fn propagation(policy: Option<&str>, orphan_dependents: bool) -> ApiResult<Option<Propagation>> {
+    Ok(match policy {
+        Some("Orphan") => Some(Propagation::Orphan),
+        Some("Foreground") => Some(Propagation::Foreground),
+        Some("Background") => Some(Propagation::Background),
+        None | Some("") if orphan_dependents => Some(Propagation::Orphan),
+        None | Some("") => None,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                vec![StatusCause {
+                    reason: "FieldValueNotSupported".into(),
+                    message: format!(
+                        "Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+                    ),
+                    field: "propagationPolicy".into(),
+                }],
+            ));
+        }
+    })
+}
+
 fn delete_opts(q: &Query, body: &[u8]) -> ApiResult<DeleteOpts> {
     let mut o = DeleteOpts {
-        orphan: q.get("propagationPolicy").is_some_and(|p| p == "Orphan")
-            || flag(q, "orphanDependents"),
+        propagation: propagation(
+            q.get("propagationPolicy").map(String::as_str),
+            flag(q, "orphanDependents"),
+        )?
+        .unwrap_or_default(),
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         ..DeleteOpts::default()
     };
     if !body.is_empty() {
-        let v: Value = if super::protobuf::is_envelope(body) {
-            super::protobuf::decode(body)?
+        // client-go's typed clients send DeleteOptions in protobuf, with or without saying so.
+        let v: Value = if body.starts_with(b"k8s\0") {
+            protobuf::decode(body).map_err(|e| {
+                ApiError::bad_request(format!("invalid DeleteOptions: {e}"))
+            })?
         } else {
             serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
         };
-        if v.get("propagationPolicy").and_then(Value::as_str) == Some("Orphan")
-            || v.get("orphanDependents").and_then(Value::as_bool) == Some(true)
-        {
-            o.orphan = true;
+        if let Some(p) = propagation(
+            v.get("propagationPolicy").and_then(Value::as_str),
+            v.get("orphanDependents").and_then(Value::as_bool) == Some(true),
+        )? {
+            o.propagation = p;
         }
         o.uid = v
             .pointer("/preconditions/uid")
@@ -344,6 +511,16 @@ fn resource(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    if prefers_protobuf(headers)
+        && !accepts_json(headers)
+        && !protobuf::supports(&info.api_version(), &info.kind)
+    {
+        return Err(ApiError::new(
+            406,
+            "NotAcceptable",
+            "only the following media types are accepted: application/json, application/yaml, application/json;stream=watch",
+        ));
+    }
     match (method.clone(), t.name) {
         (Method::GET, Some(name)) => {
             let store = server.lock();
@@ -361,16 +538,27 @@ fn resource(
         }
         (Method::GET, None) => {
             let sel = selectors(q, &info)?;
-            if flag(q, "watch") {
+            let watching = flag(q, "watch");
+            check_list_options(q, watching)?;
+            if watching {
                 let timeout = q
                     .get("timeoutSeconds")
                     .and_then(|t| t.parse::<u64>().ok())
                     .map(Duration::from_secs);
+                let encoding = if wants_table(headers) {
+                    watch::Encoding::Table
+                } else if prefers_protobuf(headers) && protobuf::supports(&info.api_version(), &info.kind) {
+                    watch::Encoding::Protobuf
+                } else {
+                    watch::Encoding::Json
+                };
                 let params = WatchParams {
                     resource_version: q.get("resourceVersion").cloned(),
                     timeout,
                     bookmarks: flag(q, "allowWatchBookmarks"),
+                    send_initial_events: flag(q, "sendInitialEvents"),
                     selectors: sel,
+                    encoding,
                 };
                 return Ok(watch::watch(server, info, ns.map(str::to_string), params));
             }
@@ -414,13 +602,13 @@ fn resource(
                 return Err(ApiError::no_route());
             }
             let obj = parse_object(&body, content_type)?;
-            let opts = write_opts(q, headers, sub, Some(body.to_vec()))?;
+            let opts = write_opts(q, headers, sub, Some(body.to_vec()), "CreateOptions")?;
             let o = server.lock().create(&info, ns, obj, &opts)?;
             Ok(outcome_response(o, StatusCode::CREATED))
         }
         (Method::PUT, Some(name)) => {
             let obj = parse_object(&body, content_type)?;
-            let opts = write_opts(q, headers, sub, Some(body.to_vec()))?;
+            let opts = write_opts(q, headers, sub, Some(body.to_vec()), "UpdateOptions")?;
             let o = server.lock().update(&info, ns, name, obj, &opts)?;
             Ok(outcome_response(o, StatusCode::CREATED))
         }
@@ -428,7 +616,7 @@ fn resource(
             let ct = content_type.unwrap_or("");
             let ptype = PatchType::from_content_type(ct)
                 .ok_or_else(|| ApiError::unsupported_media_type(ct))?;
-            let opts = write_opts(q, headers, sub, None)?;
+            let opts = write_opts(q, headers, sub, None, "PatchOptions")?;
             let force = flag(q, "force");
             let o = server
                 .lock()
@@ -442,11 +630,9 @@ fn resource(
                 ));
             }
             let opts = delete_opts(q, &body)?;
-            let mut store = server.lock();
-            let last = store.delete(&info, ns, name, &opts)?;
-            let gone = !store.object_exists(&Store::key(&info, ns, name));
-            drop(store);
-            if gone && info.plural == "namespaces" {
+            let (last, at_once) = server.lock().delete(&info, ns, name, &opts)?;
+            // Gone at once: a Status; still there (finalizers, namespaces): the object.
+            if at_once {
                 let uid = last
                     .pointer("/metadata/uid")
                     .and_then(Value::as_str)

@@ -80,6 +80,75 @@ pub fn is_item(path: &[String]) -> bool {
         .is_some_and(|e| e.starts_with("k:") || e.starts_with("v:"))
 }
 
+/// Maps and structs that a write brings into being: their own path (`.` in FieldsV1) goes to the
+/// writer, as kube-apiserver's field manager records them. Compared with the old object, or for a
+/// create with the type's zero value, which for built-in types already has `metadata`, `spec` and
+/// `status` (and a workload's pod template); `metadata` itself is never owned.
+fn new_nodes(info: &ResourceInfo, old: Option<&Value>, new: &Value) -> FieldSet {
+    let mut out = FieldSet::new();
+    let mut path = Vec::new();
+    collect_nodes(info, old, new, &mut path, &mut out);
+    out
+}
+
+fn in_zero_value(info: &ResourceInfo, path: &[String]) -> bool {
+    let p: Vec<&str> = path.iter().map(String::as_str).collect();
+    if p == ["f:metadata"] {
+        return true;
+    }
+    if info.custom {
+        return false;
+    }
+    matches!(
+        p.as_slice(),
+        ["f:spec"]
+            | ["f:status"]
+            | ["f:spec", "f:template"]
+            | ["f:spec", "f:template", "f:metadata"]
+            | ["f:spec", "f:template", "f:spec"]
+            | ["f:spec", "f:jobTemplate"]
+            | ["f:spec", "f:jobTemplate", "f:spec"]
+            | ["f:spec", "f:jobTemplate", "f:spec", "f:template"]
+            | ["f:spec", "f:jobTemplate", "f:spec", "f:template", "f:spec"]
+    )
+}
+
+fn collect_nodes(
+    info: &ResourceInfo,
+    old: Option<&Value>,
+    v: &Value,
+    path: &mut Vec<String>,
+    out: &mut FieldSet,
+) {
+    let Value::Object(m) = v else { return };
+    if m.is_empty() {
+        return;
+    }
+    if !path.is_empty() {
+        let existed = match old {
+            Some(o) => fields::value_at(o, path).is_some(),
+            None => in_zero_value(info, path),
+        };
+        if !existed {
+            out.insert(path.clone());
+        }
+    }
+    for (k, child) in m {
+        // List items are tracked by the field set itself.
+        if child.is_object() {
+            path.push(fields::field(k));
+            // Of metadata, only labels and annotations are maps a writer owns.
+            let tracked = !(path.len() == 2
+                && path[0] == "f:metadata"
+                && !matches!(k.as_str(), "labels" | "annotations"));
+            if tracked {
+                collect_nodes(info, old, child, path, out);
+            }
+            path.pop();
+        }
+    }
+}
+
 /// Ownership after a non-apply write: the manager takes what it changed; fields
 /// that disappeared are dropped from everyone.
 #[allow(clippy::too_many_arguments)]
@@ -108,6 +177,8 @@ pub fn after_update(
         })
         .cloned()
         .collect();
+    let mut changed = changed;
+    changed.extend(new_nodes(info, old, new));
     let removed: FieldSet = old_set.difference(&new_set).cloned().collect();
     for e in entries.iter_mut() {
         e.set

@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod managed;
 pub mod openapi;
 pub mod patch;
+pub mod printers;
 pub mod protobuf;
 pub mod registry;
 pub mod resource;

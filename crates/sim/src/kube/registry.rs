@@ -270,7 +270,9 @@ pub fn storage_key_of(group: &str, plural: &str) -> String {
 
 /// Whether objects of this type carry `metadata.generation`.
 pub fn has_generation(info: &ResourceInfo) -> bool {
+    // Pods too, since 1.34 (PodObservedGenerationTracking).
     info.custom
+        || (info.group.is_empty() && info.plural == "pods")
         || matches!(
             info.group.as_str(),
             "apps" | "batch" | "apiextensions.k8s.io"

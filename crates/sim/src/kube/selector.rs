@@ -228,6 +228,11 @@ pub struct Selectors {
 }
 
 impl Selectors {
+    /// Whether nothing is selected away.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(obj) && self.fields.matches(obj)
     }

@@ -50,7 +50,8 @@ fn recover<'a, T>(
 }
 
 impl ApiServer {
-    /// A server with the built-in types and the namespaces default, kube-system, kube-public.
+    /// A server with the built-in types and the namespaces a new cluster has (default,
+    /// kube-node-lease, kube-public, kube-system).
     pub fn new(clock: Clock) -> Self {
         let (drop_watches, _) = watch::channel(0);
         let server = Self {
@@ -72,13 +73,13 @@ impl ApiServer {
             let mut store = server.lock();
             let info = store.registry.find("", "v1", "namespaces").cloned();
             if let Some(info) = info {
-                for ns in ["default", "kube-system", "kube-public"] {
+                for ns in ["default", "kube-node-lease", "kube-public", "kube-system"] {
                     let _ = store.create(
                         &info,
                         None,
                         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
                         &WriteOpts {
-                            manager: "portvakt-apiserver".into(),
+                            manager: "kube-apiserver".into(),
                             ..WriteOpts::default()
                         },
                     );
@@ -199,7 +200,9 @@ impl ApiServer {
             .find_any(api_version, kind_or_plural)?
             .clone();
         let key = Store::key(&info, namespace, name);
-        store.delete_key(&key, false).map(|v| served(&info, &v))
+        store
+            .delete_key(&key, super::store::Propagation::Background)
+            .map(|(v, _)| served(&info, &v))
     }
 
     /// The current global resourceVersion.

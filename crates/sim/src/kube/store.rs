@@ -90,10 +90,23 @@ impl Default for WriteOpts {
     }
 }
 
+/// `DeleteOptions.propagationPolicy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// The object goes now; its dependents after it (the default).
+    #[default]
+    Background,
+    /// The object stays, with the `foregroundDeletion` finalizer, until the dependents that
+    /// block its deletion are gone.
+    Foreground,
+    /// The object stays, with the `orphan` finalizer, until its dependents no longer refer to it.
+    Orphan,
+}
+
 /// `DeleteOptions` that matter here.
 #[derive(Clone, Debug, Default)]
 pub struct DeleteOpts {
-    pub orphan: bool,
+    pub propagation: Propagation,
     pub uid: Option<String>,
     pub resource_version: Option<String>,
     pub dry_run: bool,
@@ -183,6 +196,10 @@ fn same_except_rv(a: &Value, b: &Value) -> bool {
     strip(a) == strip(b)
 }
 
+/// The garbage collector's finalizers (`DeleteOptions.propagationPolicy`).
+const FOREGROUND: &str = "foregroundDeletion";
+const ORPHAN: &str = "orphan";
+
 const GENERATE_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn random_suffix() -> String {
@@ -191,6 +208,47 @@ fn random_suffix() -> String {
     (0..5)
         .map(|_| GENERATE_CHARS[rng.gen_range(0..GENERATE_CHARS.len())] as char)
         .collect()
+}
+
+/// Unknown and duplicate fields of a built-in type (its fields are those of its protobuf
+/// message): refused under `Strict`, dropped with a warning under `Warn`, dropped under `Ignore`.
+fn check_builtin_fields(
+    info: &ResourceInfo,
+    new: &mut Value,
+    opts: &WriteOpts,
+) -> ApiResult<Vec<String>> {
+    let api_version = new
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let kind = new.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    if !super::protobuf::supports(&api_version, &kind) {
+        return Ok(Vec::new());
+    }
+    let mut problems: Vec<String> = super::protobuf::prune_unknown_fields(new)
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect();
+    if let (Some(raw), FieldValidation::Strict | FieldValidation::Warn) = (&opts.raw, opts.validation)
+    {
+        problems.extend(
+            super::schema::duplicate_fields(raw)
+                .iter()
+                .map(|p| format!("duplicate field \"{}\"", p.trim_start_matches('.'))),
+        );
+    }
+    match opts.validation {
+        FieldValidation::Strict if !problems.is_empty() => Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            info.kind,
+            info.version,
+            info.kind,
+            problems.join(", ")
+        ))),
+        FieldValidation::Warn => Ok(problems),
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// Core Events are stored in events.k8s.io form and served converted.
@@ -273,6 +331,11 @@ impl Store {
                 self.compacted = e.rv;
             }
         }
+    }
+
+    /// The newest resourceVersion whose events are no longer in the history (0: none forgotten).
+    pub fn oldest_rv(&self) -> u64 {
+        self.compacted
     }
 
     /// Forgets the whole history: every watch resuming from an older version gets 410.
@@ -440,15 +503,39 @@ impl Store {
             items.push((k.clone(), obj));
         }
         let mut metadata = json!({ "resourceVersion": self.rv.to_string() });
+        if info.custom {
+            // Lists of custom resources (unstructured) always carry the token, empty at the end.
+            metadata["continue"] = json!("");
+        }
         if let (Some(_), Some((last, _))) = (&next, items.last()) {
             let token = json!({ "ns": last.1, "name": last.2, "rv": self.rv });
             metadata["continue"] = json!(URL_SAFE_NO_PAD.encode(token.to_string().as_bytes()));
+            if sel.is_empty() {
+                let remaining = self
+                    .stored_objects(info, ns)
+                    .filter(|(k, _)| (&k.1, &k.2) > (&last.1, &last.2))
+                    .count();
+                metadata["remainingItemCount"] = json!(remaining);
+            }
         }
+        // Items of a typed list carry no apiVersion and kind; those of custom resources do.
+        let items: Vec<Value> = items
+            .into_iter()
+            .map(|(_, mut o)| {
+                if !info.custom
+                    && let Some(m) = o.as_object_mut()
+                {
+                    m.shift_remove("apiVersion");
+                    m.shift_remove("kind");
+                }
+                o
+            })
+            .collect();
         Ok(json!({
             "apiVersion": info.api_version(),
             "kind": info.list_kind,
             "metadata": metadata,
-            "items": items.into_iter().map(|(_, o)| o).collect::<Vec<_>>(),
+            "items": items,
         }))
     }
 
@@ -660,13 +747,14 @@ impl Store {
             }
             Some(rv) if !rv.is_empty() => {}
             _ if info.custom => {
+                // Named by resource, not kind: the custom resource handler's wording.
                 return Err(ApiError::invalid_field(
                     &info.group,
-                    &info.kind,
+                    &info.plural,
                     name,
                     "metadata.resourceVersion",
                     "FieldValueInvalid",
-                    "Invalid value: 0x0: must be specified for an update",
+                    "Invalid value: 0: must be specified for an update",
                 ));
             }
             _ => {}
@@ -819,23 +907,32 @@ impl Store {
                     .filter(|f| !before.contains(f))
                     .collect();
                 if !added.is_empty() {
-                    return Err(ApiError::invalid_field(
-                        &info.group,
-                        &info.kind,
-                        &name,
-                        "metadata.finalizers",
-                        "FieldValueForbidden",
-                        &format!(
-                            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                    let go_list: Vec<String> =
+                        added.iter().map(|f| super::schema::go_quote(f)).collect();
+                    let cause = StatusCause {
+                        reason: "FieldValueForbidden".into(),
+                        message: format!(
+                            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                            go_list.join(", ")
                         ),
-                    ));
+                        field: "metadata.finalizers".into(),
+                    };
+                    // kube-apiserver reports this cause twice (metadata and finalizer validation
+                    // both find it); its message lists it once.
+                    let mut err = ApiError::invalid(&info.group, &info.kind, &name, vec![cause.clone()]);
+                    if let Some(d) = err.details.as_mut()
+                        && let Some(Value::Array(causes)) = d.get_mut("causes")
+                    {
+                        causes.push(json!({"reason": cause.reason, "message": cause.message, "field": cause.field}));
+                    }
+                    return Err(err);
                 }
             }
         }
         // Type rules.
         match (info.group.as_str(), info.plural.as_str()) {
             ("", "secrets") => types::secret(old, &mut new)?,
-            ("", "namespaces") => types::namespace(old, &mut new),
+            ("", "namespaces") => types::namespace_defaults(&mut new),
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
                 types::crd(old, &mut new, &now)?;
                 let group = new
@@ -865,6 +962,8 @@ impl Store {
             && let Some(schema) = &info.schema
         {
             warnings = self.check_schema(info, schema, old, &mut new, opts, &name)?;
+        } else if !info.custom {
+            warnings = check_builtin_fields(info, &mut new, opts)?;
         }
         // Generation: bumped on changes outside metadata (and status, with the subresource).
         if registry::has_generation(info) {
@@ -890,6 +989,15 @@ impl Store {
             Sub::Status => "status",
         };
         let entries = match managed {
+            // Core Events are owned in the form they were written in.
+            Managed::Update if is_core_event(info) => Some(managed::after_update(
+                info,
+                old.map(events::to_core).as_ref(),
+                &events::to_core(&new),
+                &opts.manager,
+                subresource,
+                &now,
+            )),
             Managed::Update => Some(managed::after_update(
                 info,
                 old,
@@ -909,6 +1017,12 @@ impl Store {
             } else {
                 meta.insert("managedFields".into(), rendered);
             }
+        }
+        // What the type's strategy sets after the field manager ran, so nobody owns it.
+        match (info.group.as_str(), info.plural.as_str()) {
+            ("", "namespaces") => types::namespace_strategy(old, &mut new),
+            ("", "pods") => types::pod_strategy(old, &mut new),
+            _ => {}
         }
         Ok((new, warnings))
     }
@@ -1044,7 +1158,7 @@ impl Store {
         ns: Option<&str>,
         name: &str,
         opts: &DeleteOpts,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<(Value, bool)> {
         let key = Self::key(info, ns, name);
         let Some(obj) = self.objects.get(&key).cloned() else {
             return Err(ApiError::not_found(&info.group, &info.plural, name));
@@ -1052,9 +1166,8 @@ impl Store {
         if let Some(uid) = &opts.uid {
             let actual = meta_str(&obj, "uid").unwrap_or("");
             if uid != actual {
-                return Err(ApiError::conflict(
-                    &info.group,
-                    &info.plural,
+                return Err(ApiError::precondition_failed(
+                    info,
                     name,
                     &format!(
                         "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
@@ -1065,9 +1178,8 @@ impl Store {
         if let Some(rv) = &opts.resource_version {
             let actual = meta_str(&obj, "resourceVersion").unwrap_or("");
             if rv != actual {
-                return Err(ApiError::conflict(
-                    &info.group,
-                    &info.plural,
+                return Err(ApiError::precondition_failed(
+                    info,
                     name,
                     &format!(
                         "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
@@ -1076,44 +1188,148 @@ impl Store {
             }
         }
         if opts.dry_run {
-            return Ok(served(info, &obj));
+            let at_once = finalizers(&obj).is_empty() && info.plural != "namespaces";
+            return Ok((served(info, &obj), at_once));
         }
-        let last = self.delete_key(&key, opts.orphan).unwrap_or(obj);
-        Ok(served(info, &last))
+        let (last, at_once) = self
+            .delete_key(&key, opts.propagation)
+            .unwrap_or((obj, false));
+        Ok((served(info, &last), at_once))
     }
 
-    /// Deletes by key: marks objects with finalizers, removes the others. Returns the
-    /// last state.
-    pub(super) fn delete_key(&mut self, key: &ObjKey, orphan: bool) -> Option<Value> {
+    /// Deletes by key: marks objects with finalizers (or with the garbage collector's, for the
+    /// Foreground and Orphan policies), removes the others. Returns the state to answer with and
+    /// whether the object went at once (then kube-apiserver answers a `Status`).
+    pub(super) fn delete_key(
+        &mut self,
+        key: &ObjKey,
+        propagation: Propagation,
+    ) -> Option<(Value, bool)> {
         let obj = self.objects.get(key).cloned()?;
-        let info = self.info_for_skey(&key.0);
         if key.0 == "/namespaces" {
-            return Some(self.delete_namespace(key, obj));
+            return Some((self.delete_namespace(key, obj), false));
+        }
+        let gc_finalizer = match propagation {
+            Propagation::Background => None,
+            Propagation::Foreground => Some(FOREGROUND),
+            Propagation::Orphan => Some(ORPHAN),
+        };
+        if deleting(&obj) {
+            return Some((obj, false));
+        }
+        if let Some(fin) = gc_finalizer {
+            let marked = self.mark_deleting(key, &obj, Some(fin));
+            let uid = meta_str(&marked, "uid").unwrap_or("").to_string();
+            // The garbage collector's part, done at once: orphan the dependents, or delete them.
+            self.collect_dependents(&uid, propagation == Propagation::Orphan);
+            if propagation == Propagation::Orphan || !self.has_blocking_dependents(&uid) {
+                self.release_gc_finalizer(key, fin);
+            }
+            return Some((marked, false));
         }
         if !finalizers(&obj).is_empty() {
-            if deleting(&obj) {
-                return Some(obj);
-            }
-            let mut new = obj.clone();
-            let now = timestamp(&self.clock);
-            let meta = meta_mut(&mut new);
-            meta.insert("deletionTimestamp".into(), json!(now));
-            meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-            if info.as_ref().is_some_and(registry::has_generation) {
-                let g = meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
-                meta.insert("generation".into(), json!(g + 1));
-            }
-            let rv = self.next_rv();
-            meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
-            self.objects.insert(key.clone(), new.clone());
-            self.emit(EventType::Modified, key, new.clone(), Some(obj));
-            return Some(new);
+            return Some((self.mark_deleting(key, &obj, None), false));
         }
         let mut last = obj;
         let rv = self.next_rv();
         meta_mut(&mut last).insert("resourceVersion".into(), json!(rv));
-        self.remove(key.clone(), last.clone(), orphan);
-        Some(last)
+        self.remove(key.clone(), last.clone(), false);
+        Some((last, true))
+    }
+
+    /// Sets deletionTimestamp (and a garbage-collector finalizer), bumps the generation; commits.
+    fn mark_deleting(&mut self, key: &ObjKey, obj: &Value, finalizer: Option<&str>) -> Value {
+        let info = self.info_for_skey(&key.0);
+        let mut new = obj.clone();
+        let now = timestamp(&self.clock);
+        let meta = meta_mut(&mut new);
+        meta.insert("deletionTimestamp".into(), json!(now));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+        if let Some(fin) = finalizer {
+            let list = meta
+                .entry("finalizers")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(a) = list
+                && !a.iter().any(|f| f == fin)
+            {
+                a.push(json!(fin));
+            }
+        }
+        if info.as_ref().is_some_and(registry::has_generation) {
+            let g = meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
+            meta.insert("generation".into(), json!(g + 1));
+        }
+        let rv = self.next_rv();
+        meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
+        self.objects.insert(key.clone(), new.clone());
+        self.emit(EventType::Modified, key, new.clone(), Some(obj.clone()));
+        new
+    }
+
+    /// Removes a garbage-collector finalizer (the object goes when it was the last one).
+    fn release_gc_finalizer(&mut self, key: &ObjKey, fin: &str) {
+        let Some(obj) = self.objects.get(key).cloned() else {
+            return;
+        };
+        if !finalizers(&obj).iter().any(|f| f == fin) {
+            return;
+        }
+        let mut new = obj.clone();
+        if let Some(Value::Array(a)) = new.pointer_mut("/metadata/finalizers") {
+            a.retain(|f| f != fin);
+            if a.is_empty()
+                && let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut)
+            {
+                m.shift_remove("finalizers");
+            }
+        }
+        let Some(info) = self.info_for_skey(&key.0) else {
+            return;
+        };
+        self.commit(&info, key.clone(), Some(obj), new, false);
+    }
+
+    /// Whether objects that block the owner's deletion (`blockOwnerDeletion`) still exist.
+    fn has_blocking_dependents(&self, owner_uid: &str) -> bool {
+        self.objects.values().any(|o| {
+            o.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| {
+                    refs.iter().any(|r| {
+                        r.get("uid").and_then(Value::as_str) == Some(owner_uid)
+                            && r.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true)
+                    })
+                })
+        })
+    }
+
+    /// After a dependent went: owners in foreground deletion that no longer wait for anything go too.
+    fn finish_foreground_owners(&mut self, last: &Value) {
+        let owners: Vec<String> = last
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .map(|refs| {
+                refs.iter()
+                    .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for uid in owners {
+            let waiting = self
+                .objects
+                .iter()
+                .find(|(_, o)| {
+                    meta_str(o, "uid") == Some(uid.as_str())
+                        && deleting(o)
+                        && finalizers(o).iter().any(|f| f == FOREGROUND)
+                })
+                .map(|(k, _)| k.clone());
+            if let Some(k) = waiting
+                && !self.has_blocking_dependents(&uid)
+            {
+                self.release_gc_finalizer(&k, FOREGROUND);
+            }
+        }
     }
 
     fn delete_namespace(&mut self, key: &ObjKey, obj: Value) -> Value {
@@ -1139,7 +1355,7 @@ impl Store {
             .cloned()
             .collect();
         for k in contents {
-            self.delete_key(&k, false);
+            self.delete_key(&k, Propagation::Background);
         }
         self.maybe_finish_namespace(&name);
         self.objects.get(key).cloned().unwrap_or(current)
@@ -1193,6 +1409,7 @@ impl Store {
         if let Some(uid) = meta_str(&last, "uid").map(str::to_string) {
             self.collect_dependents(&uid, orphan);
         }
+        self.finish_foreground_owners(&last);
         if !key.1.is_empty() {
             self.maybe_finish_namespace(&key.1);
         }
@@ -1248,7 +1465,7 @@ impl Store {
                 self.objects.insert(k.clone(), new.clone());
                 self.emit(EventType::Modified, &k, new, Some(obj));
             } else {
-                self.delete_key(&k, false);
+                self.delete_key(&k, Propagation::Background);
             }
         }
     }
@@ -1320,7 +1537,7 @@ impl Store {
                 .map(|(k, _)| k)
                 .collect();
             for k in keys {
-                self.delete_key(&k, opts.orphan);
+                self.delete_key(&k, opts.propagation);
             }
         }
         Ok(list)

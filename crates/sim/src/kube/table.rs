@@ -1,5 +1,6 @@
-//! Server-side printing: `meta.k8s.io/v1` Tables for `kubectl get`, after apiextensions-apiserver's
-//! table convertor. Columns: Name, then the CRD's additionalPrinterColumns (or Age). Cells of `date`
+//! Server-side printing: `meta.k8s.io/v1` Tables for `kubectl get`. Built-in types get
+//! kube-apiserver's columns and cells ([`super::printers`]); custom resources follow
+//! apiextensions-apiserver's table convertor: Name, then the CRD's additionalPrinterColumns (or Age). Cells of `date`
 //! columns are human-readable ages ("5m", "3d4h") computed by the server, as the real one does; string
 //! columns print the JSONPath result (maps and lists as compact JSON); integer/number/boolean cells are
 //! typed; missing values are null.
@@ -35,6 +36,22 @@ pub fn to_table(
     list_resource_version: &str,
     now: jiff::Timestamp,
 ) -> Value {
+    if let Some(defs) = super::printers::column_definitions(info) {
+        let rows: Vec<Value> = objects
+            .iter()
+            .map(|obj| {
+                let cells = super::printers::cells(info, obj, now).unwrap_or_default();
+                json!({"cells": cells, "object": partial_metadata(obj)})
+            })
+            .collect();
+        return json!({
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": list_resource_version},
+            "columnDefinitions": defs,
+            "rows": rows
+        });
+    }
     let cols = columns(info);
     let mut defs = vec![json!({
         "name": "Name",
@@ -556,8 +573,8 @@ mod tests {
     }
 
     #[test]
-    fn builtins_get_name_and_age() {
-        let r = info("", "v1", "Secret", "secrets", true);
+    fn builtins_without_a_printer_get_name_and_age() {
+        let r = info("apps", "v1", "StatefulSet", "statefulsets", true);
         let t = to_table(
             &r,
             &[

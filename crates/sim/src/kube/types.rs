@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, StatusCause};
 use super::registry;
 
 fn name_of(v: &Value) -> &str {
@@ -40,32 +40,61 @@ pub fn secret(old: Option<&Value>, new: &mut Value) -> ApiResult<()> {
         obj.insert("data".into(), Value::Object(data));
     }
     if let Some(Value::Object(data)) = obj.get("data") {
-        for (k, v) in data {
-            let ok = v
-                .as_str()
-                .is_some_and(|s| STANDARD.decode(s.as_bytes()).is_ok());
-            if !ok {
-                return Err(invalid(
-                    &format!("data[{k}]"),
-                    "FieldValueInvalid",
-                    &format!("Invalid value: {v}: must be base64-encoded bytes"),
-                ));
-            }
+        for v in data.values() {
+            // Decoding fails before validation: a 400, as the real server answers.
+            let at = match v.as_str().map(|s| STANDARD.decode(s.as_bytes())) {
+                Some(Ok(_)) => continue,
+                Some(Err(base64::DecodeError::InvalidByte(at, _))) => at,
+                Some(Err(base64::DecodeError::InvalidLastSymbol(at, _))) => at,
+                Some(Err(_)) => v.as_str().map_or(0, |s| s.len() / 4 * 4),
+                None => 0,
+            };
+            return Err(ApiError::bad_request(format!(
+                "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at input byte {at}"
+            )));
         }
     }
     if !obj.get("type").is_some_and(Value::is_string) {
         obj.insert("type".into(), json!("Opaque"));
     }
+    let mut causes: Vec<StatusCause> = Vec::new();
     if let Some(old) = old {
         let ty = obj.get("type").cloned().unwrap_or(Value::Null);
         let old_ty = old.get("type").cloned().unwrap_or(json!("Opaque"));
         if ty != old_ty {
-            return Err(invalid(
-                "type",
-                "FieldValueInvalid",
-                &format!("Invalid value: {ty}: field is immutable"),
-            ));
+            causes.push(StatusCause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {ty}: field is immutable"),
+                field: "type".into(),
+            });
         }
+    }
+    let has = |k: &str| {
+        obj.get("data")
+            .and_then(|d| d.get(k))
+            .and_then(Value::as_str)
+            .is_some_and(|v| !v.is_empty())
+    };
+    let required: &[&str] = match obj.get("type").and_then(Value::as_str).unwrap_or("") {
+        "kubernetes.io/tls" => &["tls.crt", "tls.key"],
+        "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+        "kubernetes.io/dockercfg" => &[".dockercfg"],
+        "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
+        _ => &[],
+    };
+    for k in required {
+        if !has(k) {
+            causes.push(StatusCause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value".into(),
+                field: format!("data[{k}]"),
+            });
+        }
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid("", "Secret", &name, causes));
+    }
+    if let Some(old) = old {
         if old.get("immutable").and_then(Value::as_bool) == Some(true) {
             let empty = Value::Object(Map::new());
             let data = obj.get("data").unwrap_or(&empty);
@@ -89,8 +118,8 @@ pub fn secret(old: Option<&Value>, new: &mut Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// Namespaces carry their name as a label and a phase.
-pub fn namespace(old: Option<&Value>, new: &mut Value) {
+/// Namespaces carry their name as a label (a default, so the writer owns it).
+pub fn namespace_defaults(new: &mut Value) {
     let name = name_of(new).to_string();
     if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
         let labels = meta
@@ -100,17 +129,84 @@ pub fn namespace(old: Option<&Value>, new: &mut Value) {
             l.insert("kubernetes.io/metadata.name".into(), json!(name));
         }
     }
+}
+
+/// The namespace strategy: the `kubernetes` finalizer from creation on, and the phase, both the
+/// server's (kept from the stored object on update).
+pub fn namespace_strategy(old: Option<&Value>, new: &mut Value) {
     let phase = old
         .and_then(|o| o.pointer("/status/phase"))
         .cloned()
         .unwrap_or(json!("Active"));
-    if let Some(obj) = new.as_object_mut() {
-        let status = obj
-            .entry("status")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(s) = status.as_object_mut() {
-            s.insert("phase".into(), phase);
+    let finalizers = match old {
+        Some(o) => o.pointer("/spec/finalizers").cloned(),
+        None => Some(json!(["kubernetes"])),
+    };
+    let Some(obj) = new.as_object_mut() else {
+        return;
+    };
+    let spec = obj
+        .entry("spec")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(spec) = spec.as_object_mut() {
+        match finalizers {
+            Some(f) => {
+                spec.insert("finalizers".into(), f);
+            }
+            None => {
+                spec.shift_remove("finalizers");
+            }
         }
+    }
+    let status = obj
+        .entry("status")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(s) = status.as_object_mut() {
+        s.insert("phase".into(), phase);
+    }
+}
+
+/// The pod strategy on create: a new Pod is Pending, with its QoS class (no kubelet ever runs it).
+pub fn pod_strategy(old: Option<&Value>, new: &mut Value) {
+    if old.is_some() {
+        return;
+    }
+    let qos = qos_class(new);
+    if let Some(obj) = new.as_object_mut() {
+        obj.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+    }
+}
+
+/// `v1qos.GetPodQOS`, for cpu and memory.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| pod.pointer(&format!("/spec/{k}")).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in containers {
+        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
+        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+        for r in ["cpu", "memory"] {
+            let req = requests.and_then(|m| m.get(r));
+            let lim = limits.and_then(|m| m.get(r));
+            if req.is_some() || lim.is_some() {
+                any = true;
+            }
+            match lim {
+                Some(l) if req.is_none_or(|q| q == l) => {}
+                _ => guaranteed = false,
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
     }
 }
 

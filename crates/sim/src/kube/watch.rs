@@ -1,5 +1,7 @@
-//! Watch streams: newline-delimited JSON events, resume from the history,
-//! bookmarks, timeouts, 410 Expired, selector transitions.
+//! Watch streams: events as newline-delimited JSON, as JSON `Table`s (`kubectl get -w`) or as
+//! length-prefixed protobuf frames; resume from the history, bookmarks (with the
+//! `k8s.io/initial-events-end` one after the initial state, which watch-list clients such as Helm's
+//! `--wait` wait for), timeouts, 410 Expired, selector transitions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use super::error::ApiError;
-use super::registry;
+use super::{protobuf, registry, table};
 use super::resource::ResourceInfo;
 use super::selector::Selectors;
 use super::server::ApiServer;
@@ -21,38 +23,84 @@ pub struct WatchParams {
     pub resource_version: Option<String>,
     pub timeout: Option<Duration>,
     pub bookmarks: bool,
+    /// `sendInitialEvents=true`: the current state first, also when resuming from a version.
+    pub send_initial_events: bool,
     pub selectors: Selectors,
+    pub encoding: Encoding,
 }
 
-fn line(v: Value) -> Bytes {
-    let mut s = v.to_string();
+/// How events are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    /// Each event's object is a one-row `meta.k8s.io/v1` Table; only the first carries the
+    /// column definitions (as kube-apiserver does, so kubectl prints one header).
+    Table,
+    Protobuf,
+}
+
+/// Writes events in one encoding; remembers whether the Table header was sent.
+struct Writer {
+    info: ResourceInfo,
+    encoding: Encoding,
+    header_sent: bool,
+    clock: portvakt_clock::Clock,
+}
+
+impl Writer {
+    fn event(&mut self, etype: &str, object: Value) -> Bytes {
+        match self.encoding {
+            Encoding::Json => json_line(etype, object),
+            Encoding::Table if etype != "ERROR" => {
+                let rv = object
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let mut t = table::to_table(&self.info, &[object], &rv, self.clock.now());
+                if self.header_sent {
+                    t["columnDefinitions"] = Value::Null;
+                }
+                self.header_sent = true;
+                json_line(etype, t)
+            }
+            Encoding::Table => json_line(etype, object),
+            Encoding::Protobuf => match protobuf::encode_watch_event(etype, &object) {
+                Ok(frame) => Bytes::from(frame),
+                // Every type served here has a protobuf form (handlers check before choosing it).
+                Err(_) => json_line(etype, object),
+            },
+        }
+    }
+
+    fn expired(&mut self, rv: &str, oldest: u64) -> Bytes {
+        let err = ApiError::expired(format!("too old resource version: {rv} ({oldest})"));
+        self.event("ERROR", err.status())
+    }
+
+    fn bookmark(&mut self, rv: u64, initial_events_end: bool) -> Bytes {
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        if initial_events_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let object = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": metadata});
+        self.event("BOOKMARK", object)
+    }
+}
+
+fn json_line(etype: &str, object: Value) -> Bytes {
+    let mut s = json!({ "type": etype, "object": object }).to_string();
     s.push('\n');
     Bytes::from(s)
 }
 
-fn event_line(etype: &str, object: Value) -> Bytes {
-    line(json!({ "type": etype, "object": object }))
-}
-
-fn expired_line(rv: &str, oldest: u64) -> Bytes {
-    let err = ApiError::expired(format!("too old resource version: {rv} ({oldest})"));
-    event_line("ERROR", err.status())
-}
-
-fn bookmark(info: &ResourceInfo, rv: u64) -> Bytes {
-    event_line(
-        "BOOKMARK",
-        json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": {"resourceVersion": rv.to_string()}}),
-    )
-}
-
-/// Decides what a watcher with these selectors sees of an event.
+/// Decides what a watcher with these selectors sees of an event: its type and the served object.
 fn render(
     info: &ResourceInfo,
     ns: Option<&str>,
     sel: &Selectors,
     ev: &WatchEvent,
-) -> Option<Bytes> {
+) -> Option<(&'static str, Value)> {
     if ev.skey != registry::storage_key(info) {
         return None;
     }
@@ -82,7 +130,7 @@ fn render(
             }
         }
     }?;
-    Some(event_line(etype.as_str(), served(info, &ev.object)))
+    Some((etype.as_str(), served(info, &ev.object)))
 }
 
 /// Starts a watch and returns the streaming response.
@@ -93,49 +141,59 @@ pub fn watch(
     p: WatchParams,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    let mut writer = Writer {
+        info: info.clone(),
+        encoding: p.encoding,
+        header_sent: false,
+        clock: server.clock(),
+    };
     let mut initial: Vec<Bytes> = Vec::new();
     let (events, start_rv, done) = {
         let store = server.lock();
         let events = store.subscribe();
         let current = store.current_rv();
         let mut done = false;
+        let rv = p.resource_version.as_deref().unwrap_or("");
+        // The current state first: for a watch from "now" (no version, or 0), and for watch-list.
+        let state_first = rv.is_empty() || rv == "0" || p.send_initial_events;
         if server.take_forced_expiry() {
-            initial.push(expired_line(
-                p.resource_version.as_deref().unwrap_or(""),
-                current,
-            ));
+            initial.push(writer.expired(rv, current));
             done = true;
+        } else if state_first {
+            for (_, obj) in store.matching_served(&info, ns.as_deref(), &p.selectors) {
+                initial.push(writer.event("ADDED", obj));
+            }
+            if p.bookmarks {
+                initial.push(writer.bookmark(current, true));
+            }
         } else {
-            match p.resource_version.as_deref() {
-                None | Some("") | Some("0") => {
-                    for (_, obj) in store.matching_served(&info, ns.as_deref(), &p.selectors) {
-                        initial.push(event_line("ADDED", obj));
-                    }
-                }
-                Some(rv) => match rv.parse::<u64>() {
-                    Ok(n) => match store.events_since(n) {
-                        Some(evs) => {
-                            for ev in evs {
-                                if let Some(l) = render(&info, ns.as_deref(), &p.selectors, &ev) {
-                                    initial.push(l);
-                                }
+            match rv.parse::<u64>() {
+                Ok(n) => match store.events_since(n) {
+                    Some(evs) => {
+                        for ev in evs {
+                            if let Some((t, o)) = render(&info, ns.as_deref(), &p.selectors, &ev) {
+                                initial.push(writer.event(t, o));
                             }
                         }
-                        None => {
-                            initial.push(expired_line(rv, current));
-                            done = true;
-                        }
-                    },
-                    Err(_) => {
-                        return ApiError::bad_request(format!("invalid resource version: {rv}"))
-                            .into_response();
+                    }
+                    None => {
+                        initial.push(writer.expired(rv, store.oldest_rv()));
+                        done = true;
                     }
                 },
+                Err(_) => {
+                    return ApiError::bad_request(format!("invalid resource version: {rv}"))
+                        .into_response();
+                }
             }
         }
         (events, current, done)
     };
     let server = server.clone();
+    let content_type = match p.encoding {
+        Encoding::Protobuf => protobuf::WATCH_MEDIA_TYPE,
+        Encoding::Json | Encoding::Table => "application/json",
+    };
     tokio::spawn(async move {
         for l in initial {
             if tx.send(Ok(l)).await.is_err() {
@@ -145,17 +203,19 @@ pub fn watch(
         if done {
             return;
         }
-        stream_events(server, info, ns, p, events, start_rv, tx).await;
+        stream_events(server, info, ns, p, writer, events, start_rv, tx).await;
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    ([(http::header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn stream_events(
     server: ApiServer,
     info: ResourceInfo,
     ns: Option<String>,
     p: WatchParams,
+    mut writer: Writer,
     mut events: broadcast::Receiver<Arc<WatchEvent>>,
     start_rv: u64,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
@@ -173,9 +233,11 @@ async fn stream_events(
                         continue;
                     }
                     last_rv = ev.rv;
-                    if let Some(l) = render(&info, ns.as_deref(), &p.selectors, &ev) && tx.send(Ok(l)).await.is_err() {
-                            return;
-                        }
+                    if let Some((t, o)) = render(&info, ns.as_deref(), &p.selectors, &ev)
+                        && tx.send(Ok(writer.event(t, o))).await.is_err()
+                    {
+                        return;
+                    }
                 }
                 Err(_) => return,
             },
@@ -186,13 +248,13 @@ async fn stream_events(
                 }
             } => {
                 if p.bookmarks {
-                    let _ = tx.send(Ok(bookmark(&info, last_rv))).await;
+                    let _ = tx.send(Ok(writer.bookmark(last_rv, false))).await;
                 }
                 return;
             }
             _ = dropped.changed() => return,
             _ = tick.tick(), if p.bookmarks => {
-                if tx.send(Ok(bookmark(&info, last_rv))).await.is_err() {
+                if tx.send(Ok(writer.bookmark(last_rv, false))).await.is_err() {
                     return;
                 }
             }

@@ -263,7 +263,8 @@ pub(crate) fn go_number(n: &serde_json::Number) -> String {
 /// null and `%#v` for lists and maps.
 pub(crate) fn go_value(v: &Value) -> String {
     match v {
-        Value::Null => "\"null\"".into(),
+        // kube-apiserver 1.34 prints a nil bad value as a bare `null`.
+        Value::Null => "null".into(),
         Value::String(s) => go_quote(s),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => go_number(n),
