@@ -1,5 +1,5 @@
 //! Events are stored once, in `events.k8s.io/v1` form, and served as both that and
-//! core `v1` (the conversion the real API server does).
+//! core `v1` (the conversion the real API server does: fields renamed, nothing synthesised).
 
 use serde_json::{Map, Value, json};
 
@@ -49,18 +49,27 @@ pub fn from_core(v: Value) -> Value {
         "deprecatedLastTimestamp",
     );
     mv(&mut src, &mut out, "count", "deprecatedCount");
-    if !out.contains_key("reportingController")
-        && let Some(c) = out
-            .get("deprecatedSource")
-            .and_then(|s| s.get("component"))
-            .cloned()
-    {
-        out.insert("reportingController".into(), c);
+    // Empty strings of the core form are not carried over (the events.k8s.io form omits them).
+    for k in ["reportingController", "reportingInstance", "action", "note", "reason", "type"] {
+        if out.get(k).is_some_and(|v| v == "") {
+            out.shift_remove(k);
+        }
     }
     for (k, v) in src {
         out.insert(k, v);
     }
+    out.entry("eventTime").or_insert(Value::Null);
     Value::Object(out)
+}
+
+/// The core form without the empty fields the conversion adds: what a client wrote, for field
+/// ownership.
+pub fn core_as_written(stored: &Value) -> Value {
+    let mut v = to_core(stored);
+    if let Some(m) = v.as_object_mut() {
+        m.retain(|_, x| !x.is_null() && *x != json!(""));
+    }
+    v
 }
 
 /// events.k8s.io/v1 (storage form) → core v1.
@@ -104,60 +113,14 @@ pub fn to_core(v: &Value) -> Value {
         "reportingComponent",
     );
     mv(&mut src, &mut out, "reportingInstance", "reportingInstance");
-    // kubectl describe shows source.component ("From"), count and the timestamps.
-    if out
-        .get("source")
-        .is_none_or(|s| s.get("component").is_none())
-        && let Some(c) = out.get("reportingComponent").cloned()
-    {
-        let mut source = json!({ "component": c });
-        if let Some(h) = out.get("reportingInstance").cloned() {
-            source["host"] = h;
-        }
-        out.insert("source".into(), source);
-    }
-    if !out.contains_key("count") {
-        let n = out
-            .get("series")
-            .and_then(|s| s.get("count"))
-            .cloned()
-            .unwrap_or(json!(1));
-        out.insert("count".into(), n);
-    }
-    let first = out.get("eventTime").cloned().filter(|t| !t.is_null());
-    if !out.contains_key("firstTimestamp")
-        && let Some(t) = first
-            .clone()
-            .or_else(|| v.pointer("/metadata/creationTimestamp").cloned())
-    {
-        out.insert("firstTimestamp".into(), trim_micro(&t));
-    }
-    if !out.contains_key("lastTimestamp") {
-        let last = out
-            .get("series")
-            .and_then(|s| s.get("lastObservedTime"))
-            .cloned()
-            .or(first)
-            .or_else(|| v.pointer("/metadata/creationTimestamp").cloned());
-        if let Some(t) = last {
-            out.insert("lastTimestamp".into(), trim_micro(&t));
-        }
-    }
+    // The core form always has these (Go fields without omitempty), as kube-apiserver answers.
+    out.entry("eventTime").or_insert(Value::Null);
+    out.entry("reportingComponent").or_insert(json!(""));
+    out.entry("reportingInstance").or_insert(json!(""));
     for (k, v) in src {
         out.insert(k, v);
     }
     Value::Object(out)
-}
-
-/// MicroTime ("2024-01-01T00:00:00.123456Z") → Time ("2024-01-01T00:00:00Z").
-fn trim_micro(t: &Value) -> Value {
-    match t.as_str() {
-        Some(s) => match s.split_once('.') {
-            Some((head, _)) => json!(format!("{head}Z")),
-            None => json!(s),
-        },
-        None => t.clone(),
-    }
 }
 
 #[cfg(test)]

@@ -146,7 +146,6 @@ fn ignored(path: &[String]) -> bool {
                 | "f:selfLink"
                 | "f:deletionTimestamp"
                 | "f:deletionGracePeriodSeconds"
-                | "f:generateName"
         ),
         _ => false,
     }
@@ -181,8 +180,21 @@ pub fn field_set(info: &ResourceInfo, obj: &Value, scope: Scope) -> FieldSet {
     out
 }
 
+/// Structs of built-in types owned as a whole (`+structType=atomic`): object references.
+pub fn atomic_struct(info: &ResourceInfo, path: &[String]) -> bool {
+    !info.custom
+        && path.len() == 1
+        && matches!(
+            path[0].as_str(),
+            "f:involvedObject" | "f:regarding" | "f:related"
+        )
+}
+
 fn walk(info: &ResourceInfo, v: &Value, path: &mut Path, out: &mut FieldSet) {
     match v {
+        Value::Object(_) if atomic_struct(info, path) => {
+            out.insert(path.clone());
+        }
         Value::Object(m) if !m.is_empty() => {
             for (k, child) in m {
                 path.push(field(k));

@@ -588,7 +588,7 @@ fn resource(
                     .unwrap_or("")
                     .to_string();
                 let mut t = table::to_table(&info, &items, &rv, server.clock().now());
-                if let Some(c) = list.pointer("/metadata/continue")
+                if let Some(c) = list.pointer("/metadata/continue").filter(|c| *c != "")
                     && let Some(m) = t.get_mut("metadata").and_then(Value::as_object_mut)
                 {
                     m.insert("continue".into(), c.clone());

@@ -103,6 +103,9 @@ fn in_zero_value(info: &ResourceInfo, path: &[String]) -> bool {
         p.as_slice(),
         ["f:spec"]
             | ["f:status"]
+            | ["f:source"]
+            | ["f:spec", "f:containers"]
+            | ["f:spec", "f:template", "f:spec", "f:containers"]
             | ["f:spec", "f:template"]
             | ["f:spec", "f:template", "f:metadata"]
             | ["f:spec", "f:template", "f:spec"]
@@ -120,27 +123,38 @@ fn collect_nodes(
     path: &mut Vec<String>,
     out: &mut FieldSet,
 ) {
-    let Value::Object(m) = v else { return };
-    if m.is_empty() {
-        return;
-    }
-    if !path.is_empty() {
-        let existed = match old {
-            Some(o) => fields::value_at(o, path).is_some(),
-            None => in_zero_value(info, path),
-        };
-        if !existed {
+    let existed = |path: &[String]| match old {
+        Some(o) => fields::value_at(o, path).is_some(),
+        None => in_zero_value(info, path),
+    };
+    // A granular list (a set, or a map keyed by fields) is owned as a node too.
+    if let Value::Array(items) = v {
+        if !items.is_empty()
+            && fields::list_kind(info, path) != fields::ListKind::Atomic
+            && !existed(path)
+        {
             out.insert(path.clone());
         }
+        return;
+    }
+    let Value::Object(m) = v else { return };
+    if m.is_empty() || fields::atomic_struct(info, path) {
+        return;
+    }
+    if !path.is_empty() && !existed(path) {
+        out.insert(path.clone());
     }
     for (k, child) in m {
         // List items are tracked by the field set itself.
-        if child.is_object() {
+        if child.is_object() || child.is_array() {
             path.push(fields::field(k));
-            // Of metadata, only labels and annotations are maps a writer owns.
+            // Of metadata, only these are nodes a writer owns.
             let tracked = !(path.len() == 2
                 && path[0] == "f:metadata"
-                && !matches!(k.as_str(), "labels" | "annotations"));
+                && !matches!(
+                    k.as_str(),
+                    "labels" | "annotations" | "finalizers" | "ownerReferences"
+                ));
             if tracked {
                 collect_nodes(info, old, child, path, out);
             }
@@ -181,8 +195,10 @@ pub fn after_update(
     changed.extend(new_nodes(info, old, new));
     let removed: FieldSet = old_set.difference(&new_set).cloned().collect();
     for e in entries.iter_mut() {
-        e.set
-            .retain(|p| !changed.contains(p) && !removed.contains(p));
+        // What is gone from the object is no one's any more.
+        e.set.retain(|p| {
+            !changed.contains(p) && !removed.contains(p) && fields::value_at(new, p).is_some()
+        });
     }
     if !changed.is_empty() {
         let idx = entries.iter().position(|e| {

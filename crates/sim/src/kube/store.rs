@@ -992,8 +992,8 @@ impl Store {
             // Core Events are owned in the form they were written in.
             Managed::Update if is_core_event(info) => Some(managed::after_update(
                 info,
-                old.map(events::to_core).as_ref(),
-                &events::to_core(&new),
+                old.map(events::core_as_written).as_ref(),
+                &events::core_as_written(&new),
                 &opts.manager,
                 subresource,
                 &now,

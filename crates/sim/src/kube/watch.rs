@@ -118,19 +118,26 @@ fn render(
         }
     };
     let now = matches(&ev.object);
-    let etype = match ev.etype {
-        EventType::Added | EventType::Deleted => now.then_some(ev.etype),
+    // An object leaving the selection is DELETED in its last state that matched, as the watch
+    // cache sends it.
+    let (etype, object) = match ev.etype {
+        EventType::Added | EventType::Deleted => (now.then_some(ev.etype)?, &ev.object),
         EventType::Modified => {
             let before = ev.prev.as_ref().is_some_and(matches);
-            match (before, now) {
-                (true, true) => Some(EventType::Modified),
-                (false, true) => Some(EventType::Added),
-                (true, false) => Some(EventType::Deleted),
-                (false, false) => None,
+            match (before, now, &ev.prev) {
+                (true, true, _) => (EventType::Modified, &ev.object),
+                (false, true, _) => (EventType::Added, &ev.object),
+                (true, false, Some(prev)) => (EventType::Deleted, prev),
+                _ => return None,
             }
         }
-    }?;
-    Some((etype.as_str(), served(info, &ev.object)))
+    };
+    let mut object = served(info, object);
+    if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        // The previous content, at the event's version (clients resume from it).
+        m.insert("resourceVersion".into(), json!(ev.rv.to_string()));
+    }
+    Some((etype.as_str(), object))
 }
 
 /// Starts a watch and returns the streaming response.
