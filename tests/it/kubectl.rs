@@ -123,8 +123,8 @@ fn write_manifest(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     path
 }
 
-/// `kubectl create namespace` sends protobuf, which the embedded server does not speak;
-/// `kubectl apply` of a manifest sends JSON.
+/// Namespaces from one applied manifest (JSON); `kubectl create namespace` (protobuf) has its own
+/// test below.
 fn create_namespaces(sim: &Sim, names: &[&str]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let yaml: String = names
@@ -563,4 +563,183 @@ async fn operator_binary_makes_the_examples_ready_and_their_credentials_work() {
         &["get", "maskinportenclients", "-n", "team-a", "-o", "name"],
     );
     assert!(out.trim().is_empty(), "{out}");
+}
+
+/// The header and rows kubectl printed, split into columns of at least two spaces.
+fn table(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .collect()
+}
+
+/// `kubectl create namespace|secret|configmap` send protobuf (as Helm's release storage does).
+#[test]
+fn kubectl_create_sends_protobuf_and_the_embedded_server_understands_it() {
+    let sim = start_sim();
+    let out = ok(&sim, &["create", "namespace", "team-pb"]);
+    assert_eq!(out.trim(), "namespace/team-pb created");
+    let out = ok(
+        &sim,
+        &[
+            "create", "secret", "generic", "creds", "-n", "team-pb", "--from-literal=user=ada",
+            "--from-literal=password=s3cret",
+        ],
+    );
+    assert_eq!(out.trim(), "secret/creds created");
+    let out = ok(
+        &sim,
+        &["create", "configmap", "settings", "-n", "team-pb", "--from-literal=mode=fast"],
+    );
+    assert_eq!(out.trim(), "configmap/settings created");
+
+    let data = secret_data(&sim, "team-pb", "creds");
+    assert_eq!(data.get("user").map(String::as_str), Some("ada"));
+    assert_eq!(data.get("password").map(String::as_str), Some("s3cret"));
+    let mode = ok(
+        &sim,
+        &["get", "configmap", "settings", "-n", "team-pb", "-o", "jsonpath={.data.mode}"],
+    );
+    assert_eq!(mode, "fast");
+    let phase = ok(&sim, &["get", "namespace", "team-pb", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Active");
+    // The protobuf answer decodes too: a second create is refused with the server's reason.
+    let err = rejected(&sim, &["create", "namespace", "team-pb"]);
+    assert!(err.contains("AlreadyExists") || err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn kubectl_get_prints_kube_apiservers_columns_for_built_in_types() {
+    let sim = start_sim();
+    ok(&sim, &["create", "namespace", "team-t"]);
+    ok(
+        &sim,
+        &["create", "secret", "generic", "two-keys", "-n", "team-t", "--from-literal=a=1", "--from-literal=b=2"],
+    );
+    ok(&sim, &["run", "web", "-n", "team-t", "--image=nginx:1"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let event = write_manifest(
+        dir.path(),
+        "event.yaml",
+        "apiVersion: v1\nkind: Event\nmetadata:\n  name: web.1\n  namespace: team-t\n\
+         involvedObject:\n  kind: Pod\n  name: web\n  namespace: team-t\nreason: Synchronized\n\
+         message: all good\ntype: Normal\nsource:\n  component: portvakt\n\
+         firstTimestamp: \"2026-01-01T00:00:00Z\"\nlastTimestamp: \"2026-01-01T00:00:00Z\"\ncount: 1\n",
+    );
+    ok(&sim, &["apply", "-f", path_str(&event)]);
+
+    let secrets = table(&ok(&sim, &["get", "secrets", "-n", "team-t"]));
+    assert_eq!(secrets[0], ["NAME", "TYPE", "DATA", "AGE"], "{secrets:?}");
+    assert_eq!(secrets[1][..3], ["two-keys", "Opaque", "2"], "{secrets:?}");
+
+    let pods = table(&ok(&sim, &["get", "pods", "-n", "team-t"]));
+    assert_eq!(pods[0], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{pods:?}");
+    // No kubelet runs it: Pending, like a real cluster without nodes.
+    assert_eq!(pods[1][..4], ["web", "0/1", "Pending", "0"], "{pods:?}");
+
+    let events = table(&ok(&sim, &["get", "events", "-n", "team-t"]));
+    assert_eq!(
+        events[0],
+        ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{events:?}"
+    );
+    assert_eq!(events[1][1..], ["Normal", "Synchronized", "pod/web", "all good"], "{events:?}");
+
+    let nss = table(&ok(&sim, &["get", "namespaces"]));
+    assert_eq!(nss[0], ["NAME", "STATUS", "AGE"], "{nss:?}");
+    assert!(
+        nss.iter().any(|r| r[..2] == ["team-t", "Active"]),
+        "{nss:?}"
+    );
+}
+
+#[test]
+fn kubectl_apply_of_a_list_applies_every_item() {
+    let sim = start_sim();
+    ok(&sim, &["create", "namespace", "team-l"]);
+    ok(&sim, &["apply", "-f", path_str(&repo().join("crds"))]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let list = write_manifest(
+        dir.path(),
+        "list.yaml",
+        "apiVersion: v1\nkind: List\nitems:\n\
+         - apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: settings, namespace: team-l}\n  data: {mode: fast}\n\
+         - apiVersion: nais.io/v1\n  kind: MaskinportenClient\n  metadata: {name: lookup, namespace: team-l}\n  spec: {secretName: lookup-secret}\n",
+    );
+    let out = ok(&sim, &["apply", "-f", path_str(&list)]);
+    assert!(out.contains("configmap/settings created"), "{out}");
+    assert!(out.contains("maskinportenclient.nais.io/lookup created"), "{out}");
+    let out = ok(&sim, &["apply", "-f", path_str(&list)]);
+    assert!(out.contains("configmap/settings unchanged"), "{out}");
+    assert!(out.contains("maskinportenclient.nais.io/lookup unchanged"), "{out}");
+
+    // Each item is still validated, by the server, against its own kind's schema.
+    let bad = write_manifest(
+        dir.path(),
+        "bad-list.yaml",
+        "apiVersion: v1\nkind: List\nitems:\n\
+         - apiVersion: nais.io/v1\n  kind: MaskinportenClient\n  metadata: {name: broken, namespace: team-l}\n  spec: {secretName: s, notAField: 1}\n",
+    );
+    let err = rejected(&sim, &["apply", "-f", path_str(&bad)]);
+    assert!(err.contains("notAField"), "{err}");
+    let out = ok(&sim, &["get", "maskinportenclients", "-n", "team-l", "-o", "name"]);
+    assert_eq!(out.trim(), "maskinportenclient.nais.io/lookup");
+}
+
+#[test]
+fn kubectl_get_watch_prints_new_rows_under_the_one_header() {
+    use std::io::BufRead;
+    let sim = start_sim();
+    ok(&sim, &["create", "namespace", "team-w"]);
+    ok(&sim, &["create", "secret", "generic", "first", "-n", "team-w", "--from-literal=a=1"]);
+    let mut watch = Command::new(kubectl_binary())
+        .arg("--kubeconfig")
+        .arg(&sim.kubeconfig)
+        .args(["get", "secrets", "-n", "team-w", "--watch"])
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting kubectl get --watch");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    let mut wait_for = |pred: &dyn Fn(&str) -> bool, lines: &mut Vec<String>| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = pred(&l);
+                    lines.push(l);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!("kubectl get --watch printed no such line; it printed:\n{}", lines.join("\n")),
+            }
+        }
+    };
+    wait_for(&|l| l.starts_with("first"), &mut lines);
+    ok(&sim, &["create", "secret", "generic", "second", "-n", "team-w", "--from-literal=a=1", "--from-literal=b=2"]);
+    wait_for(&|l| l.starts_with("second"), &mut lines);
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let headers = lines.iter().filter(|l| l.starts_with("NAME")).count();
+    assert_eq!(headers, 1, "one header expected:\n{}", lines.join("\n"));
+    assert_eq!(table(&lines[0])[0], ["NAME", "TYPE", "DATA", "AGE"], "{lines:?}");
+    let second = &table(lines.last().expect("a row"))[0];
+    assert_eq!(second[..3], ["second", "Opaque", "2"], "{lines:?}");
 }

@@ -213,6 +213,7 @@ fn route(
                 Err(ApiError::no_route())
             }
         }
+        ["openapi", "v2"] if read_only => Ok(openapi::v2_document(headers)),
         ["openapi", "v3"] => get_only(openapi::v3_index(&resources())),
         ["openapi", "v3", "api", v] => openapi_gv(&resources(), "", v).and_then(get_only),
         ["openapi", "v3", "apis", g, v] => openapi_gv(&resources(), g, v).and_then(get_only),

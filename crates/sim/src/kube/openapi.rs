@@ -60,6 +60,42 @@ pub fn v3_index(resources: &[ResourceInfo]) -> Value {
     json!({"paths": paths})
 }
 
+/// `GET /openapi/v2`: a Swagger 2.0 document without definitions, in the protobuf form client-go
+/// asks for (gnostic's `openapi_v2.Document`) or as JSON. kubectl reads it only to validate the
+/// items of a `kind: List` on the client; it skips kinds the document does not define, and the server
+/// validates every item itself (kubectl sends each with `fieldValidation=Strict`, trusting the v3
+/// documents above). Serving no definitions keeps one source of schemas: the v3 documents.
+pub fn v2_document(headers: &http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    const PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+    let wants_protobuf = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("protobuf"));
+    let (title, version) = ("Kubernetes", "v1.34.0");
+    if wants_protobuf {
+        // Document { swagger = 1; info = 2 { title = 1; version = 2 } }, encoded by hand: two
+        // strings and a nested message need no generated code.
+        let field = |tag: u8, bytes: &[u8]| -> Vec<u8> {
+            let mut out = vec![tag];
+            prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+            out.extend_from_slice(bytes);
+            out
+        };
+        let mut info = field(0x0a, title.as_bytes());
+        info.extend(field(0x12, version.as_bytes()));
+        let mut doc = field(0x0a, b"2.0");
+        doc.extend(field(0x12, &info));
+        return ([(http::header::CONTENT_TYPE, PROTOBUF)], doc).into_response();
+    }
+    let doc = json!({"swagger": "2.0", "info": {"title": title, "version": version}, "paths": {}, "definitions": {}});
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        doc.to_string(),
+    )
+        .into_response()
+}
+
 fn hex_upper(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
