@@ -5,10 +5,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// `portvakt sim` as a child process, killed when dropped.
-struct Sim {
+pub(crate) struct Sim {
     child: Child,
-    kubeconfig: PathBuf,
-    state: PathBuf,
+    pub(crate) kubeconfig: PathBuf,
+    /// Its `--state-dir`: `run.env` (the settings for `portvakt run`) and the admin credentials.
+    pub(crate) state: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -19,7 +20,7 @@ impl Drop for Sim {
     }
 }
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -28,7 +29,7 @@ fn shared_examples() -> PathBuf {
     repo().join("tests/data/examples")
 }
 
-fn kubectl_binary() -> PathBuf {
+pub(crate) fn kubectl_binary() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
         let candidate = dir.join("kubectl");
@@ -42,7 +43,7 @@ fn kubectl_binary() -> PathBuf {
     );
 }
 
-fn start_sim() -> Sim {
+pub(crate) fn start_sim() -> Sim {
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = dir.path().join("kubeconfig");
     let state = dir.path().join("state");
@@ -82,7 +83,7 @@ fn kubectl(sim: &Sim, args: &[&str]) -> Output {
         .expect("running kubectl")
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         output.status.code(),
@@ -341,52 +342,7 @@ fn kubectl_prints_the_servers_validation_error_naming_the_field() {
     assert!(err.contains("notAField"), "{err}");
 }
 
-/// `portvakt run` as a child process with the settings `portvakt sim` wrote, killed when dropped.
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `portvakt run ARGS` with the settings `portvakt sim` wrote.
-fn operator_command(sim: &Sim, args: &[&str]) -> Command {
-    let settings =
-        std::fs::read_to_string(sim.state.join("run.env")).expect("portvakt sim wrote no run.env");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portvakt"));
-    cmd.arg("run")
-        .args(args)
-        .env("KUBECONFIG", &sim.kubeconfig)
-        .env("PORTVAKT_LOG", "warn");
-    for line in settings.lines() {
-        if let Some((k, v)) = line.split_once('=') {
-            cmd.env(k, v);
-        }
-    }
-    cmd
-}
-
-fn start_operator(sim: &Sim) -> Operator {
-    let mut cmd = operator_command(sim, &[]);
-    Operator(
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting portvakt run"),
-    )
-}
-
-/// `portvakt run --observe`: its report, after checking it exited 0.
-fn observe(sim: &Sim) -> String {
-    let out = operator_command(sim, &["--observe"])
-        .output()
-        .expect("running portvakt run --observe");
-    assert!(out.status.success(), "--observe failed:\n{}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
+/// A Secret's data, decoded (values are UTF-8 here).
 fn secret_data(
     sim: &Sim,
     namespace: &str,
@@ -403,166 +359,6 @@ fn secret_data(
         data.insert(k.clone(), String::from_utf8(bytes).expect("utf-8 value"));
     }
     data
-}
-
-/// The binary against `portvakt sim`, driven by kubectl, and both token proofs from the Secrets alone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_binary_makes_the_examples_ready_and_their_credentials_work() {
-    use portvakt_sim::digdir::{ProviderUrls, app};
-    portvakt::install_crypto_provider();
-    let sim = start_sim();
-    ok(&sim, &["apply", "-f", path_str(&repo().join("crds"))]);
-    create_namespaces(&sim, &["tilgangsstyring-main", "team-a"]);
-    ok(&sim, &["apply", "-f", path_str(&repo().join("examples"))]);
-
-    // Before switching on: --observe says what it would do and writes nothing.
-    let before = ok(
-        &sim,
-        &[
-            "get",
-            "idportenclients,maskinportenclients,secrets",
-            "-A",
-            "-o",
-            "yaml",
-        ],
-    );
-    let report = observe(&sim);
-    assert!(
-        report.contains("IDPortenClient tilgangsstyring-main/test-client: create"),
-        "{report}"
-    );
-    assert!(
-        report.contains("MaskinportenClient team-a/krr-lookup: create"),
-        "{report}"
-    );
-    assert!(report.contains("totals: 2 resources"), "{report}");
-    let after = ok(
-        &sim,
-        &[
-            "get",
-            "idportenclients,maskinportenclients,secrets",
-            "-A",
-            "-o",
-            "yaml",
-        ],
-    );
-    assert_eq!(before, after, "--observe changed something in Kubernetes");
-
-    let _operator = start_operator(&sim);
-    let out = ok(
-        &sim,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "--timeout=90s",
-            "-n",
-            "tilgangsstyring-main",
-            "idportenclient/test-client",
-        ],
-    );
-    assert!(out.contains("condition met"), "{out}");
-    let out = ok(
-        &sim,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "--timeout=90s",
-            "-n",
-            "team-a",
-            "maskinportenclient/krr-lookup",
-        ],
-    );
-    assert!(out.contains("condition met"), "{out}");
-    let clock = portvakt::clock::Clock::system();
-
-    let mp = secret_data(&sim, "team-a", "krr-lookup-maskinporten");
-    let jwk: serde_json::Value =
-        serde_json::from_str(&mp["MASKINPORTEN_CLIENT_JWK"]).expect("JWK JSON");
-    for field in ["kid", "alg", "n", "e", "d", "p", "q", "dp", "dq", "qi"] {
-        assert!(jwk.get(field).is_some(), "the private JWK lacks {field}");
-    }
-    let urls = ProviderUrls {
-        issuer: mp["MASKINPORTEN_ISSUER"].clone(),
-        well_known_url: mp["MASKINPORTEN_WELL_KNOWN_URL"].clone(),
-        token_endpoint: mp["MASKINPORTEN_TOKEN_ENDPOINT"].clone(),
-        jwks_uri: mp["MASKINPORTEN_JWKS_URI"].clone(),
-        authorization_endpoint: None,
-    };
-    let token = app::maskinporten_token(
-        &urls,
-        &mp["MASKINPORTEN_CLIENT_ID"],
-        &jwk,
-        &mp["MASKINPORTEN_SCOPES"],
-        &clock,
-    )
-    .await
-    .expect("Maskinporten accepts a grant signed with the Secret's key");
-    assert_eq!(token["token_type"], "Bearer");
-    assert_eq!(token["scope"], "krr:global/kontaktinformasjon.read");
-    assert!(token["expires_in"].is_u64(), "{token}");
-
-    let idp = secret_data(&sim, "tilgangsstyring-main", "idporten-secret");
-    let jwk: serde_json::Value =
-        serde_json::from_str(&idp["IDPORTEN_CLIENT_JWK"]).expect("JWK JSON");
-    let metadata: serde_json::Value = reqwest::get(&idp["IDPORTEN_WELL_KNOWN_URL"])
-        .await
-        .expect("well-known document")
-        .json()
-        .await
-        .expect("well-known JSON");
-    let urls = ProviderUrls {
-        issuer: idp["IDPORTEN_ISSUER"].clone(),
-        well_known_url: idp["IDPORTEN_WELL_KNOWN_URL"].clone(),
-        token_endpoint: idp["IDPORTEN_TOKEN_ENDPOINT"].clone(),
-        jwks_uri: idp["IDPORTEN_JWKS_URI"].clone(),
-        authorization_endpoint: metadata["authorization_endpoint"]
-            .as_str()
-            .map(str::to_string),
-    };
-    assert_eq!(
-        idp["IDPORTEN_REDIRECT_URI"],
-        "https://test-app.atgcp1-sandbox.kartverket-intern.cloud/oauth2/callback"
-    );
-    let tokens = app::idporten_login(
-        &urls,
-        &idp["IDPORTEN_CLIENT_ID"],
-        &jwk,
-        &idp["IDPORTEN_REDIRECT_URI"],
-        "openid profile",
-        &clock,
-    )
-    .await
-    .expect("an ID-porten login with the Secret's key completes");
-    assert!(tokens["id_token"].is_string(), "{tokens}");
-
-    // Once synchronised, --observe sees nothing to do.
-    let report = observe(&sim);
-    assert!(
-        report.contains("IDPortenClient tilgangsstyring-main/test-client: unchanged"),
-        "{report}"
-    );
-    assert!(
-        report.contains("MaskinportenClient team-a/krr-lookup: unchanged"),
-        "{report}"
-    );
-
-    // Deleting goes through the finalizer: the operator removes the client at Digdir first.
-    let out = ok(
-        &sim,
-        &[
-            "delete",
-            "-n",
-            "team-a",
-            "maskinportenclient/krr-lookup",
-            "--timeout=60s",
-        ],
-    );
-    assert!(out.contains("deleted"), "{out}");
-    let out = ok(
-        &sim,
-        &["get", "maskinportenclients", "-n", "team-a", "-o", "name"],
-    );
-    assert!(out.trim().is_empty(), "{out}");
 }
 
 /// The header and rows kubectl printed, split into columns of at least two spaces.
@@ -716,7 +512,7 @@ fn kubectl_get_watch_prints_new_rows_under_the_one_header() {
         }
     });
     let mut lines: Vec<String> = Vec::new();
-    let mut wait_for = |pred: &dyn Fn(&str) -> bool, lines: &mut Vec<String>| {
+    let wait_for = |pred: &dyn Fn(&str) -> bool, lines: &mut Vec<String>| {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

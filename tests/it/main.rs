@@ -11,6 +11,7 @@ mod digdir_client;
 mod digdir_controllers;
 mod digdir_scopes;
 mod digdir_sim;
+mod e2e;
 mod graph_client;
 mod graph_sim;
 mod kms;
