@@ -70,10 +70,10 @@ struct Step {
     /// The request is a watch: read events until this.
     #[serde(default)]
     watch: Option<WatchUntil>,
-    /// Before this step, the embedded server forgets its watch history (the real one has, from
-    /// the start, no history before its watch cache began).
+    /// Before this step both servers forget their history: the embedded one its watch history,
+    /// the real one its etcd revisions (compacted through etcd's HTTP gateway).
     #[serde(default)]
-    compact_embedded: bool,
+    compact: bool,
     /// Repeat the request (both servers) until its answer has this HTTP status (asynchronous
     /// controllers on the real side: garbage collection, namespace deletion).
     #[serde(default)]
@@ -109,6 +109,32 @@ struct Target {
     http: reqwest::Client,
     token: Option<String>,
     embedded: Option<ApiServer>,
+    /// The real server's etcd, for `compact`.
+    etcd: Option<String>,
+}
+
+/// Compacts etcd at its current revision: older resourceVersions are gone from the real server.
+async fn compact_etcd(http: &reqwest::Client, etcd: &str) {
+    let range: Value = http
+        .post(format!("{etcd}/v3/kv/range"))
+        .body(r#"{"key":"AA=="}"#)
+        .send()
+        .await
+        .expect("etcd range")
+        .json()
+        .await
+        .expect("etcd range JSON");
+    let revision = range["header"]["revision"]
+        .as_str()
+        .and_then(|r| r.parse::<i64>().ok())
+        .expect("etcd revision");
+    let done = http
+        .post(format!("{etcd}/v3/kv/compaction"))
+        .body(json!({"revision": revision, "physical": true}).to_string())
+        .send()
+        .await
+        .expect("etcd compaction");
+    assert!(done.status().is_success(), "etcd compaction: {}", done.status());
 }
 
 impl Target {
@@ -496,10 +522,13 @@ fn save_vars(answer: &Value, step: &Step, vars: &mut BTreeMap<String, String>) {
 
 /// Runs one step on a target, repeating it while `until_code` is not met.
 async fn run_step(target: &Target, step: &Step, vars: &mut BTreeMap<String, String>) -> Value {
-    if step.compact_embedded
-        && let Some(server) = &target.embedded
-    {
-        server.compact();
+    if step.compact {
+        if let Some(server) = &target.embedded {
+            server.compact();
+        }
+        if let Some(etcd) = &target.etcd {
+            compact_etcd(&reqwest::Client::new(), etcd).await;
+        }
     }
     let deadline = Instant::now() + UNTIL_LIMIT;
     loop {
@@ -586,7 +615,7 @@ fn step_template() -> Step {
         ignore: Vec::new(),
         subset_by_name: Vec::new(),
         watch: None,
-        compact_embedded: false,
+        compact: false,
         until_code: None,
         known: None,
     }
@@ -621,6 +650,7 @@ async fn the_embedded_api_server_answers_like_a_real_one() {
             http: plain,
             token: None,
             embedded: Some(embedded.clone()),
+            etcd: None,
         },
         Target {
             name: "real",
@@ -628,6 +658,7 @@ async fn the_embedded_api_server_answers_like_a_real_one() {
             http: tls,
             token: Some(cluster.admin_token().to_string()),
             embedded: None,
+            etcd: Some(cluster.etcd_url().to_string()),
         },
     ];
     for t in &targets {

@@ -96,6 +96,7 @@ pub struct RealCluster {
     procs: Vec<Proc>,
     dir: tempfile::TempDir,
     server_url: String,
+    etcd_url: String,
     ca_der: rustls::pki_types::CertificateDer<'static>,
     admin_token: String,
     kubeconfig: PathBuf,
@@ -205,6 +206,7 @@ impl RealCluster {
         let mut cluster = RealCluster {
             procs: Vec::new(),
             server_url,
+            etcd_url: format!("http://127.0.0.1:{etcd_client}"),
             ca_der: ca_cert.der().clone(),
             admin_token,
             kubeconfig,
@@ -306,6 +308,11 @@ impl RealCluster {
     /// `https://127.0.0.1:PORT`.
     pub fn server_url(&self) -> &str {
         &self.server_url
+    }
+
+    /// etcd's client URL (`http://127.0.0.1:PORT`), e.g. to compact its history.
+    pub fn etcd_url(&self) -> &str {
+        &self.etcd_url
     }
 
     /// The cluster CA (DER), for HTTP clients that talk to the API server directly.

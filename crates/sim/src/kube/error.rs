@@ -21,6 +21,8 @@ pub struct ApiError {
     pub message: String,
     /// `details` of the Status (name, group, kind, causes, retryAfterSeconds).
     pub details: Option<Box<Value>>,
+    /// `metadata.continue` of the Status.
+    pub list_continue: Option<String>,
 }
 
 /// `configmaps` for the core group, `idportenclients.nais.io` otherwise.
@@ -50,6 +52,7 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            list_continue: None,
         }
     }
 
@@ -215,6 +218,12 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
 
+    /// A 410 for an expired continue token carries a new (inconsistent) one in its metadata.
+    pub fn with_list_continue(mut self, token: String) -> Self {
+        self.list_continue = Some(token);
+        self
+    }
+
     /// The `metav1.Status` body.
     pub fn status(&self) -> Value {
         let mut s = json!({
@@ -228,6 +237,9 @@ impl ApiError {
         });
         if let Some(d) = &self.details {
             s["details"] = (**d).clone();
+        }
+        if let Some(c) = &self.list_continue {
+            s["metadata"] = json!({ "continue": c });
         }
         s
     }

@@ -210,6 +210,40 @@ fn random_suffix() -> String {
         .collect()
 }
 
+/// A decoded continue token.
+struct ContinueToken {
+    rv: i64,
+    start: String,
+}
+
+fn encode_continue(rv: i64, start: &str) -> String {
+    use base64::Engine;
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string().as_bytes())
+}
+
+fn decode_continue(c: &str) -> ApiResult<ContinueToken> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c.trim_end_matches('=').as_bytes())
+        .map_err(|_| ApiError::bad_request("continue key is not valid: illegal base64 data"))?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| ApiError::bad_request("continue key is not valid"))?;
+    if v.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
+        return Err(ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        ));
+    }
+    Ok(ContinueToken {
+        rv: v.get("rv").and_then(Value::as_i64).unwrap_or(0),
+        start: v
+            .get("start")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+    })
+}
+
 /// Unknown and duplicate fields of a built-in type (its fields are those of its protobuf
 /// message): refused under `Strict`, dropped with a warning under `Warn`, dropped under `Ignore`.
 fn check_builtin_fields(
@@ -452,26 +486,25 @@ impl Store {
         limit: Option<usize>,
         cont: Option<&str>,
     ) -> ApiResult<Value> {
-        use base64::Engine;
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        // Continue tokens as kube-apiserver writes them: {"v":"meta.k8s.io/v1","rv":N,"start":KEY},
+        // base64url; KEY is the last key returned plus a NUL, relative to the listed prefix.
+        let across = info.namespaced && ns.is_none();
         let start = match cont.filter(|c| !c.is_empty()) {
             Some(c) => {
-                let bytes = URL_SAFE_NO_PAD.decode(c.as_bytes()).map_err(|_| {
-                    ApiError::bad_request("continue key is not valid: illegal base64 data")
-                })?;
-                let v: Value = serde_json::from_slice(&bytes)
-                    .map_err(|_| ApiError::bad_request("continue key is not valid"))?;
-                let ns = v
-                    .get("ns")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let name = v
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                Some((ns, name))
+                let token = decode_continue(c)?;
+                if token.rv >= 0 && (token.rv as u64) < self.compacted {
+                    let fresh = encode_continue(-1, &token.start);
+                    return Err(ApiError::expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                    )
+                    .with_list_continue(fresh));
+                }
+                let key = token.start.trim_end_matches('\0');
+                Some(match key.split_once('/') {
+                    Some((n, name)) if across => (n.to_string(), name.to_string()),
+                    _ if across => (key.to_string(), String::new()),
+                    _ => (ns.unwrap_or("").to_string(), key.to_string()),
+                })
             }
             None => None,
         };
@@ -508,8 +541,12 @@ impl Store {
             metadata["continue"] = json!("");
         }
         if let (Some(_), Some((last, _))) = (&next, items.last()) {
-            let token = json!({ "ns": last.1, "name": last.2, "rv": self.rv });
-            metadata["continue"] = json!(URL_SAFE_NO_PAD.encode(token.to_string().as_bytes()));
+            let key = if across {
+                format!("{}/{}\0", last.1, last.2)
+            } else {
+                format!("{}\0", last.2)
+            };
+            metadata["continue"] = json!(encode_continue(self.rv as i64, &key));
             if sel.is_empty() {
                 let remaining = self
                     .stored_objects(info, ns)
