@@ -134,7 +134,11 @@ async fn compact_etcd(http: &reqwest::Client, etcd: &str) {
         .send()
         .await
         .expect("etcd compaction");
-    assert!(done.status().is_success(), "etcd compaction: {}", done.status());
+    assert!(
+        done.status().is_success(),
+        "etcd compaction: {}",
+        done.status()
+    );
 }
 
 impl Target {
@@ -159,7 +163,11 @@ impl Target {
             r = r
                 .header("Content-Type", ct.as_deref().unwrap_or("application/json"))
                 .body(substitute(raw, vars));
-        } else if let Some(body) = step.body.clone().or_else(|| step.body_file.as_deref().map(manifest)) {
+        } else if let Some(body) = step
+            .body
+            .clone()
+            .or_else(|| step.body_file.as_deref().map(manifest))
+        {
             let body: Value = serde_json::from_str(&substitute(&body.to_string(), vars))
                 .expect("body after substitution is JSON");
             let ct = ct.unwrap_or_else(|| "application/json".to_string());
@@ -250,8 +258,7 @@ async fn read_events(mut resp: reqwest::Response, content_type: &str, until: &Wa
                 continue;
             }
             events.push(event);
-            if (until.initial_events_end && end)
-                || until.events.is_some_and(|n| events.len() >= n)
+            if (until.initial_events_end && end) || until.events.is_some_and(|n| events.len() >= n)
             {
                 return json!({"events": events});
             }
@@ -330,9 +337,7 @@ fn normalise(v: &mut Value) {
                     ("resourceVersion", Value::String(s)) if !s.is_empty() => {
                         *child = json!("<rv>")
                     }
-                    ("continue", Value::String(s)) if !s.is_empty() => {
-                        *child = json!("<continue>")
-                    }
+                    ("continue", Value::String(s)) if !s.is_empty() => *child = json!("<continue>"),
                     ("name", Value::String(s))
                         if generate.as_ref().is_some_and(|g| s.starts_with(g.as_str())) =>
                     {
@@ -350,10 +355,8 @@ fn normalise(v: &mut Value) {
             }
         }
         Value::Array(a) => a.iter_mut().for_each(normalise),
-        Value::String(s) => {
-            if s.len() >= 20 && s.parse::<jiff::Timestamp>().is_ok() {
-                *v = json!("<time>");
-            }
+        Value::String(s) if s.len() >= 20 && s.parse::<jiff::Timestamp>().is_ok() => {
+            *v = json!("<time>");
         }
         _ => {}
     }
@@ -551,8 +554,8 @@ async fn run_step(target: &Target, step: &Step, vars: &mut BTreeMap<String, Stri
 }
 
 fn load_cases() -> Vec<Case> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/differential/cases.yaml");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/differential/cases.yaml");
     let text = std::fs::read_to_string(&path).expect("reading the differential cases");
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -566,7 +569,9 @@ fn crds() -> Vec<Value> {
     files.sort();
     files
         .iter()
-        .map(|f| serde_saphyr::from_str(&std::fs::read_to_string(f).expect("crd")).expect("CRD YAML"))
+        .map(|f| {
+            serde_saphyr::from_str(&std::fs::read_to_string(f).expect("crd")).expect("CRD YAML")
+        })
         .collect()
 }
 
@@ -578,11 +583,19 @@ async fn install_crds(target: &Target) {
             ..step_template()
         };
         let answer = target.send(&step, &BTreeMap::new()).await;
-        assert_eq!(answer["code"], 201, "{}: installing a CRD: {answer}", target.name);
+        assert_eq!(
+            answer["code"], 201,
+            "{}: installing a CRD: {answer}",
+            target.name
+        );
     }
     // Served once discovery lists the kinds and the first list succeeds.
     let deadline = Instant::now() + Duration::from_secs(60);
-    for plural in ["idportenclients", "maskinportenclients", "azureadapplications"] {
+    for plural in [
+        "idportenclients",
+        "maskinportenclients",
+        "azureadapplications",
+    ] {
         loop {
             let step = Step {
                 req: format!("GET /apis/nais.io/v1/{plural}"),
@@ -635,9 +648,7 @@ async fn the_embedded_api_server_answers_like_a_real_one() {
         .serve("127.0.0.1:0".parse().expect("address"))
         .await
         .expect("serving the embedded API server");
-    let plain = reqwest::Client::builder()
-        .build()
-        .expect("HTTP client");
+    let plain = reqwest::Client::builder().build().expect("HTTP client");
     let ca = reqwest::Certificate::from_der(cluster.ca_der()).expect("cluster CA");
     let tls = reqwest::Client::builder()
         .tls_certs_only([ca])
@@ -682,7 +693,9 @@ async fn the_embedded_api_server_answers_like_a_real_one() {
             let mut vars = BTreeMap::from([("ns".to_string(), ns.clone())]);
             let create_ns = Step {
                 req: "POST /api/v1/namespaces".into(),
-                body: Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})),
+                body: Some(
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                ),
                 ..step_template()
             };
             let a = t.send(&create_ns, &vars).await;
@@ -752,7 +765,12 @@ fn normalising_hides_only_what_legitimately_differs() {
                "resourceVersion": "<rv>", "creationTimestamp": "<time>"}, "data": {"k": "v"}})
     );
     let mut out = Vec::new();
-    diff(&json!({"a": [1, 2]}), &json!({"a": [1, 3], "b": 1}), "", &mut out);
+    diff(
+        &json!({"a": [1, 2]}),
+        &json!({"a": [1, 3], "b": 1}),
+        "",
+        &mut out,
+    );
     assert_eq!(out.len(), 2, "{out:?}");
     let mut v = json!({"items": [{"a": 1, "b": 2}, {"a": 3, "b": 4}]});
     remove_pointer(&mut v, "/items/*/a");

@@ -128,13 +128,22 @@ impl World {
             return true;
         }
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("NotFound") || err.contains("not found"), "{}", text(&out));
+        assert!(
+            err.contains("NotFound") || err.contains("not found"),
+            "{}",
+            text(&out)
+        );
         false
     }
 
     /// Polls until `what` holds (kubectl each time), failing with the last answer after `limit`.
     #[track_caller]
-    fn eventually(&self, what: &str, limit: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    fn eventually(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut check: impl FnMut() -> Result<(), String>,
+    ) {
         let deadline = Instant::now() + limit;
         loop {
             let last = match check() {
@@ -206,7 +215,10 @@ fn kid(s: &BTreeMap<String, String>) -> String {
 async fn suite(mut w: World) {
     let began = Instant::now();
     let crds = w.ok(&["apply", "-f", path_str(&repo().join("crds"))]);
-    assert!(crds.contains("maskinportenclients.nais.io created"), "{crds}");
+    assert!(
+        crds.contains("maskinportenclients.nais.io created"),
+        "{crds}"
+    );
     w.ok(&[
         "wait",
         "--for=condition=Established",
@@ -223,12 +235,22 @@ async fn suite(mut w: World) {
     // Right after the CRDs are established a real server may still be setting up their storage.
     w.eventually("the examples are applied", Duration::from_secs(30), || {
         let out = w.kubectl(&["apply", "-f", path_str(&examples)]);
-        if out.status.success() { Ok(()) } else { Err(text(&out)) }
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(text(&out))
+        }
     });
 
     // Before switching on: --observe says what it would do and writes nothing.
     let snapshot = || {
-        w.ok(&["get", "idportenclients,maskinportenclients,secrets", "-A", "-o", "yaml"])
+        w.ok(&[
+            "get",
+            "idportenclients,maskinportenclients,secrets",
+            "-A",
+            "-o",
+            "yaml",
+        ])
     };
     let before = snapshot();
     let report = w.observe();
@@ -236,8 +258,16 @@ async fn suite(mut w: World) {
         report.contains("IDPortenClient tilgangsstyring-main/test-client: create"),
         "{report}"
     );
-    assert!(report.contains("MaskinportenClient team-a/krr-lookup: create"), "{report}");
-    assert_eq!(before, snapshot(), "{}: --observe changed something", w.name);
+    assert!(
+        report.contains("MaskinportenClient team-a/krr-lookup: create"),
+        "{report}"
+    );
+    assert_eq!(
+        before,
+        snapshot(),
+        "{}: --observe changed something",
+        w.name
+    );
 
     let _operator = Operator(
         w.operator_command(&["--metrics-address", "127.0.0.1:0"])
@@ -250,7 +280,14 @@ async fn suite(mut w: World) {
         ("tilgangsstyring-main", "idportenclient/test-client"),
         ("team-a", "maskinportenclient/krr-lookup"),
     ] {
-        let out = w.ok(&["wait", "--for=condition=Ready", "--timeout=120s", "-n", ns, what]);
+        let out = w.ok(&[
+            "wait",
+            "--for=condition=Ready",
+            "--timeout=120s",
+            "-n",
+            ns,
+            what,
+        ]);
         assert!(out.contains("condition met"), "{out}");
     }
 
@@ -272,7 +309,9 @@ async fn suite(mut w: World) {
         well_known_url: idp["IDPORTEN_WELL_KNOWN_URL"].clone(),
         token_endpoint: idp["IDPORTEN_TOKEN_ENDPOINT"].clone(),
         jwks_uri: idp["IDPORTEN_JWKS_URI"].clone(),
-        authorization_endpoint: metadata["authorization_endpoint"].as_str().map(str::to_string),
+        authorization_endpoint: metadata["authorization_endpoint"]
+            .as_str()
+            .map(str::to_string),
     };
     let tokens = portvakt_sim::digdir::app::idporten_login(
         &urls,
@@ -291,18 +330,38 @@ async fn suite(mut w: World) {
         "IDPortenClient tilgangsstyring-main/test-client: unchanged",
         "MaskinportenClient team-a/krr-lookup: unchanged",
     ] {
-        assert!(report.contains(line), "{}: {line} missing in:\n{report}", w.name);
+        assert!(
+            report.contains(line),
+            "{}: {line} missing in:\n{report}",
+            w.name
+        );
     }
 
     // A rotation hands out a new key in the same Secret.
-    w.ok(&["annotate", "-n", "team-a", "maskinportenclient/krr-lookup", "digdir.nais.io/rotate=true"]);
+    w.ok(&[
+        "annotate",
+        "-n",
+        "team-a",
+        "maskinportenclient/krr-lookup",
+        "digdir.nais.io/rotate=true",
+    ]);
     let old_kid = kid(&first);
-    w.eventually("the rotated key is in the Secret", Duration::from_secs(60), || {
-        let now = kid(&w.secret_data("team-a", "krr-lookup-maskinporten"));
-        if now != old_kid { Ok(()) } else { Err(format!("still {now}")) }
-    });
+    w.eventually(
+        "the rotated key is in the Secret",
+        Duration::from_secs(60),
+        || {
+            let now = kid(&w.secret_data("team-a", "krr-lookup-maskinporten"));
+            if now != old_kid {
+                Ok(())
+            } else {
+                Err(format!("still {now}"))
+            }
+        },
+    );
     let rotated = w.secret_data("team-a", "krr-lookup-maskinporten");
-    maskinporten_token(&rotated).await.expect("the rotated key works");
+    maskinporten_token(&rotated)
+        .await
+        .expect("the rotated key works");
 
     // A Pod (no kubelet) still uses that Secret while the resource moves to a new one: the old
     // Secret stays and its key stays registered.
@@ -315,46 +374,83 @@ async fn suite(mut w: World) {
     .expect("writing pod.yaml");
     w.ok(&["apply", "-f", path_str(&pod)]);
     w.ok(&[
-        "patch", "-n", "team-a", "maskinportenclient/krr-lookup", "--type=merge", "-p",
+        "patch",
+        "-n",
+        "team-a",
+        "maskinportenclient/krr-lookup",
+        "--type=merge",
+        "-p",
         r#"{"spec":{"secretName":"krr-lookup-maskinporten-2"}}"#,
     ]);
     w.ok(&[
-        "wait", "-n", "team-a", "maskinportenclient/krr-lookup", "--timeout=120s",
+        "wait",
+        "-n",
+        "team-a",
+        "maskinportenclient/krr-lookup",
+        "--timeout=120s",
         "--for=jsonpath={.status.synchronizationSecretName}=krr-lookup-maskinporten-2",
     ]);
     let second = w.secret_data("team-a", "krr-lookup-maskinporten-2");
     assert_ne!(kid(&second), kid(&rotated));
-    maskinporten_token(&second).await.expect("the new Secret's key works");
+    maskinporten_token(&second)
+        .await
+        .expect("the new Secret's key works");
     assert!(w.exists(&["get", "secret", "-n", "team-a", "krr-lookup-maskinporten"]));
     maskinporten_token(&rotated)
         .await
         .expect("the key of the Secret the Pod uses stays registered");
 
     // Deleting goes through the finalizer: the client is removed at Digdir first.
-    let out = w.ok(&["delete", "-n", "team-a", "maskinportenclient/krr-lookup", "--timeout=60s"]);
+    let out = w.ok(&[
+        "delete",
+        "-n",
+        "team-a",
+        "maskinportenclient/krr-lookup",
+        "--timeout=60s",
+    ]);
     assert!(out.contains("deleted"), "{out}");
     assert!(!w.exists(&["get", "-n", "team-a", "maskinportenclient/krr-lookup"]));
     let refused = maskinporten_token(&second).await;
-    assert!(refused.is_err(), "a deleted client still gets tokens: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "a deleted client still gets tokens: {refused:?}"
+    );
 
     if w.controllers_run() {
         // The Secrets were owned by the resource: garbage-collected through the owner references.
-        w.eventually("the owned Secrets are garbage-collected", Duration::from_secs(120), || {
-            let left: Vec<&str> = ["krr-lookup-maskinporten", "krr-lookup-maskinporten-2"]
-                .into_iter()
-                .filter(|s| w.exists(&["get", "secret", "-n", "team-a", s]))
-                .collect();
-            if left.is_empty() { Ok(()) } else { Err(format!("left: {left:?}")) }
-        });
+        w.eventually(
+            "the owned Secrets are garbage-collected",
+            Duration::from_secs(120),
+            || {
+                let left: Vec<&str> = ["krr-lookup-maskinporten", "krr-lookup-maskinporten-2"]
+                    .into_iter()
+                    .filter(|s| w.exists(&["get", "secret", "-n", "team-a", s]))
+                    .collect();
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("left: {left:?}"))
+                }
+            },
+        );
         // A namespace with a resource (and its finalizer) in it goes, resource first.
-        w.ok(&["delete", "namespace", "tilgangsstyring-main", "--wait=false"]);
-        w.eventually("namespace tilgangsstyring-main is deleted", Duration::from_secs(120), || {
-            if w.exists(&["get", "namespace", "tilgangsstyring-main"]) {
-                Err("still there".into())
-            } else {
-                Ok(())
-            }
-        });
+        w.ok(&[
+            "delete",
+            "namespace",
+            "tilgangsstyring-main",
+            "--wait=false",
+        ]);
+        w.eventually(
+            "namespace tilgangsstyring-main is deleted",
+            Duration::from_secs(120),
+            || {
+                if w.exists(&["get", "namespace", "tilgangsstyring-main"]) {
+                    Err("still there".into())
+                } else {
+                    Ok(())
+                }
+            },
+        );
     } else {
         let _ = writeln_skip(&format!(
             "{}: kube-controller-manager is not running: garbage collection and namespace deletion not checked",

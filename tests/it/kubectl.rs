@@ -383,14 +383,27 @@ fn kubectl_create_sends_protobuf_and_the_embedded_server_understands_it() {
     let out = ok(
         &sim,
         &[
-            "create", "secret", "generic", "creds", "-n", "team-pb", "--from-literal=user=ada",
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "-n",
+            "team-pb",
+            "--from-literal=user=ada",
             "--from-literal=password=s3cret",
         ],
     );
     assert_eq!(out.trim(), "secret/creds created");
     let out = ok(
         &sim,
-        &["create", "configmap", "settings", "-n", "team-pb", "--from-literal=mode=fast"],
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "-n",
+            "team-pb",
+            "--from-literal=mode=fast",
+        ],
     );
     assert_eq!(out.trim(), "configmap/settings created");
 
@@ -399,14 +412,34 @@ fn kubectl_create_sends_protobuf_and_the_embedded_server_understands_it() {
     assert_eq!(data.get("password").map(String::as_str), Some("s3cret"));
     let mode = ok(
         &sim,
-        &["get", "configmap", "settings", "-n", "team-pb", "-o", "jsonpath={.data.mode}"],
+        &[
+            "get",
+            "configmap",
+            "settings",
+            "-n",
+            "team-pb",
+            "-o",
+            "jsonpath={.data.mode}",
+        ],
     );
     assert_eq!(mode, "fast");
-    let phase = ok(&sim, &["get", "namespace", "team-pb", "-o", "jsonpath={.status.phase}"]);
+    let phase = ok(
+        &sim,
+        &[
+            "get",
+            "namespace",
+            "team-pb",
+            "-o",
+            "jsonpath={.status.phase}",
+        ],
+    );
     assert_eq!(phase, "Active");
     // The protobuf answer decodes too: a second create is refused with the server's reason.
     let err = rejected(&sim, &["create", "namespace", "team-pb"]);
-    assert!(err.contains("AlreadyExists") || err.contains("already exists"), "{err}");
+    assert!(
+        err.contains("AlreadyExists") || err.contains("already exists"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -415,7 +448,16 @@ fn kubectl_get_prints_kube_apiservers_columns_for_built_in_types() {
     ok(&sim, &["create", "namespace", "team-t"]);
     ok(
         &sim,
-        &["create", "secret", "generic", "two-keys", "-n", "team-t", "--from-literal=a=1", "--from-literal=b=2"],
+        &[
+            "create",
+            "secret",
+            "generic",
+            "two-keys",
+            "-n",
+            "team-t",
+            "--from-literal=a=1",
+            "--from-literal=b=2",
+        ],
     );
     ok(&sim, &["run", "web", "-n", "team-t", "--image=nginx:1"]);
     let dir = tempfile::tempdir().expect("temp dir");
@@ -434,7 +476,11 @@ fn kubectl_get_prints_kube_apiservers_columns_for_built_in_types() {
     assert_eq!(secrets[1][..3], ["two-keys", "Opaque", "2"], "{secrets:?}");
 
     let pods = table(&ok(&sim, &["get", "pods", "-n", "team-t"]));
-    assert_eq!(pods[0], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{pods:?}");
+    assert_eq!(
+        pods[0],
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{pods:?}"
+    );
     // No kubelet runs it: Pending, like a real cluster without nodes.
     assert_eq!(pods[1][..4], ["web", "0/1", "Pending", "0"], "{pods:?}");
 
@@ -444,7 +490,11 @@ fn kubectl_get_prints_kube_apiservers_columns_for_built_in_types() {
         ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         "{events:?}"
     );
-    assert_eq!(events[1][1..], ["Normal", "Synchronized", "pod/web", "all good"], "{events:?}");
+    assert_eq!(
+        events[1][1..],
+        ["Normal", "Synchronized", "pod/web", "all good"],
+        "{events:?}"
+    );
 
     let nss = table(&ok(&sim, &["get", "namespaces"]));
     assert_eq!(nss[0], ["NAME", "STATUS", "AGE"], "{nss:?}");
@@ -469,10 +519,16 @@ fn kubectl_apply_of_a_list_applies_every_item() {
     );
     let out = ok(&sim, &["apply", "-f", path_str(&list)]);
     assert!(out.contains("configmap/settings created"), "{out}");
-    assert!(out.contains("maskinportenclient.nais.io/lookup created"), "{out}");
+    assert!(
+        out.contains("maskinportenclient.nais.io/lookup created"),
+        "{out}"
+    );
     let out = ok(&sim, &["apply", "-f", path_str(&list)]);
     assert!(out.contains("configmap/settings unchanged"), "{out}");
-    assert!(out.contains("maskinportenclient.nais.io/lookup unchanged"), "{out}");
+    assert!(
+        out.contains("maskinportenclient.nais.io/lookup unchanged"),
+        "{out}"
+    );
 
     // Each item is still validated, by the server, against its own kind's schema.
     let bad = write_manifest(
@@ -483,7 +539,10 @@ fn kubectl_apply_of_a_list_applies_every_item() {
     );
     let err = rejected(&sim, &["apply", "-f", path_str(&bad)]);
     assert!(err.contains("notAField"), "{err}");
-    let out = ok(&sim, &["get", "maskinportenclients", "-n", "team-l", "-o", "name"]);
+    let out = ok(
+        &sim,
+        &["get", "maskinportenclients", "-n", "team-l", "-o", "name"],
+    );
     assert_eq!(out.trim(), "maskinportenclient.nais.io/lookup");
 }
 
@@ -492,7 +551,18 @@ fn kubectl_get_watch_prints_new_rows_under_the_one_header() {
     use std::io::BufRead;
     let sim = start_sim();
     ok(&sim, &["create", "namespace", "team-w"]);
-    ok(&sim, &["create", "secret", "generic", "first", "-n", "team-w", "--from-literal=a=1"]);
+    ok(
+        &sim,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "first",
+            "-n",
+            "team-w",
+            "--from-literal=a=1",
+        ],
+    );
     let mut watch = Command::new(kubectl_binary())
         .arg("--kubeconfig")
         .arg(&sim.kubeconfig)
@@ -505,7 +575,10 @@ fn kubectl_get_watch_prints_new_rows_under_the_one_header() {
     let stdout = watch.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 return;
             }
@@ -524,18 +597,124 @@ fn kubectl_get_watch_prints_new_rows_under_the_one_header() {
                         return;
                     }
                 }
-                Err(_) => panic!("kubectl get --watch printed no such line; it printed:\n{}", lines.join("\n")),
+                Err(_) => panic!(
+                    "kubectl get --watch printed no such line; it printed:\n{}",
+                    lines.join("\n")
+                ),
             }
         }
     };
     wait_for(&|l| l.starts_with("first"), &mut lines);
-    ok(&sim, &["create", "secret", "generic", "second", "-n", "team-w", "--from-literal=a=1", "--from-literal=b=2"]);
+    ok(
+        &sim,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "second",
+            "-n",
+            "team-w",
+            "--from-literal=a=1",
+            "--from-literal=b=2",
+        ],
+    );
     wait_for(&|l| l.starts_with("second"), &mut lines);
     let _ = watch.kill();
     let _ = watch.wait();
     let headers = lines.iter().filter(|l| l.starts_with("NAME")).count();
     assert_eq!(headers, 1, "one header expected:\n{}", lines.join("\n"));
-    assert_eq!(table(&lines[0])[0], ["NAME", "TYPE", "DATA", "AGE"], "{lines:?}");
+    assert_eq!(
+        table(&lines[0])[0],
+        ["NAME", "TYPE", "DATA", "AGE"],
+        "{lines:?}"
+    );
     let second = &table(lines.last().expect("a row"))[0];
     assert_eq!(second[..3], ["second", "Opaque", "2"], "{lines:?}");
+}
+
+/// Helm's default release storage writes Secrets in protobuf; `--wait` waits on the objects.
+#[test]
+fn helm_installs_and_uninstalls_a_chart_with_its_default_release_storage() {
+    let Some(tools) = super::real_cluster::test_tools(&["PORTVAKT_HELM"]) else {
+        return;
+    };
+    let sim = start_sim();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chart = dir.path().join("probe");
+    std::fs::create_dir_all(chart.join("templates")).expect("chart dir");
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: probe\nversion: 0.1.0\n",
+    )
+    .expect("Chart.yaml");
+    std::fs::write(
+        chart.join("templates/objects.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe-settings\ndata:\n  mode: fast\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata:\n  name: probe-secret\nstringData:\n  token: abc\n",
+    )
+    .expect("template");
+    let helm = |args: &[&str]| {
+        Command::new(&tools[0])
+            .args(args)
+            .env("KUBECONFIG", &sim.kubeconfig)
+            .env("HELM_CACHE_HOME", dir.path().join("cache"))
+            .env("HELM_CONFIG_HOME", dir.path().join("config"))
+            .env("HELM_DATA_HOME", dir.path().join("data"))
+            .output()
+            .expect("running helm")
+    };
+    let out = helm(&[
+        "install",
+        "probe",
+        path_str(&chart),
+        "-n",
+        "default",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
+    assert!(out.status.success(), "helm install failed:\n{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("STATUS: deployed"),
+        "{}",
+        text(&out)
+    );
+    // The release record: a Secret helm wrote (in protobuf) and reads back.
+    let release = ok(
+        &sim,
+        &[
+            "get",
+            "secret",
+            "sh.helm.release.v1.probe.v1",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.type}",
+        ],
+    );
+    assert_eq!(release, "helm.sh/release.v1");
+    let out = helm(&["list", "-n", "default", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("helm list JSON");
+    assert_eq!(list[0]["name"], "probe", "{list}");
+    assert_eq!(list[0]["status"], "deployed", "{list}");
+    let out = helm(&[
+        "uninstall",
+        "probe",
+        "-n",
+        "default",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
+    assert!(
+        out.status.success(),
+        "helm uninstall failed:\n{}",
+        text(&out)
+    );
+    let left = ok(
+        &sim,
+        &["get", "configmaps,secrets", "-n", "default", "-o", "name"],
+    );
+    assert!(!left.contains("probe"), "{left}");
 }

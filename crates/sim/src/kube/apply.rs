@@ -211,10 +211,7 @@ impl Store {
     }
 }
 
-fn conflict_error(
-    info: &ResourceInfo,
-    conflicts: &[(String, String, String)],
-) -> ApiError {
+fn conflict_error(info: &ResourceInfo, conflicts: &[(String, String, String)]) -> ApiError {
     // The manager's apiVersion is named only when it differs from the request's.
     let with = |m: &str, av: &str| {
         if av == info.api_version() {

@@ -112,7 +112,16 @@ pub fn resource_list(resources: &[ResourceInfo], group: &str, version: &str) -> 
         };
         if r.custom {
             // The order the custom resource handler lists them in.
-            let order = ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"];
+            let order = [
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "create",
+                "update",
+                "watch",
+            ];
             verbs.sort_by_key(|v| order.iter().position(|o| o == v).unwrap_or(order.len()));
         }
         if !r.custom && r.group.is_empty() && r.plural == "namespaces" {

@@ -102,7 +102,11 @@ impl ApiError {
     }
 
     /// 409 for a failed delete precondition: the details name the kind, not the resource.
-    pub fn precondition_failed(info: &super::resource::ResourceInfo, name: &str, why: &str) -> Self {
+    pub fn precondition_failed(
+        info: &super::resource::ResourceInfo,
+        name: &str,
+        why: &str,
+    ) -> Self {
         Self::new(
             409,
             "Conflict",

@@ -50,7 +50,14 @@ pub fn from_core(v: Value) -> Value {
     );
     mv(&mut src, &mut out, "count", "deprecatedCount");
     // Empty strings of the core form are not carried over (the events.k8s.io form omits them).
-    for k in ["reportingController", "reportingInstance", "action", "note", "reason", "type"] {
+    for k in [
+        "reportingController",
+        "reportingInstance",
+        "action",
+        "note",
+        "reason",
+        "type",
+    ] {
         if out.get(k).is_some_and(|v| v == "") {
             out.shift_remove(k);
         }

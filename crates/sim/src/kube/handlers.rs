@@ -77,7 +77,10 @@ fn protobuf_body_as_json(headers: &mut HeaderMap, body: Bytes) -> ApiResult<Byte
         ),
         other => ApiError::bad_request(format!("the object provided is unrecognized: {other}")),
     })?;
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()))
 }
 
@@ -265,7 +268,10 @@ fn parse_target<'a>(rest: &[&'a str]) -> ApiResult<Target<'a>> {
 /// `ListOptions` validation, as kube-apiserver answers it (422 naming the option).
 fn check_list_options(q: &Query, watching: bool) -> ApiResult<()> {
     let rv = q.get("resourceVersion").map(String::as_str).unwrap_or("");
-    let rv_match = q.get("resourceVersionMatch").map(String::as_str).unwrap_or("");
+    let rv_match = q
+        .get("resourceVersionMatch")
+        .map(String::as_str)
+        .unwrap_or("");
     let forbidden = |field: &str, message: &str| StatusCause {
         reason: "FieldValueForbidden".into(),
         message: format!("Forbidden: {message}"),
@@ -548,7 +554,9 @@ fn resource(
                     .map(Duration::from_secs);
                 let encoding = if wants_table(headers) {
                     watch::Encoding::Table
-                } else if prefers_protobuf(headers) && protobuf::supports(&info.api_version(), &info.kind) {
+                } else if prefers_protobuf(headers)
+                    && protobuf::supports(&info.api_version(), &info.kind)
+                {
                     watch::Encoding::Protobuf
                 } else {
                     watch::Encoding::Json

@@ -3,7 +3,10 @@
 //! [`ApiServer`] serves the Kubernetes API from memory: an axum router used
 //! in-process by kube's `Client` (tests), or on a loopback port (`portvakt sim`,
 //! `portvakt demo`, the real kubectl). See `store` for the write semantics, `watch`
-//! for watch streams, `apply` for server-side apply, [`crate::fault`] for the shared fault and journal layer.
+//! for watch streams, `apply` for server-side apply, `protobuf` for the protobuf wire format of
+//! built-in types, `table` and `printers` for `kubectl get` output, [`crate::fault`] for the shared
+//! fault and journal layer. `tests/it/differential.rs` measures it against a real kube-apiserver;
+//! what differs on purpose is listed in the README ("The embedded API server: known limits").
 
 pub mod apply;
 pub mod discovery;

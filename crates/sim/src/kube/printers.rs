@@ -249,10 +249,7 @@ fn event(obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
             a.to_string()
         }
     };
-    let component = first_non_empty(
-        s(obj, "/source/component"),
-        s(obj, "/reportingComponent"),
-    );
+    let component = first_non_empty(s(obj, "/source/component"), s(obj, "/reportingComponent"));
     let instance = first_non_empty(s(obj, "/source/host"), s(obj, "/reportingInstance"));
     let source = if instance.is_empty() {
         component
@@ -276,13 +273,20 @@ fn event(obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
 /// Comma-joined container names and images, and the label selector, of a workload's template.
 fn containers_images_selector(obj: &Value) -> [Value; 3] {
     let cs = items(obj, "/spec/template/spec/containers");
-    let names: Vec<&str> = cs.iter().map(|c| c["name"].as_str().unwrap_or("")).collect();
+    let names: Vec<&str> = cs
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or(""))
+        .collect();
     let images: Vec<&str> = cs
         .iter()
         .map(|c| c["image"].as_str().unwrap_or(""))
         .collect();
     let selector = label_selector(obj.pointer("/spec/selector").unwrap_or(&Value::Null));
-    [json!(names.join(",")), json!(images.join(",")), json!(selector)]
+    [
+        json!(names.join(",")),
+        json!(images.join(",")),
+        json!(selector),
+    ]
 }
 
 /// `metav1.FormatLabelSelector`.
@@ -318,7 +322,10 @@ fn label_selector(sel: &Value) -> String {
 }
 
 fn deployment(obj: &Value, name: Value, created: Value) -> Vec<Value> {
-    let desired = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let desired = obj
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let n = |p: &str| obj.pointer(p).and_then(Value::as_i64).unwrap_or(0);
     let [containers, images, selector] = containers_images_selector(obj);
     vec![
@@ -380,7 +387,12 @@ mod tests {
             "type": "kubernetes.io/tls", "data": {"tls.crt": "", "tls.key": ""}});
         assert_eq!(
             cells(&info("secrets"), &secret, now()).expect("printer"),
-            vec![json!("s"), json!("kubernetes.io/tls"), json!(2), json!("10m")]
+            vec![
+                json!("s"),
+                json!("kubernetes.io/tls"),
+                json!(2),
+                json!("10m")
+            ]
         );
         let cols = column_definitions(&info("secrets")).expect("columns");
         let names: Vec<&str> = cols

@@ -23,8 +23,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use prost::Message;
 use prost_reflect::{
-    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, ReflectMessage,
-    Value as PValue,
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor,
+    ReflectMessage, Value as PValue,
 };
 use serde_json::{Map, Value, json};
 
@@ -62,10 +62,8 @@ pub enum ProtobufError {
 fn pool() -> Result<&'static DescriptorPool, ProtobufError> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
     POOL.get_or_init(|| {
-        DescriptorPool::decode(
-            &include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes.bin"))[..],
-        )
-        .map_err(|e| e.to_string())
+        DescriptorPool::decode(&include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes.bin"))[..])
+            .map_err(|e| e.to_string())
     })
     .as_ref()
     .map_err(|e| ProtobufError::Definitions(e.clone()))
@@ -154,7 +152,11 @@ fn open_envelope(bytes: &[u8]) -> Result<(String, String, Vec<u8>), ProtobufErro
         .get_field_by_name("raw")
         .and_then(|v| v.as_bytes().map(|b| b.to_vec()))
         .unwrap_or_default();
-    Ok((text(&type_meta, "apiVersion"), text(&type_meta, "kind"), raw))
+    Ok((
+        text(&type_meta, "apiVersion"),
+        text(&type_meta, "kind"),
+        raw,
+    ))
 }
 
 /// A JSON object (with apiVersion and kind) in protobuf: magic + `runtime.Unknown`.
@@ -219,7 +221,10 @@ pub fn decode_watch_event(frame: &[u8]) -> Result<Value, ProtobufError> {
     let object = ev
         .get_field_by_name("object")
         .and_then(|v| v.as_message().cloned())
-        .and_then(|m| m.get_field_by_name("raw").and_then(|r| r.as_bytes().cloned()))
+        .and_then(|m| {
+            m.get_field_by_name("raw")
+                .and_then(|r| r.as_bytes().cloned())
+        })
         .unwrap_or_default();
     Ok(json!({"type": event_type, "object": decode(&object)?}))
 }
@@ -269,11 +274,9 @@ fn prune_message(
             .get_field_by_name(k)
             .filter(|f| !is_inline(desc, f))
             .or_else(|| {
-                inline.iter().find_map(|f| {
-                    f.kind()
-                        .as_message()
-                        .and_then(|m| m.get_field_by_name(k))
-                })
+                inline
+                    .iter()
+                    .find_map(|f| f.kind().as_message().and_then(|m| m.get_field_by_name(k)))
             });
         let Some(field) = field else {
             unknown.push(k.clone());
@@ -787,7 +790,10 @@ mod tests {
             json!({"type": "ADDED", "object": obj})
         );
         let (second, _) = split_watch_frame(&stream[used..]).expect("a whole frame");
-        assert_eq!(decode_watch_event(&second).expect("event")["type"], "DELETED");
+        assert_eq!(
+            decode_watch_event(&second).expect("event")["type"],
+            "DELETED"
+        );
         assert!(split_watch_frame(&stream[..used - 1]).is_none());
         assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
         assert_eq!(parse_go_duration("1h0m0s"), Some(3_600_000_000_000));

@@ -256,7 +256,11 @@ fn check_builtin_fields(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let kind = new.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    let kind = new
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if !super::protobuf::supports(&api_version, &kind) {
         return Ok(Vec::new());
     }
@@ -264,7 +268,8 @@ fn check_builtin_fields(
         .iter()
         .map(|p| format!("unknown field \"{p}\""))
         .collect();
-    if let (Some(raw), FieldValidation::Strict | FieldValidation::Warn) = (&opts.raw, opts.validation)
+    if let (Some(raw), FieldValidation::Strict | FieldValidation::Warn) =
+        (&opts.raw, opts.validation)
     {
         problems.extend(
             super::schema::duplicate_fields(raw)
@@ -956,7 +961,8 @@ impl Store {
                     };
                     // kube-apiserver reports this cause twice (metadata and finalizer validation
                     // both find it); its message lists it once.
-                    let mut err = ApiError::invalid(&info.group, &info.kind, &name, vec![cause.clone()]);
+                    let mut err =
+                        ApiError::invalid(&info.group, &info.kind, &name, vec![cause.clone()]);
                     if let Some(d) = err.details.as_mut()
                         && let Some(Value::Array(causes)) = d.get_mut("causes")
                     {

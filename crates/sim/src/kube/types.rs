@@ -94,25 +94,25 @@ pub fn secret(old: Option<&Value>, new: &mut Value) -> ApiResult<()> {
     if !causes.is_empty() {
         return Err(ApiError::invalid("", "Secret", &name, causes));
     }
-    if let Some(old) = old {
-        if old.get("immutable").and_then(Value::as_bool) == Some(true) {
-            let empty = Value::Object(Map::new());
-            let data = obj.get("data").unwrap_or(&empty);
-            let old_data = old.get("data").unwrap_or(&empty);
-            if data != old_data {
-                return Err(invalid(
-                    "data",
-                    "FieldValueForbidden",
-                    "Forbidden: field is immutable when `immutable` is set",
-                ));
-            }
-            if obj.get("immutable").and_then(Value::as_bool) != Some(true) {
-                return Err(invalid(
-                    "immutable",
-                    "FieldValueForbidden",
-                    "Forbidden: field is immutable when `immutable` is set",
-                ));
-            }
+    if let Some(old) = old
+        && old.get("immutable").and_then(Value::as_bool) == Some(true)
+    {
+        let empty = Value::Object(Map::new());
+        let data = obj.get("data").unwrap_or(&empty);
+        let old_data = old.get("data").unwrap_or(&empty);
+        if data != old_data {
+            return Err(invalid(
+                "data",
+                "FieldValueForbidden",
+                "Forbidden: field is immutable when `immutable` is set",
+            ));
+        }
+        if obj.get("immutable").and_then(Value::as_bool) != Some(true) {
+            return Err(invalid(
+                "immutable",
+                "FieldValueForbidden",
+                "Forbidden: field is immutable when `immutable` is set",
+            ));
         }
     }
     Ok(())
@@ -173,7 +173,10 @@ pub fn pod_strategy(old: Option<&Value>, new: &mut Value) {
     }
     let qos = qos_class(new);
     if let Some(obj) = new.as_object_mut() {
-        obj.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+        obj.insert(
+            "status".into(),
+            json!({"phase": "Pending", "qosClass": qos}),
+        );
     }
 }
 

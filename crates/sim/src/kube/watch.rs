@@ -13,11 +13,11 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use super::error::ApiError;
-use super::{protobuf, registry, table};
 use super::resource::ResourceInfo;
 use super::selector::Selectors;
 use super::server::ApiServer;
 use super::store::{EventType, WatchEvent, is_core_event, served};
+use super::{protobuf, registry, table};
 
 pub struct WatchParams {
     pub resource_version: Option<String>,
