@@ -11,6 +11,8 @@ fn main() {
         "k8s.io/api/coordination/v1/generated.proto",
         "k8s.io/api/events/v1/generated.proto",
         "k8s.io/api/rbac/v1/generated.proto",
+        "k8s.io/api/policy/v1/generated.proto",
+        "k8s.io/api/networking/v1/generated.proto",
         "k8s.io/apimachinery/pkg/apis/meta/v1/generated.proto",
         "k8s.io/apimachinery/pkg/runtime/generated.proto",
     ];

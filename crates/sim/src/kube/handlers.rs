@@ -457,9 +457,8 @@ fn delete_opts(q: &Query, body: &[u8]) -> ApiResult<DeleteOpts> {
     if !body.is_empty() {
         // client-go's typed clients send DeleteOptions in protobuf, with or without saying so.
         let v: Value = if body.starts_with(b"k8s\0") {
-            protobuf::decode(body).map_err(|e| {
-                ApiError::bad_request(format!("invalid DeleteOptions: {e}"))
-            })?
+            protobuf::decode(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
         } else {
             serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?

@@ -85,6 +85,8 @@ fn descriptor_for(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
         "coordination.k8s.io" => "k8s.io.api.coordination",
         "events.k8s.io" => "k8s.io.api.events",
         "rbac.authorization.k8s.io" => "k8s.io.api.rbac",
+        "policy" => "k8s.io.api.policy",
+        "networking.k8s.io" => "k8s.io.api.networking",
         "meta.k8s.io" => "k8s.io.apimachinery.pkg.apis.meta",
         _ => return None,
     };
@@ -777,6 +779,82 @@ mod tests {
         assert!(supports("v1", "Status"));
         assert!(supports("apps/v1", "DeploymentList"));
         assert!(!supports("nais.io/v1", "IDPortenClient"));
+    }
+
+    /// Bytes built by hand from generated.proto's field numbers (not through the descriptors), as
+    /// client-go writes them: an independent check of the decoder.
+    fn field(number: u64, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        prost::encoding::encode_varint((number << 3) | 2, &mut out);
+        prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    fn varint_field(number: u64, value: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        prost::encoding::encode_varint(number << 3, &mut out);
+        prost::encoding::encode_varint(value, &mut out);
+        out
+    }
+
+    fn entry(key: &str, value: &[u8]) -> Vec<u8> {
+        [field(1, key.as_bytes()), field(2, value)].concat()
+    }
+
+    fn hand_envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+        let type_meta = [field(1, api_version.as_bytes()), field(2, kind.as_bytes())].concat();
+        [b"k8s\0".to_vec(), field(1, &type_meta), field(2, raw)].concat()
+    }
+
+    #[test]
+    fn a_helm_release_secret_written_by_hand_reads_as_its_json_form() {
+        let meta = [
+            field(1, b"sh.helm.release.v1.r1.v1"),
+            field(11, &entry("owner", b"helm")),
+            field(11, &entry("status", b"deployed")),
+            field(8, &varint_field(1, 1_767_225_600)),
+            field(99, b"a field from a later Kubernetes"),
+        ]
+        .concat();
+        let raw = [
+            field(1, &meta),
+            field(2, &entry("release", b"H4sI\x00binary")),
+            field(3, b"helm.sh/release.v1"),
+            varint_field(5, 1),
+        ]
+        .concat();
+        assert_eq!(
+            decode(&hand_envelope("v1", "Secret", &raw)).expect("decodes"),
+            json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {
+                    "name": "sh.helm.release.v1.r1.v1",
+                    "labels": {"owner": "helm", "status": "deployed"},
+                    "creationTimestamp": "2026-01-01T00:00:00Z",
+                },
+                "data": {"release": STANDARD.encode(b"H4sI\x00binary")},
+                "type": "helm.sh/release.v1",
+                "immutable": true,
+            })
+        );
+    }
+
+    #[test]
+    fn delete_options_and_a_truncated_body() {
+        let raw = [field(4, b"Background"), field(2, &field(1, b"uid-1"))].concat();
+        assert_eq!(
+            decode(&hand_envelope("meta.k8s.io/v1", "DeleteOptions", &raw)).expect("decodes"),
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "DeleteOptions",
+                   "propagationPolicy": "Background", "preconditions": {"uid": "uid-1"}})
+        );
+        let truncated = hand_envelope("v1", "Secret", &field(1, b"x"));
+        assert!(matches!(
+            decode(&truncated[..truncated.len() - 1]),
+            Err(ProtobufError::Invalid(_))
+        ));
+        assert!(supports("policy/v1", "PodDisruptionBudget"));
+        assert!(supports("networking.k8s.io/v1", "NetworkPolicy"));
     }
 
     #[test]
