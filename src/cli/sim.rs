@@ -139,9 +139,7 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     println!("Use it with:");
     println!("  export KUBECONFIG={}", path.display());
     println!("  kubectl apply -f crds/");
-    println!(
-        "  kubectl apply -f - <<<'{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{{\"name\":\"team-a\"}}}}'"
-    );
+    println!("  kubectl create namespace team-a");
     println!("  kubectl apply -f examples/maskinportenclient-consumer.yaml");
     println!("  set -a; . {}; set +a; portvakt run", run_env.display());
     println!("  kubectl get idportenclients,maskinportenclients -A");
