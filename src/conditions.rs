@@ -13,6 +13,12 @@
 //!   `observedGeneration` equals `metadata.generation` ([`is_ready`] checks that).
 //! - For the Digdir kinds the controllers may also keep digdirator's `Error` condition ([`set_error`]),
 //!   so tooling written against digdirator keeps working.
+//! - kstatus' conditions ([`RECONCILING`], [`STALLED`], "abnormal-true": present only while `True`)
+//!   follow from `Ready` on every status write ([`set_progress`]): `Ready=True` for the current
+//!   generation removes both; `Ready=False` with a reason that needs a change by someone
+//!   ([`is_stalled_reason`]) is `Stalled=True`; anything else not Ready (a new generation, a retry
+//!   pending, waiting) is `Reconciling=True`. So kstatus (Flux) and Argo CD read Current, Failed or
+//!   InProgress, and no extra write is ever made for them.
 //!
 //! All functions are pure: the caller passes the time (from [`crate::clock::Clock`]) and writes status.
 
@@ -29,6 +35,13 @@ pub const INVALID_CONSUMED_SCOPES: &str = "InvalidConsumedScopes";
 pub const INVALID_EXPOSED_SCOPES_CONSUMERS: &str = "InvalidExposedScopesConsumers";
 /// Degraded condition (AzureAdApplication): pre-authorized applications not found (yet) in Entra ID.
 pub const PRE_AUTHORIZED_APPS_NOT_FOUND: &str = "PreAuthorizedAppsNotFound";
+
+/// kstatus condition: the resource is being worked on (a generation not synchronised yet, a retry
+/// pending, a wait). Present only while `True`.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus condition: the resource cannot get Ready until someone changes something (its spec, an
+/// operator setting, a Secret in the way). Present only while `True`.
+pub const STALLED: &str = "Stalled";
 
 /// The degraded condition types: while `True` they name items that are left out, but `Ready` may be `True`.
 pub const DEGRADED_TYPES: [&str; 3] = [
@@ -70,6 +83,53 @@ pub mod reason {
     pub const DELETING: &str = "Deleting";
     /// portvakt itself failed (a bug or an internal fault, not the user's manifest); retried.
     pub const INTERNAL_ERROR: &str = "InternalError";
+}
+
+/// Whether a `Ready=False` reason means the resource is stuck until someone changes something:
+/// retrying would only repeat the failure ([`STALLED`]).
+pub fn is_stalled_reason(ready_reason: &str) -> bool {
+    matches!(
+        ready_reason,
+        reason::INVALID_SPEC | reason::CONFIGURATION_ERROR | reason::SECRET_NOT_OWNED
+    )
+}
+
+/// Sets [`RECONCILING`] and [`STALLED`] from the `Ready` condition (see the module doc), in place.
+/// Returns whether anything changed. Both carry Ready's reason and message, so kstatus and Argo CD
+/// show why.
+pub fn set_progress(
+    conditions: &mut Vec<Condition>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> bool {
+    let ready = find(conditions, READY).map(|c| {
+        (
+            c.status == "True" && c.observed_generation == generation,
+            c.status == "False" && is_stalled_reason(&c.reason),
+            c.reason.clone(),
+            c.message.clone(),
+        )
+    });
+    let (reconciling, stalled) = match ready {
+        Some((true, _, _, _)) => (None, None),
+        Some((false, true, r, m)) => (None, Some((r, m))),
+        Some((false, false, r, m)) => (Some((r, m)), None),
+        None => (
+            Some((
+                reason::PENDING.to_string(),
+                "Not synchronised yet".to_string(),
+            )),
+            None,
+        ),
+    };
+    let mut changed = false;
+    for (type_, set) in [(RECONCILING, reconciling), (STALLED, stalled)] {
+        changed |= match set {
+            Some((r, m)) => set_condition(conditions, type_, true, &r, &m, generation, now),
+            None => remove_condition(conditions, type_),
+        };
+    }
+    changed
 }
 
 /// Upper bound of `message` in the CRD's condition schema (characters).
@@ -559,6 +619,62 @@ mod tests {
         assert_eq!(ready_cond(&c).message.chars().count(), MAX_MESSAGE_CHARS);
         // Setting the same over-long message again is not a change.
         assert!(!not_ready(&mut c, "not a reason", &long, Some(1), t(1)));
+    }
+
+    #[test]
+    fn progress_follows_ready_new_generation_retry_stall_and_recovery() {
+        let mut c = vec![];
+        // Nothing yet: Reconciling.
+        assert!(set_progress(&mut c, Some(1), t(0)));
+        assert!(is_true_for(&c, RECONCILING, Some(1)));
+        // A retry pending (a provider error): Reconciling, with Ready's reason and message.
+        not_ready(&mut c, reason::DIGDIR_ERROR, "HTTP 503", Some(1), t(1));
+        set_progress(&mut c, Some(1), t(1));
+        let r = find(&c, RECONCILING).unwrap();
+        assert_eq!(
+            (r.reason.as_str(), r.message.as_str()),
+            ("DigdirError", "HTTP 503")
+        );
+        assert!(find(&c, STALLED).is_none());
+        // Stuck until the spec changes: Stalled, not Reconciling.
+        not_ready(
+            &mut c,
+            reason::SECRET_NOT_OWNED,
+            "Secret s belongs to x",
+            Some(1),
+            t(2),
+        );
+        assert!(set_progress(&mut c, Some(1), t(2)));
+        assert!(is_true_for(&c, STALLED, Some(1)));
+        assert!(find(&c, RECONCILING).is_none());
+        // Recovered: both gone; setting it again changes nothing (no extra write).
+        ready(&mut c, "ok", Some(1), t(3));
+        assert!(set_progress(&mut c, Some(1), t(3)));
+        assert!(find(&c, STALLED).is_none() && find(&c, RECONCILING).is_none());
+        assert!(!set_progress(&mut c, Some(1), t(4)));
+        // A Ready=True of an older generation does not count: Reconciling.
+        assert!(set_progress(&mut c, Some(2), t(5)));
+        assert!(is_true_for(&c, RECONCILING, Some(2)));
+    }
+
+    #[test]
+    fn stalled_reasons() {
+        for r in [
+            reason::INVALID_SPEC,
+            reason::CONFIGURATION_ERROR,
+            reason::SECRET_NOT_OWNED,
+        ] {
+            assert!(is_stalled_reason(r), "{r}");
+        }
+        for r in [
+            reason::PENDING,
+            reason::DIGDIR_ERROR,
+            reason::THROTTLED,
+            reason::KUBERNETES_ERROR,
+            reason::INTERNAL_ERROR,
+        ] {
+            assert!(!is_stalled_reason(r), "{r}");
+        }
     }
 
     #[test]

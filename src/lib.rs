@@ -11,6 +11,7 @@ pub mod digdir;
 pub mod entra;
 pub mod keys;
 pub mod kms;
+pub mod metrics;
 pub mod provider_http;
 
 /// Installs rustls' ring provider as the process default; kube and reqwest both use it.

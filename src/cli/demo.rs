@@ -63,7 +63,9 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("== Starting portvakt's controllers");
     let run_args = run_args_for_sim(&digdir, &digdir_url, state.path());
     let settings = super::run::settings(&run_args)?;
-    let ctx = super::run::build_context(&run_args, settings, clock.clone(), client.clone()).await?;
+    let gate = portvakt::controller::leader::WriteGate::open(clock.clone());
+    let ctx =
+        super::run::build_context(&run_args, settings, clock.clone(), client.clone(), gate).await?;
     let opts = super::run::run_options(&run_args, tokio_util::sync::CancellationToken::new())?;
     let shutdown = opts.shutdown.clone();
     let handled = portvakt::controller::enabled_kinds(&ctx, &opts);
@@ -218,6 +220,9 @@ fn run_args_for_sim(digdir: &DigdirSim, digdir_url: &str, state: &std::path::Pat
         concurrency: 4,
         resync_period: "1h".into(),
         metrics_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        stuck_pass_after: "10m".into(),
+        // One embedded world, one operator: no election.
+        leader_election: super::run::LeaderElectionArgs::default(),
         observe: false,
     }
 }

@@ -1,23 +1,26 @@
-//! /healthz, /readyz and /metrics (Prometheus text) for `portvakt run`.
+//! /healthz, /readyz and /metrics for `portvakt run`.
 //!
 //! - `/readyz` answers 200 while the process is healthy: its settings were valid (it would not have
-//!   started otherwise) and the Kubernetes API server answers. While it cannot be reached it answers
-//!   503 naming the URL. A provider outage does not make the pod unready (that is reported on the
-//!   resources and in metrics).
-//! - `/healthz` answers 200 until the process is stopping.
+//!   started otherwise), the Kubernetes API server answers, and — while this replica runs the
+//!   controllers (it leads, or there is no leader election) — every kind's cache has been filled.
+//!   A standby is ready: a rolling update of two replicas under a PodDisruptionBudget would stall
+//!   otherwise. A provider outage does not make the pod unready (that is reported on the resources
+//!   and in metrics, as is leadership).
+//! - `/healthz` answers 200 unless the controllers are stuck ([`portvakt::controller::liveness`]:
+//!   a pass running for longer than `--stuck-pass-after`, or a controller that stopped) or the
+//!   process is stopping; the kubelet then restarts the container.
+//! - `/metrics`: [`portvakt::metrics`], Prometheus text format 0.0.4.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use portvakt::controller::Context;
-use portvakt::controller::digdir_kinds::DigdirProvider;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +28,8 @@ struct Health {
     ctx: Arc<Context>,
     api_url: String,
     shutdown: CancellationToken,
+    /// A pass running this long means the controllers are stuck.
+    stuck_after: Duration,
     /// The last API server check: when, and its problem (`None`: reachable).
     last_check: Mutex<Option<(Instant, Option<String>)>>,
 }
@@ -37,6 +42,7 @@ pub async fn serve(
     ctx: Arc<Context>,
     api_url: String,
     shutdown: CancellationToken,
+    stuck_after: Duration,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
@@ -44,6 +50,7 @@ pub async fn serve(
         ctx,
         api_url,
         shutdown: shutdown.clone(),
+        stuck_after,
         last_check: Mutex::new(None),
     });
     let app = Router::new()
@@ -63,11 +70,13 @@ pub async fn serve(
     Ok(local)
 }
 
-async fn healthz(State(h): State<Arc<Health>>) -> (StatusCode, &'static str) {
+async fn healthz(State(h): State<Arc<Health>>) -> (StatusCode, String) {
     if h.shutdown.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "stopping")
-    } else {
-        (StatusCode::OK, "ok")
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping".into());
+    }
+    match h.ctx.liveness.problem(h.ctx.clock.now(), h.stuck_after) {
+        Some(p) => (StatusCode::SERVICE_UNAVAILABLE, format!("stuck: {p}")),
+        None => (StatusCode::OK, "ok".into()),
     }
 }
 
@@ -91,6 +100,15 @@ async fn readyz(State(h): State<Arc<Health>>) -> (StatusCode, String) {
             problem
         }
     };
+    drop(last);
+    if problem.is_none()
+        && let Some((kind, _)) = h.ctx.metrics.kinds().into_iter().find(|(_, s)| !s.synced)
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the {kind} cache is not filled yet (its first list is under way)"),
+        );
+    }
     match problem {
         None => (StatusCode::OK, "ok".into()),
         Some(p) => (
@@ -103,74 +121,9 @@ async fn readyz(State(h): State<Arc<Health>>) -> (StatusCode, String) {
     }
 }
 
-async fn metrics(State(h): State<Arc<Health>>) -> String {
-    let ctx = &h.ctx;
-    let c = &ctx.counters;
-    let mut out = String::new();
-    let counters = [
-        ("portvakt_reconciles_total", &c.reconciles),
-        ("portvakt_reconcile_failures_total", &c.failures),
-        ("portvakt_workload_scans_total", &c.workload_scans),
-        ("portvakt_keys_generated_total", &c.keys_generated),
-        ("portvakt_secret_writes_total", &c.secret_writes),
-        ("portvakt_secret_deletes_total", &c.secret_deletes),
-        ("portvakt_status_writes_total", &c.status_writes),
-        ("portvakt_jwks_reads_total", &c.jwks_reads),
-        ("portvakt_jwks_posts_total", &c.jwks_posts),
-        ("portvakt_client_creates_total", &c.client_creates),
-        ("portvakt_client_updates_total", &c.client_updates),
-        ("portvakt_client_deletes_total", &c.client_deletes),
-    ];
-    for (name, value) in counters {
-        let _ = writeln!(
-            out,
-            "# TYPE {name} counter\n{name} {}",
-            value.load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# TYPE portvakt_key_generation_cpu_seconds_total counter\nportvakt_key_generation_cpu_seconds_total {:.6}",
-        c.keygen_cpu_micros.load(Ordering::Relaxed) as f64 / 1e6
-    );
-    let _ = writeln!(out, "# TYPE portvakt_unhandled_resources gauge");
-    for (kind, n) in ctx
-        .unhandled
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-    {
-        let _ = writeln!(out, "portvakt_unhandled_resources{{kind=\"{kind}\"}} {n}");
-    }
-    if let Some(d) = ctx.provider::<DigdirProvider>() {
-        let _ = writeln!(
-            out,
-            "# TYPE portvakt_next_keys_deferred gauge\nportvakt_next_keys_deferred {}",
-            d.deferred_next_keys()
-        );
-        let s = d.client.stats();
-        let _ = writeln!(out, "# TYPE portvakt_digdir_requests_total counter");
-        for (method, n) in [
-            ("GET", s.gets),
-            ("POST", s.posts),
-            ("PUT", s.puts),
-            ("DELETE", s.deletes),
-        ] {
-            let _ = writeln!(
-                out,
-                "portvakt_digdir_requests_total{{method=\"{method}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# TYPE portvakt_digdir_retries_total counter\nportvakt_digdir_retries_total {}",
-            s.retries
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE portvakt_digdir_token_grants_total counter\nportvakt_digdir_token_grants_total {}",
-            s.token_grants
-        );
-    }
-    out
+async fn metrics(State(h): State<Arc<Health>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, portvakt::metrics::CONTENT_TYPE)],
+        h.ctx.metrics.render(),
+    )
 }

@@ -10,11 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use kube::client::ClientBuilder;
 use portvakt::clock::Clock;
 use portvakt::controller::digdir_kinds::DigdirProvider;
+use portvakt::controller::leader::{Election, LeaseSettings, WriteGate, WriteGateLayer};
 use portvakt::controller::{self, Context, RunOptions, Shared};
 use portvakt::digdir::{DigdirClient, DigdirConfig, DigdirEnvironment};
-use portvakt::keys::Signer;
+use portvakt::keys::{KeyReference, Signer};
+use portvakt::metrics::{DigdirStats, ProviderHooks};
 use tokio_util::sync::CancellationToken;
 
 /// The Digdir kinds and their provider's settings.
@@ -75,6 +78,40 @@ pub struct DigdirArgs {
     pub next_key_delay: String,
 }
 
+/// Leader election: which Lease, and its timing.
+#[derive(clap::Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Leader election (several replicas)")]
+pub struct LeaderElectionArgs {
+    /// The coordination.k8s.io/v1 Lease the replicas elect their leader on (name it after the
+    /// release). Only the leader reconciles and writes; the others stand by. Needs POD_NAMESPACE (the
+    /// Lease's namespace) and POD_NAME (this replica's identity) from the downward API. Unset: no
+    /// election (run one replica only).
+    #[arg(long, env = "PORTVAKT_LEADER_ELECTION_LEASE_NAME")]
+    pub leader_election_lease_name: Option<String>,
+    /// How long a standby waits after the last renewal it saw before it takes the Lease (whole seconds).
+    #[arg(
+        long,
+        env = "PORTVAKT_LEADER_ELECTION_LEASE_DURATION",
+        default_value = "15s"
+    )]
+    pub leader_election_lease_duration: String,
+    /// How long the leader keeps leading without a successful renewal (shorter than the lease
+    /// duration); then it stops writing and exits.
+    #[arg(
+        long,
+        env = "PORTVAKT_LEADER_ELECTION_RENEW_DEADLINE",
+        default_value = "10s"
+    )]
+    pub leader_election_renew_deadline: String,
+    /// How often the leader renews and a standby looks.
+    #[arg(
+        long,
+        env = "PORTVAKT_LEADER_ELECTION_RETRY_PERIOD",
+        default_value = "2s"
+    )]
+    pub leader_election_retry_period: String,
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
     /// This cluster's name: registrations are identified as `<cluster>:<namespace>:<name>`.
@@ -93,6 +130,12 @@ pub struct RunArgs {
     /// Health and metrics endpoint (/healthz, /readyz, /metrics).
     #[arg(long, env = "PORTVAKT_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     pub metrics_address: SocketAddr,
+    /// /healthz fails (and the kubelet restarts the container) when a pass has been running this
+    /// long: every call has a timeout, so such a pass is hung.
+    #[arg(long, env = "PORTVAKT_STUCK_PASS_AFTER", default_value = "10m")]
+    pub stuck_pass_after: String,
+    #[command(flatten)]
+    pub leader_election: LeaderElectionArgs,
     /// Make no writes anywhere; report what would be done per resource, with totals, and exit.
     #[arg(long)]
     pub observe: bool,
@@ -204,6 +247,57 @@ pub struct DigdirSettings {
 /// The settings checked before anything is read or written.
 pub struct Settings {
     digdir: Option<DigdirSettings>,
+    /// The leader Lease (`None`: no election).
+    pub lease: Option<LeaseSettings>,
+    pub stuck_pass_after: Duration,
+}
+
+/// The leader election's settings: the Lease from the flags, its namespace from `POD_NAMESPACE`
+/// and this replica's identity from `POD_NAME`.
+fn lease_settings(args: &LeaderElectionArgs) -> anyhow::Result<Option<LeaseSettings>> {
+    let Some(name) = args
+        .leader_election_lease_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    else {
+        return Ok(None);
+    };
+    let from_env = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{var} is required with --leader-election-lease-name (set it from the downward API: fieldRef metadata.{})",
+                    if var == "POD_NAME" { "name" } else { "namespace" }
+                )
+            })
+    };
+    let namespace = from_env("POD_NAMESPACE")?;
+    let identity = from_env("POD_NAME")?;
+    let mut lease = LeaseSettings::new(name, namespace.trim(), identity.trim());
+    lease.lease_duration = parse_duration(
+        "--leader-election-lease-duration",
+        &args.leader_election_lease_duration,
+    )?;
+    lease.renew_deadline = parse_duration(
+        "--leader-election-renew-deadline",
+        &args.leader_election_renew_deadline,
+    )?;
+    lease.retry_period = parse_duration(
+        "--leader-election-retry-period",
+        &args.leader_election_retry_period,
+    )?;
+    lease.validate().map_err(|(setting, problem)| {
+        let setting = match setting {
+            "namespace" => "POD_NAMESPACE".to_string(),
+            "identity" => "POD_NAME".to_string(),
+            other => format!("--leader-election-{other}"),
+        };
+        anyhow::anyhow!("{setting}: {problem}")
+    })?;
+    Ok(Some(lease))
 }
 
 /// Checks every setting of every enabled provider, failing on the first bad one and naming it.
@@ -236,7 +330,17 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     } else {
         None
     };
-    Ok(Settings { digdir })
+    let lease = lease_settings(&args.leader_election)?;
+    let stuck_pass_after = parse_duration_min(
+        "--stuck-pass-after",
+        &args.stuck_pass_after,
+        Duration::from_secs(1),
+    )?;
+    Ok(Settings {
+        digdir,
+        lease,
+        stuck_pass_after,
+    })
 }
 
 /// Builds the Digdir provider: its client, the providers' metadata (fetched, cancellable).
@@ -292,17 +396,38 @@ async fn digdir_provider(
     ))
 }
 
-/// Builds the operator's context from checked settings: the shared part and every enabled provider.
+/// Builds the operator's context from checked settings: the shared part and every enabled
+/// provider, whose clients report to the metrics and send writes only while `gate` is open.
 pub async fn build_context(
     args: &RunArgs,
     settings: Settings,
     clock: Clock,
     client: kube::Client,
+    gate: Arc<WriteGate>,
 ) -> anyhow::Result<Arc<Context>> {
     let cluster = args.cluster_name.trim();
-    let mut ctx = Context::new(Shared::new(client, clock.clone(), cluster));
+    let shared = Shared::new(client, clock.clone(), cluster);
+    let metrics = shared.metrics.clone();
+    let mut ctx = Context::new(shared);
     if let Some(d) = settings.digdir {
-        ctx = ctx.with_provider(Arc::new(digdir_provider(cluster, d, clock).await?));
+        match d.signer.key_reference() {
+            KeyReference::X5c(chain) => match portvakt::metrics::x5c_leaf_not_after(&chain) {
+                Ok(at) => metrics.set_admin_certificate_expiry(Some(at)),
+                Err(problem) => tracing::warn!(
+                    problem = %problem,
+                    "--digdir-admin-cert-chain-file: the expiry of the admin certificate is not in the metrics"
+                ),
+            },
+            KeyReference::Kid(_) => metrics.set_admin_certificate_expiry(None),
+        }
+        let provider = Arc::new(digdir_provider(cluster, d, clock).await?);
+        provider.client.set_hooks(Arc::new(ProviderHooks {
+            provider: "digdir",
+            metrics: metrics.clone(),
+            gate,
+        }));
+        metrics.add_collector(Arc::new(DigdirStats(provider.clone())));
+        ctx = ctx.with_provider(provider);
     }
     Ok(Arc::new(ctx))
 }
@@ -381,13 +506,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let Some(config) = or_stop(&shutdown, kube::Config::infer()).await else {
         return Ok(());
     };
-    let config = config.context("Kubernetes: no usable kubeconfig or in-cluster configuration")?;
+    let mut config =
+        config.context("Kubernetes: no usable kubeconfig or in-cluster configuration")?;
     let api_url = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config)
-        .with_context(|| format!("Kubernetes API server {api_url}: building the client"))?;
+    config
+        .headers
+        .push((http::header::USER_AGENT, user_agent()));
+    let clock = Clock::system();
+    let lease = settings.lease.clone();
+    let stuck_after = settings.stuck_pass_after;
+    // Without leader election this is the only replica; with it, writes wait for the Lease.
+    let gate = if lease.is_some() && !args.observe {
+        WriteGate::closed(clock.clone())
+    } else {
+        WriteGate::open(clock.clone())
+    };
+    let building = |what: &'static str| {
+        let api_url = api_url.clone();
+        move || format!("Kubernetes API server {api_url}: building the {what}")
+    };
+    let client = ClientBuilder::try_from(config.clone())
+        .with_context(building("client"))?
+        .with_layer(&WriteGateLayer(gate.clone()))
+        .build();
+    let lease_client = kube::Client::try_from(config).with_context(building("Lease client"))?;
     let Some(ctx) = or_stop(
         &shutdown,
-        build_context(&args, settings, Clock::system(), client.clone()),
+        build_context(&args, settings, clock, client.clone(), gate.clone()),
     )
     .await
     else {
@@ -407,6 +552,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ctx.clone(),
         api_url.clone(),
         shutdown.clone(),
+        stuck_after,
     )
     .await
     .with_context(|| {
@@ -432,17 +578,34 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     let counters = ctx.shared.clone();
-    let controllers = controller::run(ctx, opts);
+    let elected = lease.is_some();
+    let controllers = async move {
+        match lease {
+            Some(settings) => {
+                let election = Election {
+                    client: lease_client,
+                    settings,
+                    gate,
+                };
+                controller::leader::run_elected(ctx, opts, election).await
+            }
+            None => {
+                controller::run(ctx, opts).await;
+                Ok(())
+            }
+        }
+    };
     tokio::pin!(controllers);
     let stopped = async {
         shutdown.cancelled().await;
-        // Once no pass is under way there is nothing to wait for.
+        // Once no pass is under way there is nothing to wait for — except, with leader election,
+        // the Lease's release, which the controllers' future does once they have drained.
         let deadline = tokio::time::Instant::now() + STOP_GRACE;
         loop {
             let c = &counters.counters;
             let busy = portvakt::controller::Counters::get(&c.reconciles)
                 > portvakt::controller::Counters::get(&c.passes_done);
-            if !busy {
+            if !busy && !elected {
                 return;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -456,11 +619,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        _ = &mut controllers => {}
+        ended = &mut controllers => {
+            // Lost the Lease: exit, so a fresh start re-joins as a standby with fresh caches.
+            ended.map_err(|e| anyhow::anyhow!("{e}; exiting"))?;
+        }
         _ = stopped => {}
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `portvakt/<version> (<POD_NAME>)`: the API server's audit log (and the embedded server's
+/// journal) tells the replicas apart.
+fn user_agent() -> http::HeaderValue {
+    let version = concat!("portvakt/", env!("CARGO_PKG_VERSION"));
+    std::env::var("POD_NAME")
+        .ok()
+        .and_then(|pod| http::HeaderValue::from_str(&format!("{version} ({pod})")).ok())
+        .unwrap_or(http::HeaderValue::from_static(version))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! What every pass of every kind shares ([`Shared`]: the Kubernetes client, the clock, the event
-//! recorder, counters, portvakt's own writes, backoff, key generation) and the operator's
+//! recorder, counters and metrics, liveness, portvakt's own writes, backoff, key generation) and the operator's
 //! [`Context`]: the shared part plus one part per configured provider (Digdir, Entra, …).
 
 use std::any::{Any, TypeId};
@@ -13,7 +13,9 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use super::keygen::KeyGenerator;
 use super::kind::Provider;
+use super::liveness::Liveness;
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 
 /// Counters of what the controllers did (for tests, the benchmark, metrics and `--observe`).
 #[derive(Debug, Default)]
@@ -133,15 +135,17 @@ pub struct Shared {
     pub client: kube::Client,
     pub clock: Clock,
     pub recorder: Recorder,
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
+    /// The Prometheus metrics (`/metrics`), fed by the shared pass flow.
+    pub metrics: Arc<Metrics>,
+    /// Passes in flight and controllers that stopped (`/healthz`).
+    pub liveness: Liveness,
     /// Registrations are identified as `<cluster>:<namespace>:<name>` at every provider.
     pub cluster_name: String,
     pub(crate) own_writes: OwnWrites,
     pub(crate) backoff: Backoff,
     /// Key generation off the async threads, one per core at a time.
     pub keygen: KeyGenerator,
-    /// Resources of kinds no enabled controller handles, by kind (counted at start).
-    pub unhandled: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Shared {
@@ -153,16 +157,18 @@ impl Shared {
                 instance: std::env::var("POD_NAME").ok(),
             },
         );
+        let counters = Arc::new(Counters::default());
         Self {
             client,
             clock,
             recorder,
-            counters: Counters::default(),
+            metrics: Arc::new(Metrics::new(counters.clone())),
+            counters,
+            liveness: Liveness::default(),
             cluster_name: cluster_name.to_string(),
             own_writes: OwnWrites::default(),
             backoff: Backoff::default(),
             keygen: KeyGenerator::default(),
-            unhandled: Mutex::new(Default::default()),
         }
     }
 }

@@ -108,10 +108,7 @@ impl Error {
     /// Whether the pass cannot proceed until someone changes something (the spec, a setting, a
     /// Secret in the way): retrying soon would only repeat the failure.
     pub fn is_stalled(&self) -> bool {
-        matches!(
-            self.reason(),
-            reason::INVALID_SPEC | reason::CONFIGURATION_ERROR | reason::SECRET_NOT_OWNED
-        )
+        crate::conditions::is_stalled_reason(self.reason())
     }
 
     /// How long the provider asked us to wait (Retry-After), or the wait a [`Error::Wait`] names.

@@ -39,6 +39,12 @@ pub trait KindStatus:
     fn conditions_mut(&mut self) -> &mut Vec<Condition>;
     fn observed_generation(&self) -> Option<i64>;
     fn set_observed_generation(&mut self, generation: Option<i64>);
+
+    /// kstatus' `Reconciling` and `Stalled`, derived from `Ready` ([`crate::conditions::set_progress`]).
+    /// The shared flow calls it on every status write; a kind need not.
+    fn set_progress(&mut self, generation: Option<i64>, now: Timestamp) -> bool {
+        crate::conditions::set_progress(self.conditions_mut(), generation, now)
+    }
 }
 
 /// What a kind's finalizer, annotations and Secrets are called.

@@ -12,6 +12,8 @@
 //! | [`keygen`] | key generation off the async threads |
 //! | [`periodic`] | the periodic steady-state pass of each provider |
 //! | [`observe`] | the `--observe` report |
+//! | [`leader`] | leader election on a Lease: only the leader runs the controllers and writes |
+//! | [`liveness`] | whether the controllers are stuck (`/healthz`) |
 //! | [`digdir_kinds`] | IDPortenClient and MaskinportenClient: the Digdir provider and its pipeline |
 //!
 //! ```text
@@ -25,6 +27,8 @@ pub mod digdir_kinds;
 pub mod error;
 pub mod keygen;
 pub mod kind;
+pub mod leader;
+pub mod liveness;
 pub mod observe;
 pub mod pass;
 pub mod periodic;
@@ -113,8 +117,22 @@ impl<K: Kind> KindEntry for Entry<K> {
             resync: opts.resync_period,
         });
         let (store, fut) = wiring::controller_for::<K>(kc, opts.concurrency, opts.shutdown.clone());
+        ctx.metrics.track_kind::<K>(opts.concurrency, store.clone());
         K::attach_store(&provider, store);
-        Some(tokio::spawn(fut))
+        let shared = ctx.shared.clone();
+        let shutdown = opts.shutdown.clone();
+        Some(tokio::spawn(async move {
+            use futures::FutureExt;
+            let ended = std::panic::AssertUnwindSafe(fut).catch_unwind().await;
+            let kind = self::pass::kind_name::<K>();
+            match ended {
+                Err(_) => shared.liveness.controller_stopped(kind, "it panicked"),
+                Ok(()) if !shutdown.is_cancelled() => {
+                    shared.liveness.controller_stopped(kind, "its watch ended")
+                }
+                Ok(()) => {}
+            }
+        }))
     }
 
     fn observe<'a>(
@@ -177,7 +195,7 @@ pub async fn count_unhandled(
             out.push((kind, n));
         }
     }
-    *ctx.unhandled.lock().unwrap_or_else(|p| p.into_inner()) = out.iter().cloned().collect();
+    ctx.metrics.set_unhandled(&out);
     Ok(out)
 }
 
@@ -218,20 +236,22 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions) {
     run_kinds(ctx, builtin_kinds(), opts).await
 }
 
-/// [`run`] for a given list of kinds.
+/// [`run`] for a given list of kinds. Dropping the future stops every controller at once (their
+/// tasks are aborted, as when the leader Lease is lost).
 pub async fn run_kinds(ctx: Arc<Context>, kinds: Vec<Box<dyn KindEntry>>, opts: RunOptions) {
+    use tokio_util::task::AbortOnDropHandle;
     let mut handles = Vec::new();
     for k in enabled(&kinds, &ctx, &opts) {
         if let Some(h) = k.start(&ctx, &opts) {
             tracing::debug!(kind = k.kind(), "controller started");
-            handles.push(h);
+            handles.push(AbortOnDropHandle::new(h));
         }
     }
-    handles.push(tokio::spawn(periodic::run(
+    handles.push(AbortOnDropHandle::new(tokio::spawn(periodic::run(
         ctx.clone(),
         opts.resync_period,
         opts.shutdown.clone(),
-    )));
+    ))));
     for h in handles {
         if let Err(e) = h.await {
             tracing::error!(error = %e, "controller task ended abnormally");

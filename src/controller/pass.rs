@@ -10,6 +10,10 @@
 //! 4. a failure is reported once per distinct message: `Ready=False` with the error's reason, for the
 //!    resource's current generation (`observedGeneration` is set by every status write), and a
 //!    Warning event; the retry backs off from the first failure.
+//! 5. every status write carries kstatus' `Reconciling`/`Stalled`, derived from its `Ready`
+//!    ([`crate::conditions::set_progress`]): a stalled failure (the error's
+//!    [`Error::is_stalled`]) is `Stalled=True`, a retry pending or a new generation is
+//!    `Reconciling=True`, Ready for this generation has neither.
 //!
 //! Nothing here logs keys, tokens or client secrets.
 
@@ -30,6 +34,7 @@ use super::secret_store::{self, AnnotationMode, OwnerId, SecretError};
 use super::workload_scan;
 use crate::core::Key;
 use crate::core::workloads::References;
+use crate::metrics::PassOutcome;
 
 /// What a pass of a kind runs with: the shared state and the kind's provider.
 pub struct KindContext<K: Kind> {
@@ -119,11 +124,13 @@ impl<'a, K: Kind> Pass<'a, K> {
 
     /// Writes `status` (merge patch of the status subresource), stamped with the resource's current
     /// generation: kstatus reads `status.observedGeneration` beside the conditions, so every write
-    /// says which generation its `Ready` is about.
+    /// says which generation its `Ready` is about. `Reconciling` and `Stalled` are set from `Ready`
+    /// in the same write ([`KindStatus::set_progress`]), never in a write of their own.
     pub async fn write_status(&self, status: &K::Status) -> Result<(), Error> {
         self.guard("a status write")?;
         let mut st = status.clone();
         st.set_observed_generation(self.generation());
+        st.set_progress(self.generation(), self.shared.clock.now());
         let written = self
             .api
             .patch_status(
@@ -145,11 +152,15 @@ impl<'a, K: Kind> Pass<'a, K> {
     }
 
     /// Publishes an event on the resource. Repeats of the same note fold into one series; a
-    /// different note is its own event (kube's recorder would otherwise keep the first note).
+    /// different note is its own event (kube's recorder would otherwise keep the first note). A
+    /// provider action's event (`CreatedInDigDir`, …) is counted in the replaced operator's metrics.
     pub async fn publish(&self, type_: EventType, reason: &str, note: String) {
         if self.read_only {
             return;
         }
+        self.shared
+            .metrics
+            .event_published(kind_name::<K>(), &self.namespace, reason);
         let ev = Event {
             type_,
             reason: reason.into(),
@@ -164,6 +175,19 @@ impl<'a, K: Kind> Pass<'a, K> {
             .await
         {
             tracing::debug!(object = %self.key, error = %super::error::describe_kube(&e), "publishing an event failed");
+        }
+    }
+
+    /// When the credential this resource's app uses expires at the provider (`None`: unknown),
+    /// for `portvakt_credential_expiry_timestamp_seconds`.
+    pub fn report_credential_expiry(&self, expires_at: Option<jiff::Timestamp>) {
+        if !self.read_only {
+            self.shared.metrics.set_credential_expiry(
+                kind_name::<K>(),
+                &self.namespace,
+                &self.name,
+                expires_at,
+            );
         }
     }
 
@@ -329,12 +353,13 @@ async fn ensure_finalizer<K: Kind>(pass: &Pass<'_, K>) -> Result<(), Error> {
 }
 
 /// Deletion: the kind's cleanup once, then the finalizers removed. The removal is pinned to the
-/// resourceVersion; on a conflict the object is re-read and only the removal retried.
-async fn finalize<K: Kind>(pass: &Pass<'_, K>) -> Result<Action, Error> {
+/// resourceVersion; on a conflict the object is re-read and only the removal retried. Returns
+/// whether this pass completed the deletion (cleanup done, finalizer removed).
+async fn finalize<K: Kind>(pass: &Pass<'_, K>) -> Result<bool, Error> {
     let obj = pass.obj;
     let mine = obj.meta().finalizers.iter().flatten().any(|f| ours::<K>(f));
     if !mine {
-        return Ok(Action::await_change());
+        return Ok(false);
     }
     K::cleanup(pass).await?;
     let mut current = obj.clone();
@@ -353,13 +378,13 @@ async fn finalize<K: Kind>(pass: &Pass<'_, K>) -> Result<Action, Error> {
             .patch(&pass.name, &PatchParams::default(), &Patch::Merge(patch))
             .await
         {
-            Ok(_) => return Ok(Action::await_change()),
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => match pass.api.get_opt(&pass.name).await {
                 Ok(Some(o)) if o.meta().finalizers.iter().flatten().any(|f| ours::<K>(f)) => {
                     current = o;
                 }
-                Ok(_) => return Ok(Action::await_change()),
+                Ok(_) => return Ok(true),
                 Err(e) => {
                     return Err(Error::kube(format!("re-reading {}", pass.key), e));
                 }
@@ -413,38 +438,80 @@ async fn consume_annotations<K: Kind>(pass: &Pass<'_, K>) -> Result<(), Error> {
 }
 
 /// The controller's reconcile function for kind `K`. Every log line of the pass carries the
-/// resource's kind, namespace and name (the `pass` span).
+/// resource's kind, namespace and name (the `pass` span). The pass is measured
+/// ([`crate::metrics::Metrics::pass_finished`]) and tracked while in flight (`/healthz`).
 pub async fn reconcile<K: Kind>(obj: Arc<K>, kc: Arc<KindContext<K>>) -> Result<Action, Error> {
     use tracing::Instrument;
     Counters::inc(&kc.shared.counters.reconciles);
-    let span = tracing::info_span!(
-        "pass",
-        kind = kind_name::<K>(),
-        namespace = obj.meta().namespace.as_deref().unwrap_or_default(),
-        // Not `name`: the JSON format writes the span's own name under that key.
-        resource = obj.meta().name.as_deref().unwrap_or_default(),
-    );
+    let kind = kind_name::<K>();
+    let namespace = obj.meta().namespace.clone().unwrap_or_default();
+    let name = obj.meta().name.clone().unwrap_or_default();
+    // Not `name`: the JSON format writes the span's own name under that key.
+    let span = tracing::info_span!("pass", kind, namespace = %namespace, resource = %name);
+    let worker = kc.shared.metrics.pass_started(kind);
+    let in_flight = kc
+        .shared
+        .liveness
+        .pass_started(&object_key::<K>(&namespace, &name), &kc.shared.clock);
+    let started = std::time::Instant::now();
     let result = reconcile_once(obj, &kc).instrument(span).await;
+    let outcome = match &result {
+        Ok(Done::Managed { deleted, .. }) => Some(PassOutcome::Success { deleted: *deleted }),
+        Ok(Done::NotMine) => None,
+        Err(e) => Some(PassOutcome::Failed(e)),
+    };
+    if let Some(outcome) = outcome {
+        kc.shared
+            .metrics
+            .pass_finished(kind, &namespace, outcome, started.elapsed());
+    }
+    drop((worker, in_flight));
     Counters::inc(&kc.shared.counters.passes_done);
-    result
+    result.map(Done::action)
 }
 
-async fn reconcile_once<K: Kind>(obj: Arc<K>, kc: &KindContext<K>) -> Result<Action, Error> {
+/// How a pass that did not fail ended.
+enum Done {
+    /// Not this instance's resource: left alone.
+    NotMine,
+    /// Done; `deleted`: its deletion was completed.
+    Managed { action: Action, deleted: bool },
+}
+
+impl Done {
+    fn action(self) -> Action {
+        match self {
+            Done::NotMine => Action::await_change(),
+            Done::Managed { action, .. } => action,
+        }
+    }
+}
+
+async fn reconcile_once<K: Kind>(obj: Arc<K>, kc: &KindContext<K>) -> Result<Done, Error> {
     if !obj.is_mine(&kc.provider) {
-        return Ok(Action::await_change());
+        return Ok(Done::NotMine);
     }
     let pass = Pass::new(obj.as_ref(), &kc.shared, &kc.provider, kc.resync, false)?;
     if obj.meta().deletion_timestamp.is_some() {
-        let r = finalize(&pass).await;
-        if r.is_ok() {
-            kc.shared.backoff.reset(&pass.key);
+        let deleted = finalize(&pass).await?;
+        kc.shared.backoff.reset(&pass.key);
+        if deleted {
+            kc.shared
+                .metrics
+                .forget_resource(kind_name::<K>(), &pass.namespace, &pass.name);
         }
-        return r;
+        return Ok(Done::Managed {
+            action: Action::await_change(),
+            deleted,
+        });
     }
     match run_pass(&pass).await {
         Ok(requeue) => {
             kc.shared.backoff.reset(&pass.key);
-            Ok(Action::requeue(requeue))
+            Ok(Done::Managed {
+                action: Action::requeue(requeue),
+                deleted: false,
+            })
         }
         Err(err) => {
             report_failure(&pass, &err).await;
@@ -503,6 +570,8 @@ async fn report_failure<K: Kind>(pass: &Pass<'_, K>, err: &Error) {
         &message,
     );
     st.set_observed_generation(pass.generation());
+    // As written (Reconciling/Stalled included), so an unchanged failure is not written again.
+    st.set_progress(pass.generation(), pass.shared.clock.now());
     if prev == Some(&st) {
         return;
     }

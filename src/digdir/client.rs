@@ -14,7 +14,9 @@
 //!   counts as done.
 //! - Every answer is checked before it is used (`validate` on each wire type): one that is not what
 //!   the API documents is [`DigdirError::Decode`] ("unexpected answer"), never taken on trust.
-//! - Counters of calls made ([`DigdirClient::stats`]) for the benchmark and for tests.
+//! - Counters of calls made ([`DigdirClient::stats`]) for the benchmark and for tests; every answered
+//!   (or unanswered) call and every write about to be sent goes through the [`CallHooks`] (metrics,
+//!   leader election: a replica that does not lead sends no write).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,6 +88,23 @@ struct Counters {
     create_lookups: AtomicU64,
 }
 
+/// Told about every call the client sends, and asked before each write (metrics; leader election).
+pub trait CallHooks: Send + Sync {
+    /// Whether a write (any method but GET) may be sent now. A refused write is not sent: it fails
+    /// as a connection failure would (nothing reached Digdir), naming why.
+    fn may_write(&self) -> bool {
+        true
+    }
+    /// A call to `path` (relative to the API, IDs in it) ended: its status, or `None` without an
+    /// answer, and how long it took.
+    fn call_done(&self, method: &str, path: &str, status: Option<u16>, elapsed: Duration) {
+        let _ = (method, path, status, elapsed);
+    }
+}
+
+/// Why a write was not sent ([`CallHooks::may_write`]).
+pub const WRITE_REFUSED: &str = "not sent: this replica does not hold the leader Lease";
+
 #[derive(Debug)]
 struct Inner {
     http: reqwest::Client,
@@ -96,6 +115,13 @@ struct Inner {
     retry: RetryPolicy,
     clock: Clock,
     counters: Counters,
+    hooks: std::sync::OnceLock<Arc<dyn CallHooks>>,
+}
+
+impl std::fmt::Debug for dyn CallHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallHooks")
+    }
 }
 
 /// The Digdir API client. Cheap to clone (shared state, one token cache).
@@ -185,8 +211,14 @@ impl DigdirClient {
                 retry: config.retry.clone(),
                 clock,
                 counters: Counters::default(),
+                hooks: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Sets the [`CallHooks`] of this client and its clones (once; `false` if already set).
+    pub fn set_hooks(&self, hooks: Arc<dyn CallHooks>) -> bool {
+        self.inner.hooks.set(hooks).is_ok()
     }
 
     pub fn auth(&self) -> &AdminAuth {
@@ -645,6 +677,34 @@ impl DigdirClient {
     }
 
     async fn send_with(&self, req: &Request, token: Option<&AccessToken>) -> Result<Bytes> {
+        let hooks = self.inner.hooks.get();
+        if req.method != Method::GET && hooks.is_some_and(|h| !h.may_write()) {
+            return Err(DigdirError::Transport {
+                method: req.method.to_string(),
+                path: req.path.clone(),
+                problem: WRITE_REFUSED.into(),
+                timeout: false,
+                connect: true,
+            });
+        }
+        let started = std::time::Instant::now();
+        let result = self.send_unhooked(req, token).await;
+        if let Some(h) = hooks {
+            let status = match &result {
+                Ok((status, _)) => Some(*status),
+                Err(e) => e.status(),
+            };
+            h.call_done(req.method.as_str(), &req.path, status, started.elapsed());
+        }
+        result.map(|(_, body)| body)
+    }
+
+    /// Sends once; the answer's status and body.
+    async fn send_unhooked(
+        &self,
+        req: &Request,
+        token: Option<&AccessToken>,
+    ) -> Result<(u16, Bytes)> {
         let c = &self.inner.counters;
         c.requests.fetch_add(1, Ordering::Relaxed);
         match req.method {
@@ -698,7 +758,7 @@ impl DigdirClient {
         let body = resp.bytes().await.map_err(transport)?;
         tracing::debug!(method, path = %req.path, status, "Digdir call");
         if (200..300).contains(&status) {
-            Ok(body)
+            Ok((status, body))
         } else {
             Err(DigdirError::from_response(
                 method,

@@ -18,7 +18,7 @@ pub mod scopes;
 pub use crate::core::digdir::wire as types;
 
 pub use auth::{AccessToken, AdminAuth, JWT_BEARER_GRANT};
-pub use client::{CallStats, DigdirClient};
+pub use client::{CallHooks, CallStats, DigdirClient};
 pub use env::{
     DEFAULT_ADMIN_SCOPES, DigdirConfig, DigdirEnvironment, ProviderMetadata, RetryPolicy,
     fetch_metadata,

@@ -122,6 +122,28 @@ impl SimProcess {
         );
     }
 
+    /// The embedded Kubernetes API server's journal (with request bodies and user agents).
+    pub async fn kube_journal(&self) -> Vec<Value> {
+        let j: Value = self
+            .http
+            .get(format!("{}/_sim/journal?bodies=true", self.kube_url))
+            .send()
+            .await
+            .expect("GET /_sim/journal")
+            .json()
+            .await
+            .expect("JSON");
+        j["calls"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn clear_kube_faults(&self) {
+        self.http
+            .delete(format!("{}/_sim/faults", self.kube_url))
+            .send()
+            .await
+            .expect("DELETE /_sim/faults");
+    }
+
     /// Adds a fault rule to the embedded Kubernetes API server.
     pub async fn kube_fault(&self, rule: &str) {
         let r = self
@@ -215,6 +237,11 @@ impl SimProcess {
 
     /// `portvakt run` with the settings from run.env, overridden by `env`.
     pub fn start_operator(&self, env: &[(&str, &str)]) -> OperatorProcess {
+        self.start_operator_without(&[], env)
+    }
+
+    /// [`Self::start_operator`] without the run.env settings named in `unset`.
+    pub fn start_operator_without(&self, unset: &[&str], env: &[(&str, &str)]) -> OperatorProcess {
         let log = self
             .dir
             .path()
@@ -230,7 +257,9 @@ impl SimProcess {
             .env("PORTVAKT_LOG_FORMAT", "text")
             .env("PORTVAKT_LOG", "info");
         for (k, v) in self.run_env() {
-            cmd.env(k, v);
+            if !unset.contains(&k.as_str()) {
+                cmd.env(k, v);
+            }
         }
         for (k, v) in env {
             cmd.env(k, v);
@@ -311,8 +340,8 @@ impl OperatorProcess {
         }
     }
 
-    /// One counter of its `/metrics`.
-    pub async fn metric(&self, name: &str) -> f64 {
+    /// Its `/metrics`, parsed ([`crate::metrics::parse`]).
+    pub async fn metrics(&self) -> crate::metrics::Exposition {
         let addr = self.metrics_address().await;
         let text = reqwest::get(format!("http://{addr}/metrics"))
             .await
@@ -320,9 +349,52 @@ impl OperatorProcess {
             .text()
             .await
             .expect("text");
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
-            .unwrap_or(0.0)
+        crate::metrics::parse(&text)
+    }
+
+    /// One metric of its `/metrics` (0 when absent): `name` summed over its series, or one series
+    /// as `name{label="value",...}`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let m = self.metrics().await;
+        if let Some((family, labels)) = name.strip_suffix('}').and_then(|n| n.split_once('{')) {
+            let labels: Vec<(&str, &str)> = labels
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k, v.trim_matches('"')))
+                .collect();
+            return m.get(family, &labels).unwrap_or(0.0);
+        }
+        m.samples
+            .iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// `GET /path` on its health and metrics endpoint: the status code and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let addr = self.metrics_address().await;
+        let r = reqwest::get(format!("http://{addr}{path}"))
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    }
+
+    /// Waits until it has exited; its exit status.
+    pub async fn exited(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "portvakt run did not exit within {secs}s:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

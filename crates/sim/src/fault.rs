@@ -8,8 +8,8 @@
 //!   handle and then delay the answer (a client timeout after the change was made), or answer a raw
 //!   body (a 200 whose content is not what the API documents). It fires once, `n` times, always, or
 //!   within a window of the shared [`Clock`].
-//! - Every call is journaled ([`CallRecord`]): method, path, query, content type, body (cut at
-//!   [`MAX_BODY_IN_JOURNAL`]), status, time by the shared clock, and whether a fault decided it.
+//! - Every call is journaled ([`CallRecord`]): method, path, query, content type, user agent, body
+//!   (cut at [`MAX_BODY_IN_JOURNAL`]), status, time by the shared clock, and whether a fault decided it.
 //! - [`control_routes`] exposes both over HTTP under `/_sim/` (documented in the README), and
 //!   [`FaultRule::parse`] reads the one-line form the routes and `portvakt sim`'s flags take:
 //!   `[METHOD] /path-prefix ACTION [WHEN]`, e.g. `POST /api/v1/clients status=503 retry-after=5 times=3`.
@@ -452,6 +452,9 @@ pub struct CallRecord {
     /// The raw query string ("" when none).
     pub query: String,
     pub content_type: Option<String>,
+    /// The caller's `User-Agent` (tells several clients of one simulator apart).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
     /// The request body as text (lossy), cut at [`MAX_BODY_IN_JOURNAL`]; `None` when empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -628,6 +631,11 @@ impl FaultLayer {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let time = self.clock.now();
         let mut rec = CallRecord {
             seq: 0,
@@ -635,6 +643,7 @@ impl FaultLayer {
             path: path.clone(),
             query,
             content_type,
+            user_agent,
             body: None,
             status: 0,
             time,

@@ -109,6 +109,8 @@ pub(super) async fn apply<K: DigdirResource>(
     }
 
     let keys = keys::sync(pass, &view, &reg, &status).await?;
+    // The app's key expires with the registered set (the next-key Secret's bookkeeping).
+    pass.report_credential_expiry(keys.registered.expires_at);
     changes.extend(keys.changes.iter().cloned());
     if let Some(wait) = keys.actions.wait {
         let st = cstatus::pending(
