@@ -430,6 +430,7 @@ pub async fn run_elected(
 
     // Standing by.
     let mut last_holder = None;
+    let mut last_error = None;
     let deadline = loop {
         if opts.shutdown.is_cancelled() {
             return Ok(());
@@ -444,7 +445,12 @@ pub async fn run_elected(
                 }
             }
             Err(e) => {
-                tracing::warn!(lease = %lease, error = %describe_kube(&e), "reading the leader Lease failed; retrying")
+                // Once per distinct error: a standby retries every retry period.
+                let error = describe_kube(&e);
+                if last_error.as_ref() != Some(&error) {
+                    tracing::warn!(lease = %lease, error = %error, "reading the leader Lease failed; retrying");
+                    last_error = Some(error);
+                }
             }
         }
         tokio::select! {
