@@ -169,6 +169,15 @@ async fn a_leader_that_cannot_renew_stops_writing_before_the_standby_takes_over(
             .method("PUT")
             .path(&format!("{LEASES_PATH}/{LEASE}")),
     );
+    // replica-b has seen the last version replica-a managed to write (it looks after the fault),
+    // so its lease duration counts from before the clock moves.
+    let mark = env.kube.journal().last().map_or(0, |c| c.seq);
+    wait_until("replica-b to look at the Lease again", async || {
+        calls_of(&env, "replica-b")
+            .iter()
+            .any(|(seq, m, p, _)| *seq > mark && m == "GET" && p.starts_with(LEASES_PATH))
+    })
+    .await;
     let mut a = a;
     env.clock.advance(Duration::from_secs(10)); // the renew deadline
     let lost = tokio::time::timeout(Duration::from_secs(10), a.task.take().expect("task"))
