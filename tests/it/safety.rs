@@ -421,7 +421,7 @@ async fn a_conflict_while_removing_the_finalizer_does_not_delete_twice() {
         .expect("id")
         .to_string();
     sim.kube_fault(&format!(
-        "PATCH /apis/nais.io/v1/namespaces/{NS}/maskinportenclients/del status=409 once"
+        "PATCH /apis/nais.io/v1/namespaces/{NS}/maskinportenclients/del$ status=409 once"
     ))
     .await;
     mp_api(&client)

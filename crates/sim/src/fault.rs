@@ -80,7 +80,7 @@ pub enum FaultAction {
 pub struct FaultRule {
     /// `None` matches every method.
     pub method: Option<Method>,
-    /// Matches paths starting with this ("" matches every path).
+    /// Matches paths starting with this ("" matches every path); ending in `$`, that path exactly.
     pub path_prefix: String,
     pub action: FaultAction,
     pub times: FaultTimes,
@@ -181,8 +181,13 @@ impl FaultRule {
         self
     }
 
+    /// Whether the rule applies to a call. A prefix ending in `$` matches that path exactly.
     pub fn matches(&self, method: &Method, path: &str) -> bool {
-        self.method.as_ref().is_none_or(|m| m == method) && path.starts_with(&self.path_prefix)
+        let path_ok = match self.path_prefix.strip_suffix('$') {
+            Some(exact) => path == exact,
+            None => path.starts_with(&self.path_prefix),
+        };
+        self.method.as_ref().is_none_or(|m| m == method) && path_ok
     }
 
     /// Reads the one-line form: `[METHOD] /path-prefix ACTION [WHEN]`, tokens separated by spaces.
@@ -979,6 +984,9 @@ mod tests {
         assert!(FaultRule::parse("/x latency=250ms", now()).is_ok());
         assert!(FaultRule::parse("/x garbage once", now()).is_ok());
         assert!(FaultRule::parse("/x status-after=502", now()).is_ok());
+        let exact = FaultRule::parse("PATCH /a/b$ status=409", now()).unwrap();
+        assert!(exact.matches(&Method::PATCH, "/a/b"));
+        assert!(!exact.matches(&Method::PATCH, "/a/b/status"));
 
         for (bad, fragment) in [
             ("/x", "no action"),
