@@ -243,6 +243,10 @@ fn call_counts(sim: &DigdirSim) -> serde_json::Value {
 /// the demo configure it as the Maskinporten default scope.
 pub const SIM_DEFAULT_SCOPE: &str = "nav:test/api";
 
+/// The scope prefix the simulated organisation (KARTVERKET in the default seed) is assigned:
+/// `portvakt sim` and the demo configure it, so exposed scopes can be created.
+pub const SIM_SCOPE_PREFIX: &str = "kartverket";
+
 /// Writes the admin key and certificate chain and a `run.env` with the PORTVAKT_* settings
 /// that point `portvakt run` at this simulator.
 pub fn write_run_settings(
@@ -271,6 +275,7 @@ pub fn write_run_settings(
          PORTVAKT_CLIENT_NAME=portvakt-sim\n\
          PORTVAKT_CLIENT_URI=https://portvakt.example\n\
          PORTVAKT_MASKINPORTEN_DEFAULT_SCOPE={SIM_DEFAULT_SCOPE}\n\
+         PORTVAKT_MASKINPORTEN_SCOPE_PREFIX={SIM_SCOPE_PREFIX}\n\
          PORTVAKT_METRICS_ADDRESS=127.0.0.1:0\n",
         urls.admin_base_url,
         urls.maskinporten.well_known_url,

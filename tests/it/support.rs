@@ -30,6 +30,8 @@ pub const NS: &str = "default";
 pub const CLUSTER: &str = "test-cluster";
 /// The scope the simulator's organisation owns (its default seed).
 pub const SIM_SCOPE: &str = "nav:test/api";
+/// A scope prefix the simulator's organisation is assigned (its default seed).
+pub const SIM_PREFIX: &str = "kartverket";
 
 /// The operator as a test runs it: the context and its Digdir provider.
 pub struct Operator {
@@ -149,6 +151,7 @@ impl Env {
             maskinporten: md(&self.urls.maskinporten),
             key_propagation: Duration::ZERO,
             maskinporten_default_scope: Some(SIM_SCOPE.into()),
+            maskinporten_scope_prefix: Some(SIM_PREFIX.into()),
             ..Config::default()
         }
     }
