@@ -39,6 +39,7 @@ pub(super) fn validate<K: DigdirResource>(
 ) -> Result<(), Error> {
     validation::dns1123_subdomain("spec.secretName", obj.secret_name())
         .map_err(|(field, message)| Error::InvalidSpec { field, message })?;
+    registration::validate(obj, provider)?;
     exposed::validate(obj, provider)
 }
 
