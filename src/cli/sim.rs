@@ -304,7 +304,16 @@ fn call_counts(sim: &DigdirSim) -> serde_json::Value {
     let mut admin_writes = 0u64;
     let mut tokens = 0u64;
     let mut by_route = std::collections::BTreeMap::<String, u64>::new();
+    // Reads of each exposed scope's ACL (`GET /scopes/access?scope=`), by scope.
+    let mut acl_reads = std::collections::BTreeMap::<String, u64>::new();
     for call in sim.journal() {
+        if call.method == http::Method::GET
+            && call.path.trim_end_matches('/') == "/api/v1/scopes/access"
+            && let Some((_, scope)) =
+                url::form_urlencoded::parse(call.query.as_bytes()).find(|(k, _)| k == "scope")
+        {
+            *acl_reads.entry(scope.into_owned()).or_default() += 1;
+        }
         if call.path.starts_with("/api/") {
             admin += 1;
             if call.method != http::Method::GET {
@@ -331,7 +340,7 @@ fn call_counts(sim: &DigdirSim) -> serde_json::Value {
             .entry(format!("{} {}", call.method, route.join("/")))
             .or_default() += 1;
     }
-    json!({"admin_api": admin, "admin_api_writes": admin_writes, "token": tokens, "by_route": by_route})
+    json!({"admin_api": admin, "admin_api_writes": admin_writes, "token": tokens, "by_route": by_route, "acl_reads": acl_reads})
 }
 
 /// A scope the simulated organisation owns (the Digdir simulator's default seed): `portvakt sim` and

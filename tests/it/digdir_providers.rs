@@ -226,6 +226,12 @@ async fn consumers_are_added_removed_and_denied_ones_granted_again() {
         .await;
     env.wait_mp_ready("provider").await;
     assert_eq!(acl(&env, &name), approved(&[A, B]));
+    // One event for the scope's new consumers, naming each.
+    let (_, note) = wait_event(&env, "provider", "UpdatedACLForScopeInDigDir", "granted").await;
+    assert_eq!(
+        note,
+        format!("ACL: granted access to scope \"{name}\" for consumers \"{B}\", \"{A}\"")
+    );
 
     // Someone denies B in Samarbeidsportalen; the spec drops A and adds C.
     env.sim.set_scope_access(&name, B, "DENIED");

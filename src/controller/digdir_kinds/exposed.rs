@@ -390,9 +390,9 @@ pub(crate) async fn sync<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<Expose
                 inner.refused.remove(&(s, orgno));
             }
         }
-        announce(pass, change).await;
         done.changes.push(change.to_string());
     }
+    announce(pass, &report.applied).await;
     for problem in &report.problems {
         if let Problem::InvalidConsumer { orgno, .. } = &problem.problem
             && let Some(scope) = &problem.scope
@@ -472,52 +472,75 @@ fn problem_error(
     }
 }
 
-/// An event and a log line for a change made at Digdir (names the scope and the consumer).
-async fn announce<K: DigdirResource>(pass: &Pass<'_, K>, change: &ScopeChange) {
-    let s = &change.scope;
-    let (type_, reason, note) = match &change.action {
-        ScopeAction::Create { .. } => (
-            EventType::Normal,
-            events::CREATED_SCOPE,
-            format!("Created scope \"{s}\""),
-        ),
-        ScopeAction::Update { fields, .. } => (
-            EventType::Normal,
-            events::UPDATED_SCOPE,
-            format!("Updated scope \"{s}\" ({})", fields.join(", ")),
-        ),
-        ScopeAction::Reactivate { .. } => (
-            EventType::Normal,
-            events::ACTIVATED_SCOPE,
-            format!("Activated scope \"{s}\""),
-        ),
-        // A Warning, as digdirator's: consumers lose access.
-        ScopeAction::Deactivate => (
-            EventType::Warning,
-            events::DEACTIVATED_SCOPE,
-            format!("Deactivated scope \"{s}\"; consumers no longer have access"),
-        ),
-        ScopeAction::Grant { orgno } => (
-            EventType::Normal,
-            events::UPDATED_ACL,
-            format!("ACL: granted access to scope \"{s}\" for consumer \"{orgno}\""),
-        ),
-        ScopeAction::Regrant { orgno } => (
-            EventType::Normal,
-            events::UPDATED_ACL,
-            format!(
-                "ACL: granted access to scope \"{s}\" for consumer \"{orgno}\" again (it was DENIED)"
+/// How many organisations one ACL event names before it says how many more.
+const ORGS_IN_EVENT: usize = 20;
+
+/// Events for the changes made at Digdir (digdirator's reasons and wording): one per scope change,
+/// and one per scope for each kind of consumer change, naming the organisations (a provider with
+/// thousands of consumers gets a handful of events, not thousands). A log line per change.
+async fn announce<K: DigdirResource>(pass: &Pass<'_, K>, applied: &[ScopeChange]) {
+    let mut acl: BTreeMap<(&str, &'static str), Vec<String>> = BTreeMap::new();
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for change in applied {
+        let s = &change.scope;
+        *counts.entry(change.action.label()).or_default() += 1;
+        tracing::debug!(object = %pass.key, scope = %s, orgno = change.action.orgno().unwrap_or_default(),
+            action = change.action.label(), "exposed scope changed at Digdir");
+        let (type_, reason, note) = match &change.action {
+            ScopeAction::Create { .. } => (
+                EventType::Normal,
+                events::CREATED_SCOPE,
+                format!("Created scope \"{s}\""),
             ),
-        ),
-        ScopeAction::Revoke { orgno } => (
+            ScopeAction::Update { fields, .. } => (
+                EventType::Normal,
+                events::UPDATED_SCOPE,
+                format!("Updated scope \"{s}\" ({})", fields.join(", ")),
+            ),
+            ScopeAction::Reactivate { .. } => (
+                EventType::Normal,
+                events::ACTIVATED_SCOPE,
+                format!("Activated scope \"{s}\""),
+            ),
+            // A Warning, as digdirator's: consumers lose access.
+            ScopeAction::Deactivate => (
+                EventType::Warning,
+                events::DEACTIVATED_SCOPE,
+                format!("Deactivated scope \"{s}\"; consumers no longer have access"),
+            ),
+            ScopeAction::Grant { orgno } | ScopeAction::Regrant { orgno } | ScopeAction::Revoke { orgno } => {
+                let what = match &change.action {
+                    ScopeAction::Grant { .. } => "granted access to",
+                    ScopeAction::Regrant { .. } => "granted access again (it was DENIED) to",
+                    _ => "revoked access to",
+                };
+                acl.entry((s.as_str(), what)).or_default().push(orgno.clone());
+                continue;
+            }
+        };
+        pass.publish(type_, reason, note).await;
+    }
+    if !counts.is_empty() {
+        let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        tracing::info!(object = %pass.key, changes = %summary.join(" "), "exposed scopes changed at Digdir");
+    }
+    for ((scope, what), mut orgnos) in acl {
+        orgnos.sort();
+        let quoted: Vec<String> = orgnos.iter().map(|o| format!("\"{o}\"")).collect();
+        let who = match quoted.as_slice() {
+            [one] => format!("consumer {one}"),
+            _ => format!(
+                "consumers {}",
+                conditions::list_for_message(&quoted, ORGS_IN_EVENT)
+            ),
+        };
+        pass.publish(
             EventType::Normal,
             events::UPDATED_ACL,
-            format!("ACL: revoked access to scope \"{s}\" for consumer \"{orgno}\""),
-        ),
-    };
-    tracing::info!(object = %pass.key, scope = %s, orgno = change.action.orgno().unwrap_or_default(),
-        action = change.action.label(), "exposed scope changed at Digdir");
-    pass.publish(type_, reason, note).await;
+            format!("ACL: {what} scope \"{scope}\" for {who}"),
+        )
+        .await;
+    }
 }
 
 /// Events for the scopes the resource took over and those it no longer exposes.
