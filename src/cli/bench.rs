@@ -1216,8 +1216,7 @@ async fn bench(args: &BenchArgs, s: &Settings) -> anyhow::Result<Outcome> {
     let op_start = Instant::now();
     progress("operator started; waiting until every MaskinportenClient is Ready");
     let mut last_report = Instant::now();
-    let provider_key =
-        (args.provider_scopes > 0).then(|| format!("{}/{PROVIDER}", ns_name(0)));
+    let provider_key = (args.provider_scopes > 0).then(|| format!("{}/{PROVIDER}", ns_name(0)));
     let mut clients_ready_at = None;
     let mut provider_ready_at = None;
     let time_to_ready = loop {

@@ -517,7 +517,12 @@ fn exposed_scopes(resources: &[ReadyResource]) -> anyhow::Result<Vec<Exposed>> {
             out.push(Exposed {
                 resource: format!("{}/{}", r.namespace, r.name),
                 scope: portvakt::core::digdir::scopes::full_name(super::sim::SIM_SCOPE_PREFIX, e),
-                consumers: e.consumers.iter().flatten().map(|c| c.orgno.clone()).collect(),
+                consumers: e
+                    .consumers
+                    .iter()
+                    .flatten()
+                    .map(|c| c.orgno.clone())
+                    .collect(),
                 delegation: e.delegation_source.is_some(),
             });
         }
@@ -531,14 +536,21 @@ fn print_exposed(digdir: &DigdirSim, exposed: &[Exposed]) {
     let accesses = digdir.scope_accesses();
     for e in exposed {
         let Some(s) = scopes.iter().find(|s| s["name"] == e.scope.as_str()) else {
-            println!("{} (MaskinportenClient {}): not at Digdir", e.scope, e.resource);
+            println!(
+                "{} (MaskinportenClient {}): not at Digdir",
+                e.scope, e.resource
+            );
             continue;
         };
         let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         println!("{} (MaskinportenClient {})", e.scope, e.resource);
         println!(
             "  at Digdir:  {}, {}, at_max_age {}s, description {:?}{}",
-            if s["active"] == true { "active" } else { "inactive" },
+            if s["active"] == true {
+                "active"
+            } else {
+                "inactive"
+            },
             text("visibility"),
             s["at_max_age"],
             text("description"),
@@ -602,10 +614,15 @@ async fn prove_exposed(
                 .context("generating a key")?;
             let client = digdir
                 .add_maskinporten_client(consumer, &[e.scope.as_str()], &key)
-                .map_err(|err| anyhow::anyhow!("registering a client of {consumer}: {}", err.description))?;
-            let token = app::maskinporten_token(&urls, &client, &key.private_jwk(), &e.scope, clock)
-                .await
-                .map_err(|err| anyhow::anyhow!("Maskinporten refused {consumer}'s grant: {err}"))?;
+                .map_err(|err| {
+                    anyhow::anyhow!("registering a client of {consumer}: {}", err.description)
+                })?;
+            let token =
+                app::maskinporten_token(&urls, &client, &key.private_jwk(), &e.scope, clock)
+                    .await
+                    .map_err(|err| {
+                        anyhow::anyhow!("Maskinporten refused {consumer}'s grant: {err}")
+                    })?;
             let (named, _, _) = parties(&token)?;
             anyhow::Ok(format!(
                 "a client of consumer {consumer} got a token for {} (consumer {named}, expires_in {})",
@@ -626,7 +643,9 @@ async fn prove_exposed(
                 .context("generating a key")?;
             let client = digdir
                 .add_maskinporten_client(DEMO_SUPPLIER, &[e.scope.as_str()], &key)
-                .map_err(|err| anyhow::anyhow!("registering the supplier's client: {}", err.description))?;
+                .map_err(|err| {
+                    anyhow::anyhow!("registering the supplier's client: {}", err.description)
+                })?;
             let token = app::maskinporten_token_for_consumer(
                 &urls,
                 &client,

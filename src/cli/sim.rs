@@ -223,7 +223,8 @@ fn provider_routes(digdir: &DigdirSim) -> Router {
     let listing = digdir.clone();
     let clients = digdir.clone();
     let delegations = digdir.clone();
-    let text = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let text =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
     Router::new()
         .route(
             "/_sim/digdir/scopes",
@@ -235,8 +236,10 @@ fn provider_routes(digdir: &DigdirSim) -> Router {
                         .scopes()
                         .into_iter()
                         .map(|mut s| {
-                            let acl: Vec<&serde_json::Value> =
-                                accesses.iter().filter(|a| a["scope"] == s["name"]).collect();
+                            let acl: Vec<&serde_json::Value> = accesses
+                                .iter()
+                                .filter(|a| a["scope"] == s["name"])
+                                .collect();
                             s["accesses"] = json!(acl);
                             s
                         })
@@ -267,8 +270,9 @@ fn provider_routes(digdir: &DigdirSim) -> Router {
                     };
                     let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
                     match sim.add_maskinporten_client(&orgno, &refs, &key) {
-                        Ok(id) => Json(json!({"client_id": id, "jwk": key.private_jwk()}))
-                            .into_response(),
+                        Ok(id) => {
+                            Json(json!({"client_id": id, "jwk": key.private_jwk()})).into_response()
+                        }
                         Err(e) => e.into_response(),
                     }
                 }

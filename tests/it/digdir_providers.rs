@@ -162,7 +162,10 @@ async fn exposed_scopes_are_created_updated_deactivated_and_reactivated() {
     );
     // It consumes nothing: its own client is registered with the default scope.
     let id = o.status.and_then(|s| s.client_id).expect("client id");
-    assert_eq!(env.sim.client(&id).expect("client")["scopes"], json!([SIM_SCOPE]));
+    assert_eq!(
+        env.sim.client(&id).expect("client")["scopes"],
+        json!([SIM_SCOPE])
+    );
 
     // Update: one PUT naming the field, no create.
     let mut changed = entry("api", "read", &[A]);
@@ -222,8 +225,11 @@ async fn consumers_are_added_removed_and_denied_ones_granted_again() {
     let mut env = env().await;
     env.run();
     let name = full("data:read");
-    env.create_mp("provider", provider(json!([entry("data", "read", &[A, B])])))
-        .await;
+    env.create_mp(
+        "provider",
+        provider(json!([entry("data", "read", &[A, B])])),
+    )
+    .await;
     env.wait_mp_ready("provider").await;
     assert_eq!(acl(&env, &name), approved(&[A, B]));
     // One event for the scope's new consumers, naming each.
@@ -309,7 +315,10 @@ async fn a_consumed_scope_without_access_is_named_and_left_off_the_client() {
     let o = env.wait_mp_ready("consumer").await;
     let (status, _, message) = condition(&o, "InvalidConsumedScopes").expect("condition");
     assert_eq!(status, "True");
-    assert!(message.contains(other) && !message.contains(krr), "{message}");
+    assert!(
+        message.contains(other) && !message.contains(krr),
+        "{message}"
+    );
     let id = o.status.and_then(|s| s.client_id).expect("client id");
     assert_eq!(
         env.sim.client(&id).expect("client")["scopes"],
@@ -348,7 +357,10 @@ async fn a_client_with_no_valid_scope_and_no_default_is_not_ready_naming_the_set
             })
             .await;
         let (_, _, message) = condition(&o, "Ready").expect("Ready");
-        assert!(message.contains("--maskinporten-default-scope"), "{message}");
+        assert!(
+            message.contains("--maskinporten-default-scope"),
+            "{message}"
+        );
         assert!(env.clients_with_description(&desc(name)).is_empty());
     }
     assert!(scope(&env, &full("api:read")).is_none(), "no scope created");
@@ -429,7 +441,10 @@ async fn a_scope_removed_from_the_spec_stays_active_and_is_reported() {
     let removed = full("api:write");
     env.create_mp(
         "provider",
-        provider(json!([entry("api", "read", &[A]), entry("api", "write", &[A])])),
+        provider(json!([
+            entry("api", "read", &[A]),
+            entry("api", "write", &[A])
+        ])),
     )
     .await;
     env.wait_mp_ready("provider").await;
@@ -447,7 +462,10 @@ async fn a_scope_removed_from_the_spec_stays_active_and_is_reported() {
     );
     let (t, note) = wait_event(&env, "provider", "ScopeLeftActiveInDigDir", &removed).await;
     assert_eq!(t, "Normal");
-    assert!(note.contains("enabled: false"), "says how to deactivate: {note}");
+    assert!(
+        note.contains("enabled: false"),
+        "says how to deactivate: {note}"
+    );
     assert_eq!(scope(&env, &kept).expect("scope")["active"], true);
 
     // --observe reports it too, and writes nothing.
@@ -555,7 +573,12 @@ async fn faults_in_the_middle_of_a_grant_sequence_end_with_the_exact_acl_and_no_
             .path(&grant(F))
             .once(),
     );
-    set_exposes(&env, "provider", json!([entry("api", "data", &[A, B, C, D, E])])).await;
+    set_exposes(
+        &env,
+        "provider",
+        json!([entry("api", "data", &[A, B, C, D, E])]),
+    )
+    .await;
     env.wait_mp_ready("provider").await;
 
     assert_eq!(acl(&env, &name), approved(&[A, B, C, D, E]));
@@ -572,7 +595,10 @@ async fn faults_in_the_middle_of_a_grant_sequence_end_with_the_exact_acl_and_no_
         .iter()
         .filter(|c| c.method == "PUT" && c.path == grant(E))
         .count();
-    assert_eq!(puts_of_e, 1, "the grant without an answer was never sent again");
+    assert_eq!(
+        puts_of_e, 1,
+        "the grant without an answer was never sent again"
+    );
     assert!(env.sim.faults().rules().is_empty(), "every fault fired");
     let waited = events_for(&env, "provider", "FailedSynchronization").await;
     assert!(
@@ -593,7 +619,10 @@ async fn drift_made_by_hand_is_repaired_and_the_steady_state_reads_each_acl_once
     let y = full("api:write");
     env.create_mp(
         "provider",
-        provider(json!([entry("api", "read", &[A, B]), entry("api", "write", &[A])])),
+        provider(json!([
+            entry("api", "read", &[A, B]),
+            entry("api", "write", &[A])
+        ])),
     )
     .await;
     env.wait_mp_ready("provider").await;
@@ -606,7 +635,9 @@ async fn drift_made_by_hand_is_repaired_and_the_steady_state_reads_each_acl_once
     wait_passes(&ctx, 3).await;
     let calls = digdir_scope_calls_since(&env.sim, mark);
     assert!(
-        calls.iter().all(|c| c == "GET /api/v1/scopes?inactive=true"),
+        calls
+            .iter()
+            .all(|c| c == "GET /api/v1/scopes?inactive=true"),
         "{calls:?}"
     );
     assert!(calls.len() >= 3, "{calls:?}");
@@ -644,7 +675,13 @@ async fn drift_made_by_hand_is_repaired_and_the_steady_state_reads_each_acl_once
         scope(&env, &y).is_some_and(|s| s["active"] == true)
     })
     .await;
-    wait_event(&env, "provider", "DriftRepaired", &format!("reactivate scope `{y}`")).await;
+    wait_event(
+        &env,
+        "provider",
+        "DriftRepaired",
+        &format!("reactivate scope `{y}`"),
+    )
+    .await;
     assert_eq!(acl(&env, &y), approved(&[A]));
     assert_eq!(Counters::get(&ctx.counters.drift_repaired), 2);
     // Repaired once: later passes find nothing.
@@ -773,7 +810,11 @@ async fn two_clusters_of_one_organisation_leave_each_others_scopes_alone() {
         message.contains("test-cluster:default:api") && message.contains(&one),
         "{message}"
     );
-    assert_eq!(acl(&env, &one), approved(&[A]), "this cluster's consumers kept");
+    assert_eq!(
+        acl(&env, &one),
+        approved(&[A]),
+        "this cluster's consumers kept"
+    );
     assert_eq!(
         scope(&env, &one).expect("one")["description"],
         "one - test-cluster:default:api"
@@ -815,7 +856,8 @@ async fn deletion_keeps_enabled_scopes_and_deactivates_disabled_ones_also_when_p
         write["enabled"] = json!(false);
         set_exposes(&env, name, json!([entry(name, "read", &[A]), write])).await;
         if preserve {
-            env.annotate_mp(name, "digdir.nais.io/preserve", "true").await;
+            env.annotate_mp(name, "digdir.nais.io/preserve", "true")
+                .await;
         }
         env.mp()
             .delete(name, &DeleteParams::default())
@@ -827,7 +869,11 @@ async fn deletion_keeps_enabled_scopes_and_deactivates_disabled_ones_also_when_p
         })
         .await;
         assert_eq!(scope(&env, &enabled).expect("scope")["active"], true);
-        assert_eq!(acl(&env, &enabled), approved(&[A]), "its consumers keep access");
+        assert_eq!(
+            acl(&env, &enabled),
+            approved(&[A]),
+            "its consumers keep access"
+        );
         assert_eq!(scope(&env, &disabled).expect("scope")["active"], false);
         let client = env.sim.client(&client_id).expect("client");
         assert_eq!(
@@ -1002,7 +1048,9 @@ mod e2e {
         for ns in ["tilgangsstyring-main", "team-a"] {
             kubectl_apply(
                 &sim,
-                &format!("{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{{\"name\":\"{ns}\"}}}}"),
+                &format!(
+                    "{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{{\"name\":\"{ns}\"}}}}"
+                ),
             );
         }
         let _op = sim.start_operator(&[]);

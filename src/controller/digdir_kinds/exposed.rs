@@ -43,8 +43,8 @@ use crate::controller::{Error, Kind};
 use crate::core::digdir::drift as cdrift;
 use crate::core::digdir::observe::{Action, scope_actions};
 use crate::core::digdir::scopes::{
-    self as cscopes, ExposingResource, Observed, Plan, Problem, ResourceId,
-    ResourceProblem, ScopeAction, ScopeChange, ScopeSettings,
+    self as cscopes, ExposingResource, Observed, Plan, Problem, ResourceId, ResourceProblem,
+    ScopeAction, ScopeChange, ScopeSettings,
 };
 use crate::core::digdir::status::events;
 use crate::crd::{ExposedScope, MaskinportenClient};
@@ -305,24 +305,23 @@ async fn apply(p: &DigdirProvider, changes: &[&ScopeChange]) -> ApplyReport {
     }
     let stop = std::sync::atomic::AtomicBool::new(false);
     let stop = &stop;
-    // Owned items: a stream of borrowed ones trips the compiler's higher-ranked lifetimes in a
-    // Send future.
-    let owned: Vec<ScopeChange> = acl_changes.into_iter().cloned().collect();
-    let parts: Vec<ApplyReport> = futures::stream::iter(owned)
-        .map(|change: ScopeChange| async move {
+    // By index: a stream of borrowed items trips the compiler's higher-ranked lifetimes in a Send
+    // future.
+    let acl_changes = &acl_changes;
+    let mut results = futures::stream::iter(0..acl_changes.len())
+        .map(|i| async move {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return ApplyReport::default();
             }
-            let r = crate::digdir::scopes::apply(&p.client, [&change]).await;
+            let r = crate::digdir::scopes::apply(&p.client, [acl_changes[i]]).await;
             if r.failed.is_some() {
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             r
         })
-        .buffer_unordered(ACL_CONCURRENCY)
-        .collect()
-        .await;
-    for part in parts {
+        .buffer_unordered(ACL_CONCURRENCY);
+    // Folded in as they come (thousands of grants: no list of one-change reports).
+    while let Some(part) = results.next().await {
         report.applied.extend(part.applied);
         report.problems.extend(part.problems);
         if report.failed.is_none() {
@@ -351,7 +350,9 @@ pub(crate) async fn sync<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<Expose
     let id = resource_id(p, &pass.namespace, &pass.name);
     let had_condition = Kind::status(pass.obj)
         .and_then(|s| s.conditions.as_deref())
-        .is_some_and(|c| conditions::find(c, conditions::INVALID_EXPOSED_SCOPES_CONSUMERS).is_some());
+        .is_some_and(|c| {
+            conditions::find(c, conditions::INVALID_EXPOSED_SCOPES_CONSUMERS).is_some()
+        });
     // Nothing exposed and no scope of this resource seen: no Digdir call (most clients only consume).
     if exposes.is_empty() && !p.exposed.owns_any(&id) {
         return Ok(ExposedDone {
@@ -390,7 +391,15 @@ pub(crate) async fn sync<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<Expose
                 inner.refused.remove(&(s, orgno));
             }
         }
-        done.changes.push(change.to_string());
+        if done.changes.len() < CHANGES_DESCRIBED {
+            done.changes.push(change.to_string());
+        }
+    }
+    if report.applied.len() > CHANGES_DESCRIBED {
+        done.changes.push(format!(
+            "and {} more changes to exposed scopes",
+            report.applied.len() - CHANGES_DESCRIBED
+        ));
     }
     announce(pass, &report.applied).await;
     for problem in &report.problems {
@@ -427,8 +436,12 @@ pub(crate) async fn sync<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<Expose
                 problem.scope.as_deref().unwrap_or_default()
             )),
             Problem::Duplicate { .. } => {
-                pass.publish(EventType::Warning, events::DUPLICATE_SCOPE, problem.to_string())
-                    .await;
+                pass.publish(
+                    EventType::Warning,
+                    events::DUPLICATE_SCOPE,
+                    problem.to_string(),
+                )
+                .await;
             }
             _ => {
                 fatal.get_or_insert_with(|| problem_error(&settings, exposes, problem));
@@ -472,6 +485,9 @@ fn problem_error(
     }
 }
 
+/// How many changes a pass describes in words (for a drift repair's report) before it counts them.
+const CHANGES_DESCRIBED: usize = 50;
+
 /// How many organisations one ACL event names before it says how many more.
 const ORGS_IN_EVENT: usize = 20;
 
@@ -508,13 +524,17 @@ async fn announce<K: DigdirResource>(pass: &Pass<'_, K>, applied: &[ScopeChange]
                 events::DEACTIVATED_SCOPE,
                 format!("Deactivated scope \"{s}\"; consumers no longer have access"),
             ),
-            ScopeAction::Grant { orgno } | ScopeAction::Regrant { orgno } | ScopeAction::Revoke { orgno } => {
+            ScopeAction::Grant { orgno }
+            | ScopeAction::Regrant { orgno }
+            | ScopeAction::Revoke { orgno } => {
                 let what = match &change.action {
                     ScopeAction::Grant { .. } => "granted access to",
                     ScopeAction::Regrant { .. } => "granted access again (it was DENIED) to",
                     _ => "revoked access to",
                 };
-                acl.entry((s.as_str(), what)).or_default().push(orgno.clone());
+                acl.entry((s.as_str(), what))
+                    .or_default()
+                    .push(orgno.clone());
                 continue;
             }
         };
@@ -733,14 +753,9 @@ pub(super) async fn observe<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<Vec
     let resources = cluster_resources(pass, me(pass, exposes)).await?;
     let settings = settings(p, &resources).await?;
     let mine = names(&settings, exposes);
-    let acls = read_acls(
-        p,
-        &pass.shared.clock,
-        &settings,
-        &resources,
-        listed,
-        |n| mine.contains(n),
-    )
+    let acls = read_acls(p, &pass.shared.clock, &settings, &resources, listed, |n| {
+        mine.contains(n)
+    })
     .await?;
     let plan = cscopes::plan(
         &settings,

@@ -5,8 +5,8 @@
 
 use super::keys::{self, Gathered};
 use super::pipeline;
-use super::{DigdirResource, exposed};
 use super::registration::{check_scopes, observed_json};
+use super::{DigdirResource, exposed};
 use crate::controller::pass::{Pass, is_not_owned};
 use crate::controller::{Error, Kind};
 use crate::core::digdir::app_secret as csecret;

@@ -33,10 +33,7 @@ use crate::core::secret_content;
 use crate::core::{Key, validation};
 
 /// Checks the spec before anything is written: the Secret name the API server will judge.
-pub(super) fn validate<K: DigdirResource>(
-    obj: &K,
-    provider: &DigdirProvider,
-) -> Result<(), Error> {
+pub(super) fn validate<K: DigdirResource>(obj: &K, provider: &DigdirProvider) -> Result<(), Error> {
     validation::dns1123_subdomain("spec.secretName", obj.secret_name())
         .map_err(|(field, message)| Error::InvalidSpec { field, message })?;
     registration::validate(obj, provider)?;

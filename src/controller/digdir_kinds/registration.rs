@@ -184,10 +184,7 @@ pub(super) fn require_client_scope(
 
 /// Checks before anything is written: a MaskinportenClient that consumes nothing at all needs the
 /// default scope (one whose consumed scopes turn out unusable is told in [`sync`]).
-pub(super) fn validate<K: DigdirResource>(
-    obj: &K,
-    p: &super::DigdirProvider,
-) -> Result<(), Error> {
+pub(super) fn validate<K: DigdirResource>(obj: &K, p: &super::DigdirProvider) -> Result<(), Error> {
     match obj.consumed_scopes() {
         Some(consumed) if consumed.is_empty() => require_client_scope(p, &[]),
         _ => Ok(()),

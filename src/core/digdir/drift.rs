@@ -425,7 +425,19 @@ mod tests {
         assert!(due_in_first_hour < 10, "{due_in_first_hour}");
         // After a read, not again before most of a period has gone by.
         let read = start + hour;
-        assert!(!acl_read_due("org:api/s1", Some(read), start, read + hour * 20, DAY));
-        assert!(acl_read_due("org:api/s1", Some(read), start, read + hour * 27, DAY));
+        assert!(!acl_read_due(
+            "org:api/s1",
+            Some(read),
+            start,
+            read + hour * 20,
+            DAY
+        ));
+        assert!(acl_read_due(
+            "org:api/s1",
+            Some(read),
+            start,
+            read + hour * 27,
+            DAY
+        ));
     }
 }

@@ -93,7 +93,11 @@ pub fn scope_actions<'a>(
             }
         })
         .collect();
-    out.extend(orphans.into_iter().map(|o| Action::LeaveScope(o.scope.clone())));
+    out.extend(
+        orphans
+            .into_iter()
+            .map(|o| Action::LeaveScope(o.scope.clone())),
+    );
     out
 }
 
@@ -216,9 +220,24 @@ mod tests {
                 },
             ),
             change("org:d", ScopeAction::Deactivate),
-            change("org:a", ScopeAction::Grant { orgno: "111111111".into() }),
-            change("org:b", ScopeAction::Regrant { orgno: "222222222".into() }),
-            change("org:b", ScopeAction::Revoke { orgno: "333333333".into() }),
+            change(
+                "org:a",
+                ScopeAction::Grant {
+                    orgno: "111111111".into(),
+                },
+            ),
+            change(
+                "org:b",
+                ScopeAction::Regrant {
+                    orgno: "222222222".into(),
+                },
+            ),
+            change(
+                "org:b",
+                ScopeAction::Revoke {
+                    orgno: "333333333".into(),
+                },
+            ),
         ];
         let orphans = [Orphan {
             scope: "org:old".into(),
@@ -248,7 +267,13 @@ mod tests {
         let text = report.to_string();
         assert!(text.contains("update scope org:b (at_max_age)"), "{text}");
         assert!(text.contains("grant 222222222 access to org:b"), "{text}");
-        assert!(text.contains("revoke 333333333's access to org:b"), "{text}");
-        assert!(text.contains("scope org:old no longer exposed: left active"), "{text}");
+        assert!(
+            text.contains("revoke 333333333's access to org:b"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scope org:old no longer exposed: left active"),
+            "{text}"
+        );
     }
 }

@@ -404,7 +404,10 @@ mod tests {
             invalid_consumers: None,
             ..refused.clone()
         };
-        assert_eq!(after_pass(Some(&st), Some(1), later, &unchecked, false), None);
+        assert_eq!(
+            after_pass(Some(&st), Some(1), later, &unchecked, false),
+            None
+        );
         // The consumer is fixed: the condition turns False and the status is written.
         let fixed = Success {
             invalid_consumers: Some(vec![]),
@@ -416,7 +419,10 @@ mod tests {
             conditions::INVALID_EXPOSED_SCOPES_CONSUMERS,
         )
         .unwrap();
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "Validated"));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "Validated")
+        );
     }
 
     #[test]

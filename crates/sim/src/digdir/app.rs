@@ -62,7 +62,15 @@ pub async fn maskinporten_token_for_consumer(
     consumer_org: &str,
     clock: &Clock,
 ) -> Result<Value, SimError> {
-    token_request(maskinporten, client_id, jwk, scopes, Some(consumer_org), clock).await
+    token_request(
+        maskinporten,
+        client_id,
+        jwk,
+        scopes,
+        Some(consumer_org),
+        clock,
+    )
+    .await
 }
 
 async fn token_request(
