@@ -25,6 +25,7 @@ use portvakt::crd::{ConsumedScope, MaskinportenClient, MaskinportenClientSpec, M
 use serde_json::{Value, json};
 
 use super::run::parse_duration;
+use portvakt::controller::digdir_kinds::exposed::ACL_CONCURRENCY;
 
 /// The scope every benchmark MaskinportenClient consumes (seeded in the Digdir simulator).
 const CONSUMED_SCOPE: &str = "krr:global/kontaktinformasjon.read";
@@ -68,6 +69,13 @@ pub struct BenchArgs {
     /// Exit 1 when a target is missed (otherwise only a broken run exits non-zero).
     #[arg(long)]
     pub check: bool,
+    /// An API provider besides the N clients: one MaskinportenClient exposing this many scopes
+    /// (0: none), each to `--provider-consumers` organisations (the simulator is seeded with them).
+    #[arg(long, default_value_t = 0)]
+    pub provider_scopes: usize,
+    /// Consumers of each of the provider's scopes.
+    #[arg(long, default_value_t = 200)]
+    pub provider_consumers: usize,
 }
 
 pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -254,6 +262,22 @@ struct Calls {
     writes: u64,
     token: u64,
     by_route: BTreeMap<String, u64>,
+    /// Reads of each exposed scope's ACL.
+    acl_reads: BTreeMap<String, u64>,
+}
+
+/// Whether `route` ("METHOD /path") is an API provider's call (its exposed scopes and their
+/// ACLs), not a client's (the consumed-scope reads `/scopes/all` and `/scopes/access/all` are).
+fn provider_route(route: &str) -> bool {
+    let path = route.split_once(' ').map_or(route, |(_, p)| p);
+    path.starts_with("/api/v1/scopes")
+        && !path.starts_with("/api/v1/scopes/all")
+        && path != "/api/v1/scopes/access/all"
+}
+
+/// Whether a provider's call is an ACL call (made in parallel within a pass).
+fn acl_route(route: &str) -> bool {
+    provider_route(route) && route.contains("/scopes/access")
 }
 
 impl Calls {
@@ -272,12 +296,52 @@ impl Calls {
                     .collect()
             })
             .unwrap_or_default();
+        let acl_reads = v
+            .get("acl_reads")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, n)| Some((k.clone(), n.as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Self {
             admin: num("admin_api")?,
             writes: num("admin_api_writes")?,
             token: num("token")?,
             by_route,
+            acl_reads,
         })
+    }
+
+    /// `(self without the provider's calls, the provider's calls)`.
+    fn split_provider(&self) -> (Calls, Calls) {
+        let mut clients = self.clone();
+        let mut provider = Calls::default();
+        for (route, n) in &self.by_route {
+            if provider_route(route) {
+                clients.by_route.remove(route);
+                clients.admin = clients.admin.saturating_sub(*n);
+                provider.admin += n;
+                if !route.starts_with("GET ") {
+                    clients.writes = clients.writes.saturating_sub(*n);
+                    provider.writes += n;
+                }
+                provider.by_route.insert(route.clone(), *n);
+            }
+        }
+        provider.acl_reads = std::mem::take(&mut clients.acl_reads);
+        (clients, provider)
+    }
+
+    /// The provider's calls made one after the other, and those made in parallel (ACL calls).
+    fn sequential_and_parallel(&self) -> (u64, u64) {
+        self.by_route
+            .iter()
+            .fold((0, 0), |(seq, par), (route, n)| match acl_route(route) {
+                true => (seq, par + n),
+                false => (seq + n, par),
+            })
     }
 
     /// `GET …/clients` (the list of registrations).
@@ -303,11 +367,23 @@ impl Calls {
             })
             .filter(|(_, n)| *n > 0)
             .collect();
+        let acl_reads = self
+            .acl_reads
+            .iter()
+            .map(|(k, n)| {
+                (
+                    k.clone(),
+                    n.saturating_sub(earlier.acl_reads.get(k).copied().unwrap_or(0)),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
         Calls {
             admin: self.admin.saturating_sub(earlier.admin),
             writes: self.writes.saturating_sub(earlier.writes),
             token: self.token.saturating_sub(earlier.token),
             by_route,
+            acl_reads,
         }
     }
 }
@@ -511,6 +587,48 @@ fn maskinporten_client(ns: &str, i: usize) -> MaskinportenClient {
     mc
 }
 
+/// The provider's name and namespace.
+const PROVIDER: &str = "bench-provider";
+
+/// The `i`th consumer organisation of the provider's scopes (nine digits, known to the simulator
+/// through the seed [`provider_seed`] writes).
+fn consumer_orgno(i: usize) -> String {
+    format!("8{:08}", i + 1)
+}
+
+/// The provider: `scopes` exposed scopes (`<prefix>:bench:api<i>`), each to `consumers`
+/// organisations.
+fn provider_client(scopes: usize, consumers: usize) -> anyhow::Result<MaskinportenClient> {
+    let orgs: Vec<Value> = (0..consumers)
+        .map(|i| json!({"orgno": consumer_orgno(i)}))
+        .collect();
+    let exposes: Vec<Value> = (0..scopes)
+        .map(|i| json!({"enabled": true, "product": "bench", "name": format!("api{i}"), "consumers": orgs}))
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "nais.io/v1", "kind": "MaskinportenClient",
+        "metadata": {"name": PROVIDER, "namespace": ns_name(0)},
+        "spec": {"secretName": format!("{PROVIDER}-maskinporten"), "scopes": {"exposes": exposes}},
+    }))
+    .context("building the provider MaskinportenClient")
+}
+
+/// The simulator's default seed with the provider's consumer organisations added; returns the
+/// seed file.
+fn provider_seed(dir: &Path, consumers: usize) -> anyhow::Result<PathBuf> {
+    let mut seed = portvakt_sim::digdir::Seed::default();
+    for i in 0..consumers {
+        seed.organisations.push(portvakt_sim::digdir::Organisation {
+            orgno: consumer_orgno(i),
+            name: format!("BENCH CONSUMER {i} AS"),
+        });
+    }
+    let path = dir.join("digdir-seed.json");
+    let text = serde_json::to_string(&seed).context("writing the Digdir seed")?;
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 enum Seed {
     Client(String, usize),
     Secret(String, usize),
@@ -573,6 +691,15 @@ async fn seed(client: &kube::Client, args: &BenchArgs) -> anyhow::Result<()> {
         .buffer_unordered(SEED_CONCURRENCY);
     while let Some(r) = results.next().await {
         r?;
+    }
+    if args.provider_scopes > 0 {
+        let api: Api<MaskinportenClient> = Api::namespaced(client.clone(), &ns_name(0));
+        api.create(
+            &pp,
+            &provider_client(args.provider_scopes, args.provider_consumers)?,
+        )
+        .await
+        .context("creating the provider MaskinportenClient")?;
     }
     Ok(())
 }
@@ -639,6 +766,18 @@ struct Outcome {
     peak_rss: u64,
     n: usize,
     concurrency: u16,
+    provider: Option<ProviderOutcome>,
+}
+
+/// The API provider's figures (`--provider-scopes`).
+struct ProviderOutcome {
+    scopes: usize,
+    consumers: usize,
+    time_to_ready: Duration,
+    /// Its calls (scopes and ACLs) until it was Ready.
+    calls: Calls,
+    /// ACL reads per scope in the steady-state window.
+    steady_acl_reads: BTreeMap<String, u64>,
 }
 
 struct Check {
@@ -647,9 +786,51 @@ struct Check {
     detail: String,
 }
 
+impl ProviderOutcome {
+    /// Calls made one after the other (the scope list and creates) plus the ACL calls spread over
+    /// [`ACL_CONCURRENCY`], times the latency.
+    fn bound(&self, latency: Duration) -> Duration {
+        let (seq, par) = self.calls.sequential_and_parallel();
+        latency.mul_f64(seq as f64 + par as f64 / ACL_CONCURRENCY as f64)
+    }
+
+    fn checks(&self, latency: Duration) -> Vec<Check> {
+        let limit = self.bound(latency).mul_f64(1.25);
+        let t = self.time_to_ready.as_secs_f64();
+        let max_reads = self.steady_acl_reads.values().max().copied().unwrap_or(0);
+        let grants = self
+            .calls
+            .by_route
+            .iter()
+            .filter(|(r, _)| r.starts_with("PUT /api/v1/scopes/access/"))
+            .map(|(_, n)| n)
+            .sum::<u64>();
+        vec![
+            Check {
+                name: "provider Ready",
+                pass: t <= limit.as_secs_f64() && grants >= (self.scopes * self.consumers) as u64,
+                detail: format!(
+                    "{t:.2} s <= 1.25 x {:.2} s = {:.2} s; {grants} grants for {} consumers",
+                    self.bound(latency).as_secs_f64(),
+                    limit.as_secs_f64(),
+                    self.scopes * self.consumers
+                ),
+            },
+            Check {
+                name: "provider steady: ACL reads",
+                pass: max_reads <= 1,
+                detail: format!("at most {max_reads} read per scope's ACL in the window (limit 1)"),
+            },
+        ]
+    }
+}
+
 impl Outcome {
+    /// Client calls (registrations, keys; the provider's scope calls apart) per MaskinportenClient,
+    /// the provider's own client included.
     fn calls_per_resource(&self) -> f64 {
-        self.calls_at_ready.admin as f64 / self.n as f64
+        let clients = self.n + usize::from(self.provider.is_some());
+        self.calls_at_ready.admin as f64 / clients as f64
     }
 
     fn steady_writes(&self) -> u64 {
@@ -707,12 +888,53 @@ impl Outcome {
                     self.n
                 ),
             },
-            Check {
+        ]
+        .into_iter()
+        .chain(self.provider.iter().flat_map(|p| p.checks(latency)))
+        .chain([Check {
                 name: "peak RSS < 64 MiB",
                 pass: self.peak_rss < RSS_TARGET_BYTES,
                 detail: format!("{:.1} MiB", self.peak_rss as f64 / 1048576.0),
-            },
-        ]
+            }])
+        .collect()
+    }
+
+    fn render_provider(&self, o: &mut String, latency: Duration) {
+        let Some(p) = &self.provider else {
+            return;
+        };
+        let (seq, par) = p.calls.sequential_and_parallel();
+        let _ = writeln!(o, "  API provider");
+        let _ = writeln!(
+            o,
+            "    exposed scopes x consumers    {} x {} = {} grants",
+            p.scopes,
+            p.consumers,
+            p.scopes * p.consumers
+        );
+        let _ = writeln!(
+            o,
+            "    time to Ready                 {:.2} s (bound {:.2} s: ({seq} sequential + {par} ACL calls / {}) x {} ms)",
+            p.time_to_ready.as_secs_f64(),
+            p.bound(latency).as_secs_f64(),
+            ACL_CONCURRENCY,
+            latency.as_millis()
+        );
+        let _ = writeln!(
+            o,
+            "    scope and ACL calls           {} ({} writes)",
+            p.calls.admin, p.calls.writes
+        );
+        for (route, n) in &p.calls.by_route {
+            let _ = writeln!(o, "      {route:<40} {n}");
+        }
+        let reads: u64 = p.steady_acl_reads.values().sum();
+        let _ = writeln!(
+            o,
+            "    steady state                  {reads} ACL reads of {} scopes (at most {} per scope)",
+            p.scopes,
+            p.steady_acl_reads.values().max().copied().unwrap_or(0)
+        );
     }
 
     fn all_pass(&self, s: &Settings) -> bool {
@@ -810,6 +1032,7 @@ impl Outcome {
             "    steady-state writes           {}",
             self.steady_writes()
         );
+        self.render_provider(&mut o, s.latency);
         let _ = writeln!(o, "  resources");
         let _ = writeln!(
             o,
@@ -849,6 +1072,18 @@ impl Outcome {
             self.peak_rss,
             pass
         );
+        if let Some(p) = &self.provider {
+            let _ = writeln!(
+                o,
+                "RESULT provider scopes={} consumers={} time_to_ready_s={:.3} calls={} bound_s={:.3} steady_acl_reads_max={}",
+                p.scopes,
+                p.consumers,
+                p.time_to_ready.as_secs_f64(),
+                p.calls.admin,
+                p.bound(s.latency).as_secs_f64(),
+                p.steady_acl_reads.values().max().copied().unwrap_or(0)
+            );
+        }
         o
     }
 }
@@ -890,6 +1125,10 @@ async fn bench(args: &BenchArgs, s: &Settings) -> anyhow::Result<Outcome> {
         .arg(&state_dir)
         .arg("--install-crds")
         .env("PORTVAKT_LOG", "warn");
+    if args.provider_scopes > 0 {
+        cmd.arg("--digdir-seed")
+            .arg(provider_seed(&dir.0, args.provider_consumers)?);
+    }
     let mut sim = ChildGuard::spawn("sim", cmd, &dir.0)?;
     let started = Instant::now();
     while !kubeconfig.exists() {
@@ -977,16 +1216,38 @@ async fn bench(args: &BenchArgs, s: &Settings) -> anyhow::Result<Outcome> {
     let op_start = Instant::now();
     progress("operator started; waiting until every MaskinportenClient is Ready");
     let mut last_report = Instant::now();
+    let provider_key = (args.provider_scopes > 0).then(|| format!("{}/{PROVIDER}", ns_name(0)));
+    let mut clients_ready_at = None;
+    let mut provider_ready_at = None;
     let time_to_ready = loop {
-        let count = ready.values().filter(|r| **r).count();
-        if count >= args.n {
-            break op_start.elapsed();
+        let count = ready
+            .iter()
+            .filter(|(k, r)| **r && Some(*k) != provider_key.as_ref())
+            .count();
+        if count >= args.n && clients_ready_at.is_none() {
+            clients_ready_at = Some(op_start.elapsed());
+        }
+        if let Some(k) = &provider_key
+            && provider_ready_at.is_none()
+            && ready.get(k) == Some(&true)
+        {
+            provider_ready_at = Some(op_start.elapsed());
+        }
+        if let Some(t) = clients_ready_at
+            && (provider_key.is_none() || provider_ready_at.is_some())
+        {
+            break t;
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
             progress(format_args!(
-                "{count}/{} Ready after {:.0} s",
+                "{count}/{} Ready after {:.0} s{}",
                 args.n,
-                op_start.elapsed().as_secs_f64()
+                op_start.elapsed().as_secs_f64(),
+                match (&provider_key, provider_ready_at) {
+                    (None, _) => "",
+                    (Some(_), None) => "; the provider not yet",
+                    (Some(_), Some(_)) => "; the provider Ready",
+                }
             ));
             last_report = Instant::now();
         }
@@ -1027,13 +1288,16 @@ async fn bench(args: &BenchArgs, s: &Settings) -> anyhow::Result<Outcome> {
         }
     };
     drop(stream);
-    let ready_count = ready.values().filter(|r| **r).count();
+    let ready_count = ready
+        .iter()
+        .filter(|(k, r)| **r && Some(*k) != provider_key.as_ref())
+        .count();
     progress(format_args!(
         "all {} Ready after {:.2} s",
         args.n,
         time_to_ready.as_secs_f64()
     ));
-    let calls_ready = probe.calls().await?.minus(&calls_before);
+    let (calls_ready, provider_calls) = probe.calls().await?.minus(&calls_before).split_provider();
     let m_ready = probe.metrics().await?;
 
     // Settled: every deferred next key made, and no Secret written for a while.
@@ -1137,6 +1401,14 @@ async fn bench(args: &BenchArgs, s: &Settings) -> anyhow::Result<Outcome> {
         ),
     };
     drop(sim);
+    let steady_calls = c1.minus(&c0);
+    let provider = provider_ready_at.map(|t| ProviderOutcome {
+        scopes: args.provider_scopes,
+        consumers: args.provider_consumers,
+        time_to_ready: t,
+        calls: provider_calls,
+        steady_acl_reads: steady_calls.acl_reads.clone(),
+    });
     Ok(Outcome {
         cores,
         seed_time,
@@ -1145,7 +1417,7 @@ async fn bench(args: &BenchArgs, s: &Settings) -> anyhow::Result<Outcome> {
         ready: ready_count,
         calls_at_ready: calls_ready,
         steady_window,
-        steady_calls: c1.minus(&c0),
+        steady_calls,
         steady_reconciles: metric(&m1, "portvakt_reconciles_total")
             - metric(&m0, "portvakt_reconciles_total"),
         steady_secret_writes: metric(&m1, "portvakt_secret_writes_total")
@@ -1162,6 +1434,7 @@ async fn bench(args: &BenchArgs, s: &Settings) -> anyhow::Result<Outcome> {
         peak_rss,
         n: args.n,
         concurrency: args.concurrency,
+        provider,
     })
 }
 

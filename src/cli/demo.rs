@@ -27,7 +27,19 @@ const EXAMPLES: &[(&str, &str)] = &[
         "maskinportenclient-consumer.yaml",
         include_str!("../../examples/maskinportenclient-consumer.yaml"),
     ),
+    (
+        "maskinportenclient.yaml",
+        include_str!("../../examples/maskinportenclient.yaml"),
+    ),
+    (
+        "maskinportenclient-delegation.yaml",
+        include_str!("../../examples/maskinportenclient-delegation.yaml"),
+    ),
 ];
+
+/// The supplier a consumer of the delegation example delegates its access to, in the simulated
+/// Altinn (ARBEIDS- OG VELFERDSETATEN in the simulator's seed).
+const DEMO_SUPPLIER: &str = "889640782";
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -150,6 +162,23 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let exposed = exposed_scopes(&resources)?;
+    if !exposed.is_empty() {
+        println!();
+        println!("== Exposed scopes at Digdir and their consumers");
+        print_exposed(&digdir, &exposed);
+        println!();
+        println!("== Proving access to the exposed scopes, as a consumer and a supplier would");
+        for line in prove_exposed(&digdir, &digdir_url, &exposed, &clock).await {
+            match line {
+                Ok(line) => println!("OK   {line}"),
+                Err(e) => {
+                    failures += 1;
+                    println!("FAIL {e:#}");
+                }
+            }
+        }
+    }
     if failures > 0 {
         shutdown.cancel();
         bail!("{failures} credential proof(s) failed");
@@ -214,6 +243,8 @@ fn run_args_for_sim(digdir: &DigdirSim, digdir_url: &str, state: &std::path::Pat
             client_uri: Some("https://portvakt.example".into()),
             // A scope the simulated organisation owns (its seed).
             maskinporten_default_scope: Some(super::sim::SIM_DEFAULT_SCOPE.into()),
+            // A prefix the simulated organisation is assigned (its seed).
+            maskinporten_scope_prefix: Some(super::sim::SIM_SCOPE_PREFIX.into()),
             key_propagation: "0s".into(),
             next_key_delay: "5m".into(),
         },
@@ -391,7 +422,14 @@ async fn prove(client: &kube::Client, r: &ReadyResource, clock: &Clock) -> anyho
                 jwks_uri: get("MASKINPORTEN_JWKS_URI")?,
                 authorization_endpoint: None,
             };
-            let scopes = get("MASKINPORTEN_SCOPES")?;
+            let mut scopes = get("MASKINPORTEN_SCOPES")?;
+            let mut note = "";
+            if scopes.trim().is_empty() {
+                // An API provider that consumes nothing: its client is registered with the default
+                // scope (Digdir refuses a client without one).
+                scopes = super::sim::SIM_DEFAULT_SCOPE.to_string();
+                note = " (it consumes none: the default scope it is registered with)";
+            }
             let token = app::maskinporten_token(
                 &urls,
                 &get("MASKINPORTEN_CLIENT_ID")?,
@@ -402,7 +440,7 @@ async fn prove(client: &kube::Client, r: &ReadyResource, clock: &Clock) -> anyho
             .await
             .map_err(|e| anyhow::anyhow!("Maskinporten refused the grant: {e}"))?;
             Ok(format!(
-                "{} {}/{}: Maskinporten issued a {} token (expires_in {}) for scope {:?}",
+                "{} {}/{}: Maskinporten issued a {} token (expires_in {}) for scope {:?}{note}",
                 r.kind,
                 r.namespace,
                 r.name,
@@ -458,6 +496,181 @@ async fn prove(client: &kube::Client, r: &ReadyResource, clock: &Clock) -> anyho
         }
         other => bail!("no credential proof for kind {other}"),
     }
+}
+
+/// An exposed scope of a Ready example: its full name and what the spec asks for.
+struct Exposed {
+    resource: String,
+    scope: String,
+    consumers: Vec<String>,
+    delegation: bool,
+}
+
+/// The exposed scopes of the Ready MaskinportenClients (enabled ones), named as portvakt names them.
+fn exposed_scopes(resources: &[ReadyResource]) -> anyhow::Result<Vec<Exposed>> {
+    let mut out = Vec::new();
+    for r in resources.iter().filter(|r| r.kind == "MaskinportenClient") {
+        let mp: portvakt::crd::MaskinportenClient = serde_json::from_value(r.object.clone())
+            .with_context(|| format!("MaskinportenClient {}/{}", r.namespace, r.name))?;
+        let exposes = mp.spec.scopes.and_then(|s| s.exposes).unwrap_or_default();
+        for e in exposes.iter().filter(|e| e.enabled) {
+            out.push(Exposed {
+                resource: format!("{}/{}", r.namespace, r.name),
+                scope: portvakt::core::digdir::scopes::full_name(super::sim::SIM_SCOPE_PREFIX, e),
+                consumers: e
+                    .consumers
+                    .iter()
+                    .flatten()
+                    .map(|c| c.orgno.clone())
+                    .collect(),
+                delegation: e.delegation_source.is_some(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Each exposed scope as the simulated Digdir holds it, with its consumers.
+fn print_exposed(digdir: &DigdirSim, exposed: &[Exposed]) {
+    let scopes = digdir.scopes();
+    let accesses = digdir.scope_accesses();
+    for e in exposed {
+        let Some(s) = scopes.iter().find(|s| s["name"] == e.scope.as_str()) else {
+            println!(
+                "{} (MaskinportenClient {}): not at Digdir",
+                e.scope, e.resource
+            );
+            continue;
+        };
+        let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        println!("{} (MaskinportenClient {})", e.scope, e.resource);
+        println!(
+            "  at Digdir:  {}, {}, at_max_age {}s, description {:?}{}",
+            if s["active"] == true {
+                "active"
+            } else {
+                "inactive"
+            },
+            text("visibility"),
+            s["at_max_age"],
+            text("description"),
+            s.get("delegation_source")
+                .and_then(Value::as_str)
+                .map(|d| format!(", delegation source {d}"))
+                .unwrap_or_default()
+        );
+        for a in accesses.iter().filter(|a| a["scope"] == e.scope.as_str()) {
+            println!(
+                "  consumer:   {} {} ({})",
+                a["consumer_orgno"].as_str().unwrap_or(""),
+                a["state"].as_str().unwrap_or(""),
+                a["consumer_organization_name"].as_str().unwrap_or("")
+            );
+        }
+    }
+}
+
+/// The `consumer` (and `supplier`) organisation numbers a Maskinporten token names.
+fn parties(token: &Value) -> anyhow::Result<(String, Option<String>, Option<String>)> {
+    let access = token
+        .get("access_token")
+        .and_then(Value::as_str)
+        .context("the token answer has no access_token")?;
+    let claims = portvakt_sim::jwt::raw_claims(access)
+        .map_err(|e| anyhow::anyhow!("the access token does not decode: {e}"))?;
+    let id = |k: &str| {
+        claims
+            .pointer(&format!("/{k}/ID"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    Ok((
+        id("consumer").context("the token names no consumer")?,
+        id("supplier"),
+        claims
+            .get("delegation_source")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    ))
+}
+
+/// Per exposed scope: a client of its first consumer (registered in the simulator as that
+/// organisation's own admin would) gets a token for it; for a scope with a delegation source, a
+/// supplier the consumer delegated to in (the simulated) Altinn gets a token carrying both.
+async fn prove_exposed(
+    digdir: &DigdirSim,
+    digdir_url: &str,
+    exposed: &[Exposed],
+    clock: &Clock,
+) -> Vec<anyhow::Result<String>> {
+    let urls = digdir.well_known_urls(digdir_url).maskinporten;
+    let mut out = Vec::new();
+    for e in exposed {
+        let Some(consumer) = e.consumers.first() else {
+            continue;
+        };
+        let proof = async {
+            let key = portvakt_sim::digdir::RsaKey::generate(uuid::Uuid::new_v4().to_string())
+                .context("generating a key")?;
+            let client = digdir
+                .add_maskinporten_client(consumer, &[e.scope.as_str()], &key)
+                .map_err(|err| {
+                    anyhow::anyhow!("registering a client of {consumer}: {}", err.description)
+                })?;
+            let token =
+                app::maskinporten_token(&urls, &client, &key.private_jwk(), &e.scope, clock)
+                    .await
+                    .map_err(|err| {
+                        anyhow::anyhow!("Maskinporten refused {consumer}'s grant: {err}")
+                    })?;
+            let (named, _, _) = parties(&token)?;
+            anyhow::Ok(format!(
+                "a client of consumer {consumer} got a token for {} (consumer {named}, expires_in {})",
+                e.scope, token["expires_in"]
+            ))
+        };
+        out.push(
+            proof
+                .await
+                .with_context(|| format!("{} ({})", e.scope, e.resource)),
+        );
+        if !e.delegation {
+            continue;
+        }
+        let proof = async {
+            digdir.delegate(consumer, DEMO_SUPPLIER, &e.scope);
+            let key = portvakt_sim::digdir::RsaKey::generate(uuid::Uuid::new_v4().to_string())
+                .context("generating a key")?;
+            let client = digdir
+                .add_maskinporten_client(DEMO_SUPPLIER, &[e.scope.as_str()], &key)
+                .map_err(|err| {
+                    anyhow::anyhow!("registering the supplier's client: {}", err.description)
+                })?;
+            let token = app::maskinporten_token_for_consumer(
+                &urls,
+                &client,
+                &key.private_jwk(),
+                &e.scope,
+                consumer,
+                clock,
+            )
+            .await
+            .map_err(|err| anyhow::anyhow!("Maskinporten refused the supplier's grant: {err}"))?;
+            let (named, supplier, source) = parties(&token)?;
+            let supplier = supplier.context("the delegated token names no supplier")?;
+            anyhow::Ok(format!(
+                "supplier {DEMO_SUPPLIER}, delegated by {consumer} in Altinn, got a token for {} (consumer {named}, supplier {supplier}, delegation_source {})",
+                e.scope,
+                source.unwrap_or_default()
+            ))
+        };
+        out.push(
+            proof
+                .await
+                .with_context(|| format!("{} ({}), delegated", e.scope, e.resource)),
+        );
+    }
+    out
 }
 
 fn load_examples(dir: Option<&PathBuf>) -> anyhow::Result<Vec<(String, Value)>> {

@@ -69,6 +69,11 @@ pub struct DigdirArgs {
     /// (Digdir refuses clients without one): a scope your organisation owns. No default.
     #[arg(long, env = "PORTVAKT_MASKINPORTEN_DEFAULT_SCOPE")]
     pub maskinporten_default_scope: Option<String>,
+    /// The scope prefix Digdir assigned to your organisation (digdirator's: `nav`): exposed scopes
+    /// (`spec.scopes.exposes`) are named `<prefix>:<product><separator><name>`. No default; a
+    /// MaskinportenClient that exposes a scope is not Ready while it is unset.
+    #[arg(long, env = "PORTVAKT_MASKINPORTEN_SCOPE_PREFIX")]
+    pub maskinporten_scope_prefix: Option<String>,
     /// How long Digdir may take to accept a newly registered key (documented: up to 2 minutes).
     #[arg(long, env = "PORTVAKT_KEY_PROPAGATION", default_value = "2m")]
     pub key_propagation: String,
@@ -242,6 +247,7 @@ pub struct DigdirSettings {
     client_name: String,
     client_uri: String,
     maskinporten_default_scope: Option<String>,
+    maskinporten_scope_prefix: Option<String>,
 }
 
 /// The settings checked before anything is read or written.
@@ -315,6 +321,7 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         url::Url::parse(&client_uri)
             .map_err(|e| anyhow::anyhow!("--client-uri: {client_uri:?} is not a URL ({e})"))?;
         let signer = signer(d)?;
+        let maskinporten_scope_prefix = scope_prefix(d.maskinporten_scope_prefix.as_deref())?;
         Some(DigdirSettings {
             config,
             signer,
@@ -326,6 +333,7 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
                 .maskinporten_default_scope
                 .clone()
                 .filter(|s| !s.trim().is_empty()),
+            maskinporten_scope_prefix,
         })
     } else {
         None
@@ -341,6 +349,23 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         lease,
         stuck_pass_after,
     })
+}
+
+/// `--maskinporten-scope-prefix`: unset or empty is none; otherwise one word as Digdir assigns them
+/// (`nav`, `kartverket`), without the `:` that follows it in a scope name.
+fn scope_prefix(value: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let ok = v
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        bail!(
+            "--maskinporten-scope-prefix: {v:?} is not a scope prefix (lowercase letters and digits, like `nav`; without the `:` that follows it in a scope name)"
+        );
+    }
+    Ok(Some(v.to_string()))
 }
 
 /// Builds the Digdir provider: its client, the providers' metadata (fetched, cancellable).
@@ -372,6 +397,7 @@ async fn digdir_provider(
         client_name: s.client_name,
         client_uri: s.client_uri,
         maskinporten_default_scope: s.maskinporten_default_scope,
+        maskinporten_scope_prefix: s.maskinporten_scope_prefix,
         idporten: portvakt::core::ProviderMetadata {
             well_known_url: s.config.idporten_well_known_url.clone(),
             issuer: idporten.issuer,
@@ -674,5 +700,16 @@ mod tests {
             err.contains("--resync-period") && err.contains("minimum is 1s"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn scope_prefixes() {
+        assert_eq!(scope_prefix(None).unwrap(), None);
+        assert_eq!(scope_prefix(Some("  ")).unwrap(), None);
+        assert_eq!(scope_prefix(Some(" nav ")).unwrap().as_deref(), Some("nav"));
+        for bad in ["nav:", "Nav", "nav test", "nav/api"] {
+            let err = scope_prefix(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("--maskinporten-scope-prefix"), "{err}");
+        }
     }
 }

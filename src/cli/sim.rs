@@ -160,8 +160,9 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
 }
 
 /// Serves the Digdir simulator plus `/_sim/digdir/calls`, a count of the calls it answered
-/// (the benchmark reads it), and `/_sim/digdir/clients`, every client it holds, until the handle is
-/// dropped.
+/// (the benchmark reads it), `/_sim/digdir/clients`, every client it holds, and the API-provider
+/// routes (every scope with its consumers; a client of another organisation; an Altinn delegation),
+/// until the handle is dropped.
 pub async fn serve_digdir(digdir: &DigdirSim, addr: SocketAddr) -> anyhow::Result<ServeHandle> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -174,7 +175,8 @@ pub async fn serve_digdir(digdir: &DigdirSim, addr: SocketAddr) -> anyhow::Resul
     let stats = digdir.clone();
     let listing = digdir.clone();
     let keys = digdir.clone();
-    let app = digdir.router().merge(
+    let providers = provider_routes(digdir);
+    let app = digdir.router().merge(providers).merge(
         Router::new()
             .route(
                 "/_sim/digdir/calls",
@@ -206,12 +208,116 @@ pub async fn serve_digdir(digdir: &DigdirSim, addr: SocketAddr) -> anyhow::Resul
     serve_on(listener, app, async {}).context("--digdir-listen: serving")
 }
 
+/// Routes for testing API providers from outside the process:
+/// - `GET /_sim/digdir/scopes`: every scope (all owners, active or not) with its active accesses;
+/// - `POST /_sim/digdir/consumer-clients` `{"orgno", "scopes": [...]}`: a Maskinporten client of
+///   another organisation, registered as that organisation's own admin would; answers its
+///   `client_id` and private `jwk` (a test key made for it, to sign its grants);
+/// - `POST /_sim/digdir/delegations` `{"consumer", "supplier", "scope"}`: the consumer delegates the
+///   scope to the supplier in (the simulated) Altinn.
+fn provider_routes(digdir: &DigdirSim) -> Router {
+    use axum::Json;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    let listing = digdir.clone();
+    let clients = digdir.clone();
+    let delegations = digdir.clone();
+    let text =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    Router::new()
+        .route(
+            "/_sim/digdir/scopes",
+            get(move || {
+                let sim = listing.clone();
+                async move {
+                    let accesses = sim.scope_accesses();
+                    let scopes: Vec<serde_json::Value> = sim
+                        .scopes()
+                        .into_iter()
+                        .map(|mut s| {
+                            let acl: Vec<&serde_json::Value> = accesses
+                                .iter()
+                                .filter(|a| a["scope"] == s["name"])
+                                .collect();
+                            s["accesses"] = json!(acl);
+                            s
+                        })
+                        .collect();
+                    Json(scopes)
+                }
+            }),
+        )
+        .route(
+            "/_sim/digdir/consumer-clients",
+            post(move |Json(body): Json<serde_json::Value>| {
+                let sim = clients.clone();
+                async move {
+                    let orgno = text(&body, "orgno").unwrap_or_default();
+                    let scopes: Vec<String> = body["scopes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect();
+                    let key = tokio::task::spawn_blocking(|| {
+                        portvakt_sim::digdir::RsaKey::generate(uuid::Uuid::new_v4().to_string())
+                    })
+                    .await;
+                    let Ok(Ok(key)) = key else {
+                        return (StatusCode::INTERNAL_SERVER_ERROR, "generating a key failed")
+                            .into_response();
+                    };
+                    let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                    match sim.add_maskinporten_client(&orgno, &refs, &key) {
+                        Ok(id) => {
+                            Json(json!({"client_id": id, "jwk": key.private_jwk()})).into_response()
+                        }
+                        Err(e) => e.into_response(),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/_sim/digdir/delegations",
+            post(move |Json(body): Json<serde_json::Value>| {
+                let sim = delegations.clone();
+                async move {
+                    match (
+                        text(&body, "consumer"),
+                        text(&body, "supplier"),
+                        text(&body, "scope"),
+                    ) {
+                        (Some(c), Some(s), Some(scope)) => {
+                            sim.delegate(&c, &s, &scope);
+                            StatusCode::CREATED.into_response()
+                        }
+                        _ => (
+                            StatusCode::BAD_REQUEST,
+                            "the body needs \"consumer\", \"supplier\" and \"scope\"",
+                        )
+                            .into_response(),
+                    }
+                }
+            }),
+        )
+}
+
 fn call_counts(sim: &DigdirSim) -> serde_json::Value {
     let mut admin = 0u64;
     let mut admin_writes = 0u64;
     let mut tokens = 0u64;
     let mut by_route = std::collections::BTreeMap::<String, u64>::new();
+    // Reads of each exposed scope's ACL (`GET /scopes/access?scope=`), by scope.
+    let mut acl_reads = std::collections::BTreeMap::<String, u64>::new();
     for call in sim.journal() {
+        if call.method == http::Method::GET
+            && call.path.trim_end_matches('/') == "/api/v1/scopes/access"
+            && let Some((_, scope)) =
+                url::form_urlencoded::parse(call.query.as_bytes()).find(|(k, _)| k == "scope")
+        {
+            *acl_reads.entry(scope.into_owned()).or_default() += 1;
+        }
         if call.path.starts_with("/api/") {
             admin += 1;
             if call.method != http::Method::GET {
@@ -227,6 +333,8 @@ fn call_counts(sim: &DigdirSim) -> serde_json::Value {
             .map(|seg| {
                 if seg.len() >= 32 && seg.contains('-') {
                     "{id}"
+                } else if seg.len() == 9 && seg.bytes().all(|b| b.is_ascii_digit()) {
+                    "{orgno}"
                 } else {
                     seg
                 }
@@ -236,12 +344,16 @@ fn call_counts(sim: &DigdirSim) -> serde_json::Value {
             .entry(format!("{} {}", call.method, route.join("/")))
             .or_default() += 1;
     }
-    json!({"admin_api": admin, "admin_api_writes": admin_writes, "token": tokens, "by_route": by_route})
+    json!({"admin_api": admin, "admin_api_writes": admin_writes, "token": tokens, "by_route": by_route, "acl_reads": acl_reads})
 }
 
 /// A scope the simulated organisation owns (the Digdir simulator's default seed): `portvakt sim` and
 /// the demo configure it as the Maskinporten default scope.
 pub const SIM_DEFAULT_SCOPE: &str = "nav:test/api";
+
+/// The scope prefix the simulated organisation (KARTVERKET in the default seed) is assigned:
+/// `portvakt sim` and the demo configure it, so exposed scopes can be created.
+pub const SIM_SCOPE_PREFIX: &str = "kartverket";
 
 /// Writes the admin key and certificate chain and a `run.env` with the PORTVAKT_* settings
 /// that point `portvakt run` at this simulator.
@@ -271,6 +383,7 @@ pub fn write_run_settings(
          PORTVAKT_CLIENT_NAME=portvakt-sim\n\
          PORTVAKT_CLIENT_URI=https://portvakt.example\n\
          PORTVAKT_MASKINPORTEN_DEFAULT_SCOPE={SIM_DEFAULT_SCOPE}\n\
+         PORTVAKT_MASKINPORTEN_SCOPE_PREFIX={SIM_SCOPE_PREFIX}\n\
          PORTVAKT_METRICS_ADDRESS=127.0.0.1:0\n",
         urls.admin_base_url,
         urls.maskinporten.well_known_url,

@@ -26,6 +26,20 @@ pub enum Action {
     Preserve,
     /// Something prevents the pass (e.g. a Secret owned by someone else).
     Blocked(String),
+    /// Maskinporten API providers: create this exposed scope.
+    CreateScope(String),
+    /// PUT this exposed scope: these fields differ.
+    UpdateScope(String, Vec<String>),
+    /// Reactivate this exposed scope (it was deactivated).
+    ReactivateScope(String),
+    /// Deactivate this exposed scope (`enabled: false`).
+    DeactivateScope(String),
+    /// Grant `orgno` access to `scope` (also when its access was DENIED).
+    Grant { scope: String, orgno: String },
+    /// Revoke `orgno`'s access to `scope` (no longer listed).
+    Revoke { scope: String, orgno: String },
+    /// A scope the resource no longer exposes: left active (consumers depend on it).
+    LeaveScope(String),
 }
 
 impl Action {
@@ -41,6 +55,13 @@ impl Action {
             Action::Delete => "delete",
             Action::Preserve => "preserve",
             Action::Blocked(_) => "blocked",
+            Action::CreateScope(_) => "create-scope",
+            Action::UpdateScope(..) => "update-scope",
+            Action::ReactivateScope(_) => "reactivate-scope",
+            Action::DeactivateScope(_) => "deactivate-scope",
+            Action::Grant { .. } => "grant",
+            Action::Revoke { .. } => "revoke",
+            Action::LeaveScope(_) => "scope-left-active",
         }
     }
 }
@@ -53,6 +74,15 @@ impl fmt::Display for Action {
             Action::RegisterKeys(why) => write!(f, "register keys ({})", why.join(", ")),
             Action::DeleteSecrets(names) => write!(f, "delete secrets {}", names.join(", ")),
             Action::Blocked(why) => write!(f, "blocked: {why}"),
+            Action::CreateScope(s) => write!(f, "create scope {s}"),
+            Action::UpdateScope(s, fields) => write!(f, "update scope {s} ({})", fields.join(", ")),
+            Action::ReactivateScope(s) => write!(f, "reactivate scope {s}"),
+            Action::DeactivateScope(s) => write!(f, "deactivate scope {s}"),
+            Action::Grant { scope, orgno } => write!(f, "grant {orgno} access to {scope}"),
+            Action::Revoke { scope, orgno } => write!(f, "revoke {orgno}'s access to {scope}"),
+            Action::LeaveScope(s) => {
+                write!(f, "scope {s} no longer exposed: left active")
+            }
             other => f.write_str(other.label()),
         }
     }

@@ -262,6 +262,15 @@ async fn suite(mut w: World) {
         report.contains("MaskinportenClient team-a/krr-lookup: create"),
         "{report}"
     );
+    // The API providers of examples/: their scopes and consumers, before anything exists.
+    for expected in [
+        "MaskinportenClient tilgangsstyring-main/test-client: create scope kartverket:produktomraade:innsyn; grant 123456789 access to kartverket:produktomraade:innsyn; grant 987654321 access to kartverket:produktomraade:innsyn; create",
+        "MaskinportenClient team-a/delegated-api: create scope kartverket:difitest/test2; grant 910753614 access to kartverket:difitest/test2; create",
+    ] {
+        assert!(report.contains(expected), "{expected}: {report}");
+    }
+    assert!(report.contains("create-scope=2"), "{report}");
+    assert!(report.contains("grant=3"), "{report}");
     assert_eq!(
         before,
         snapshot(),

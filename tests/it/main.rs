@@ -9,6 +9,7 @@ mod deploy;
 mod differential;
 mod digdir_client;
 mod digdir_controllers;
+mod digdir_providers;
 mod digdir_scopes;
 mod digdir_sim;
 mod e2e;

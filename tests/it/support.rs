@@ -30,6 +30,8 @@ pub const NS: &str = "default";
 pub const CLUSTER: &str = "test-cluster";
 /// The scope the simulator's organisation owns (its default seed).
 pub const SIM_SCOPE: &str = "nav:test/api";
+/// A scope prefix the simulator's organisation is assigned (its default seed).
+pub const SIM_PREFIX: &str = "kartverket";
 
 /// The operator as a test runs it: the context and its Digdir provider.
 pub struct Operator {
@@ -149,6 +151,7 @@ impl Env {
             maskinporten: md(&self.urls.maskinporten),
             key_propagation: Duration::ZERO,
             maskinporten_default_scope: Some(SIM_SCOPE.into()),
+            maskinporten_scope_prefix: Some(SIM_PREFIX.into()),
             ..Config::default()
         }
     }
@@ -261,6 +264,36 @@ impl Env {
         }
     }
 
+    /// [`Env::wait_idp`] for a MaskinportenClient.
+    pub async fn wait_mp(
+        &self,
+        name: &str,
+        what: &str,
+        f: impl Fn(&MaskinportenClient) -> bool,
+    ) -> MaskinportenClient {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = self.mp().get_opt(name).await.expect("get");
+            if let Some(o) = &got
+                && f(o)
+            {
+                return o.clone();
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}: {:#?}", got.map(|o| o.status));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the MaskinportenClient is Ready for its current generation.
+    pub async fn wait_mp_ready(&self, name: &str) -> MaskinportenClient {
+        self.wait_mp(name, "Ready", |o| {
+            is_ready(o.meta().generation, o.status.as_ref())
+        })
+        .await
+    }
+
     pub async fn wait_ready(&self, name: &str) -> IDPortenClient {
         self.wait_idp(name, "Ready", |o| {
             is_ready(o.meta().generation, o.status.as_ref())
@@ -292,6 +325,17 @@ impl Env {
 
     pub async fn annotate(&self, name: &str, key: &str, value: &str) {
         self.idp()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {key: value}}})),
+            )
+            .await
+            .expect("annotate");
+    }
+
+    pub async fn annotate_mp(&self, name: &str, key: &str, value: &str) {
+        self.mp()
             .patch(
                 name,
                 &PatchParams::default(),
@@ -421,4 +465,24 @@ pub fn digdir_calls_since(sim: &DigdirSim, since: u64) -> Vec<String> {
 /// The next journal position of the Digdir simulator.
 pub fn digdir_mark(sim: &DigdirSim) -> u64 {
     sim.faults().journal().last().map_or(0, |c| c.seq + 1)
+}
+
+/// The Digdir calls to `/scopes` routes since journal position `since`, as "METHOD /path?query"
+/// with the query decoded (scope names are readable).
+pub fn digdir_scope_calls_since(sim: &DigdirSim, since: u64) -> Vec<String> {
+    sim.faults()
+        .journal_since(since)
+        .into_iter()
+        .filter(|c| c.path.starts_with("/api/v1/scopes"))
+        .map(|c| {
+            let query: Vec<String> = url::form_urlencoded::parse(c.query.as_bytes())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            if query.is_empty() {
+                format!("{} {}", c.method, c.path)
+            } else {
+                format!("{} {}?{}", c.method, c.path, query.join("&"))
+            }
+        })
+        .collect()
 }

@@ -1,9 +1,11 @@
 //! IDPortenClient and MaskinportenClient through the seam ([`crate::controller::Kind`]): the Digdir
 //! provider's shared state ([`DigdirProvider`]) and what differs between the two kinds
 //! ([`DigdirResource`]). The pass itself is a short pipeline ([`pipeline`]); its steps are
-//! [`registration`], [`keys`] and the app Secret; [`observe`] is `--observe`; [`periodic`] the
-//! steady-state pass; [`registry`] the index of registrations.
+//! [`exposed`] (a MaskinportenClient's exposed scopes and their consumers), [`registration`],
+//! [`keys`] and the app Secret; [`observe`] is `--observe`; [`periodic`] the steady-state pass;
+//! [`registry`] the index of registrations.
 
+pub mod exposed;
 pub mod keys;
 pub mod observe;
 pub mod periodic;
@@ -69,6 +71,8 @@ pub struct DigdirProvider {
     pub(crate) stores: Mutex<Stores>,
     /// `--observe`: the one list of registrations every resource's report is judged against.
     pub(crate) observe_listing: tokio::sync::OnceCell<Vec<crate::digdir::ClientRegistration>>,
+    /// Exposed scopes: delegation sources, outcomes not known yet, ACL read times, scope owners.
+    pub(crate) exposed: exposed::ExposedState,
 }
 
 impl DigdirProvider {
@@ -91,6 +95,7 @@ impl DigdirProvider {
             deferred_next: Mutex::new(HashSet::new()),
             stores: Mutex::new(Stores::default()),
             observe_listing: tokio::sync::OnceCell::new(),
+            exposed: exposed::ExposedState::default(),
         }
     }
 
@@ -142,6 +147,10 @@ pub trait DigdirResource: Kind<Status = DigdiratorStatus, Provider = DigdirProvi
     fn secret_kind_value(&self) -> String;
     /// Consumed scopes to check for access (Maskinporten only).
     fn consumed_scopes(&self) -> Option<Vec<String>> {
+        None
+    }
+    /// `spec.scopes.exposes` (Maskinporten only; `None` for a kind that cannot expose scopes).
+    fn exposed_scopes(&self) -> Option<&[crate::crd::ExposedScope]> {
         None
     }
     fn payload(&self, cfg: &cd::Config, valid_scopes: &[String]) -> Payload;
@@ -207,6 +216,15 @@ impl DigdirResource for MaskinportenClient {
     }
     fn consumed_scopes(&self) -> Option<Vec<String>> {
         Some(creg::maskinporten_consumed(&self.spec))
+    }
+    fn exposed_scopes(&self) -> Option<&[crate::crd::ExposedScope]> {
+        Some(
+            self.spec
+                .scopes
+                .as_ref()
+                .and_then(|s| s.exposes.as_deref())
+                .unwrap_or_default(),
+        )
     }
     fn payload(&self, cfg: &cd::Config, valid: &[String]) -> Payload {
         creg::maskinporten_payload(

@@ -1,11 +1,12 @@
 //! `--observe` for one IDPortenClient or MaskinportenClient: the same steps as a pass, reading only.
 //! Registrations come from one list for all resources; keys are planned with stand-ins (no CPU spent
-//! on real keys); nothing is written anywhere.
+//! on real keys); exposed scopes from one scope list ([`super::exposed::observe`]); nothing is
+//! written anywhere.
 
-use super::DigdirResource;
 use super::keys::{self, Gathered};
 use super::pipeline;
 use super::registration::{check_scopes, observed_json};
+use super::{DigdirResource, exposed};
 use crate::controller::pass::{Pass, is_not_owned};
 use crate::controller::{Error, Kind};
 use crate::core::digdir::app_secret as csecret;
@@ -43,7 +44,9 @@ pub(super) async fn observe_one<K: DigdirResource>(
         ..Default::default()
     };
     if deleting {
-        return Ok(cobserve::decide(&o));
+        let mut actions = cobserve::decide(&o);
+        actions.extend(exposed::observe(pass).await?);
+        return Ok(actions);
     }
     if let Err(e) = pipeline::validate(obj, p) {
         o.blocked = Some(e.message());
@@ -101,5 +104,7 @@ pub(super) async fn observe_one<K: DigdirResource>(
             .is_none_or(|s| secret_content::needs_write(s, &desired));
     }
     o.keys = Some(&actions);
-    Ok(cobserve::decide(&o))
+    let mut out = exposed::observe(pass).await?;
+    out.extend(cobserve::decide(&o));
+    Ok(out)
 }

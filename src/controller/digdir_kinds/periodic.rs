@@ -10,7 +10,11 @@
 //! 3. a client's JWKS is read only when due (about every
 //!    [`crate::core::digdir::Config::jwks_check_every`], jittered per client) and compared with the
 //!    kids portvakt registered last (`status.keyIDs`);
-//! 4. a drifted resource (or one whose identity more than one active client carries) is logged,
+//! 4. MaskinportenClients that expose scopes: the organisation's scopes are listed once per pass and
+//!    each ACL is read when due (jittered, [`crate::core::digdir::Config::acl_check_every`]); a scope
+//!    or consumer changed by hand is drift ([`super::exposed::check_drift`]); no call at all when no
+//!    resource exposes a scope;
+//! 5. a drifted resource (or one whose identity more than one active client carries) is logged,
 //!    counted and annotated `digdir.nais.io/resync: "true"`: its own reconcile then makes a full pass
 //!    and repairs it, serialised with every other reconcile of that resource. The annotation survives
 //!    a restart, so a repair is never lost; the reconcile reports it with a Warning event
@@ -61,6 +65,8 @@ pub struct PassReport {
     pub checked: usize,
     /// JWKS read.
     pub jwks_read: usize,
+    /// ACLs of exposed scopes read.
+    pub acls_read: usize,
     /// `(object, description)` of each drift found.
     pub drifted: Vec<(String, String)>,
 }
@@ -83,6 +89,7 @@ pub(super) async fn run_once(p: &DigdirProvider, shared: &Shared) {
             tracing::debug!(
                 checked = r.checked,
                 jwks_read = r.jwks_read,
+                acls_read = r.acls_read,
                 drifted = r.drifted.len(),
                 "periodic pass done"
             );
@@ -97,7 +104,7 @@ pub(super) async fn run_once(p: &DigdirProvider, shared: &Shared) {
 
 /// The store's objects, or none while its first list has not completed (a kind whose watch fails,
 /// e.g. a missing CRD, does not hold up the pass for the other kind).
-fn objects<K: Kind>(store: Option<&Store<K>>) -> Vec<Arc<K>> {
+pub(super) fn objects<K: Kind>(store: Option<&Store<K>>) -> Vec<Arc<K>> {
     store
         .filter(|s| {
             s.wait_until_ready()
@@ -174,6 +181,7 @@ pub async fn pass(p: &DigdirProvider, shared: &Shared) -> Result<PassReport, Err
         .collect();
     check_kind(p, shared, &idp, &active, &duplicated, &mut report).await?;
     check_kind(p, shared, &mp, &active, &duplicated, &mut report).await?;
+    super::exposed::check_drift(p, shared, stores.maskinporten.as_ref(), &mut report).await?;
     Ok(report)
 }
 
@@ -254,12 +262,31 @@ async fn check_kind<K: DigdirResource>(
         };
         let what = d.describe();
         tracing::warn!(object = %key, client_id = %id, drift = %what, "drift at Digdir; repairing");
-        Counters::inc(&shared.counters.drift_found);
-        lock(p).pending.insert(key.clone(), what.clone());
-        request_resync(shared, obj.as_ref()).await?;
+        flag_drift(p, shared, obj.as_ref(), &key, &what).await?;
         report.drifted.push((key, what));
     }
     Ok(())
+}
+
+/// Drift found on `obj` (logged by the caller): counted, remembered for the repair's report, and a
+/// repair asked for.
+pub(super) async fn flag_drift<K: DigdirResource>(
+    p: &DigdirProvider,
+    shared: &Shared,
+    obj: &K,
+    key: &str,
+    what: &str,
+) -> Result<(), Error> {
+    Counters::inc(&shared.counters.drift_found);
+    lock(p)
+        .pending
+        .entry(key.to_string())
+        .and_modify(|w| {
+            w.push_str("; ");
+            w.push_str(what);
+        })
+        .or_insert_with(|| what.to_string());
+    request_resync(shared, obj).await
 }
 
 /// Asks the resource's own reconcile for a full pass (the `resync` annotation it consumes after

@@ -1,18 +1,20 @@
 //! One pass over an IDPortenClient or MaskinportenClient, as a short pipeline of named steps:
 //!
 //! ```text
-//! validate → load Secrets → registration → keys → app Secret → status
+//! validate → load Secrets → exposed scopes → registration → keys → app Secret → status
 //! ```
 //!
 //! Order of effects, chosen so any crash converges to exactly one registration and no lost key:
 //! 1. everything that can be checked is checked before anything is written ([`validate`]);
 //! 2. the Secrets are read first: one owned by someone else stops the pass before Digdir is touched;
-//! 3. registration ([`super::registration`]): found by `status.clientID`, else adopted by description
+//! 3. exposed scopes and their consumers (API providers, [`super::exposed`]), before the client as
+//!    digdirator does;
+//! 4. registration ([`super::registration`]): found by `status.clientID`, else adopted by description
 //!    and integration type, else created — and the client ID is written to status at once;
-//! 4. keys ([`super::keys`]): a new key is stored before it is registered; the JWKS POST happens
+//! 5. keys ([`super::keys`]): a new key is stored before it is registered; the JWKS POST happens
 //!    before any Secret hands a key out;
-//! 5. the app Secret, written only when its content would change; unreferenced old Secrets deleted;
-//! 6. the status the pure core decides ([`crate::core::digdir::status`]).
+//! 6. the app Secret, written only when its content would change; unreferenced old Secrets deleted;
+//! 7. the status the pure core decides ([`crate::core::digdir::status`]).
 //!
 //! Nothing here logs keys, tokens or client secrets.
 
@@ -20,7 +22,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::EventType;
 
 use super::registration::{self, Registration};
-use super::{DigdirProvider, DigdirResource, keys};
+use super::{DigdirProvider, DigdirResource, exposed, keys};
 use crate::controller::pass::Pass;
 use crate::controller::secret_store::AnnotationMode;
 use crate::controller::{Applied, Error, Kind};
@@ -31,12 +33,11 @@ use crate::core::secret_content;
 use crate::core::{Key, validation};
 
 /// Checks the spec before anything is written: the Secret name the API server will judge.
-pub(super) fn validate<K: DigdirResource>(
-    obj: &K,
-    _provider: &DigdirProvider,
-) -> Result<(), Error> {
+pub(super) fn validate<K: DigdirResource>(obj: &K, provider: &DigdirProvider) -> Result<(), Error> {
     validation::dns1123_subdomain("spec.secretName", obj.secret_name())
-        .map_err(|(field, message)| Error::InvalidSpec { field, message })
+        .map_err(|(field, message)| Error::InvalidSpec { field, message })?;
+    registration::validate(obj, provider)?;
+    exposed::validate(obj, provider)
 }
 
 /// Everything read about a resource's Secrets.
@@ -95,12 +96,17 @@ pub(super) async fn apply<K: DigdirResource>(
     let status_had_client_id = status.client_id.as_deref().is_some_and(|c| !c.is_empty());
 
     let view = load(pass).await?;
+    let exposed = if up_to_date {
+        exposed::ExposedDone::default()
+    } else {
+        exposed::sync(pass).await?
+    };
     let reg = if up_to_date {
         Registration::unchanged(status.client_id.clone().unwrap_or_default())
     } else {
         registration::sync(pass, &view, &mut status).await?
     };
-    let mut changes = Vec::new();
+    let mut changes = exposed.changes.clone();
     if reg.created && status_had_client_id {
         changes.push("registration re-created".to_string());
     }
@@ -132,7 +138,11 @@ pub(super) async fn apply<K: DigdirResource>(
     }
 
     let secret_written = app_secret(pass, &view, &reg, &keys).await?;
-    let changed = !up_to_date || keys.posted || secret_written || !keys.deleted.is_empty();
+    let changed = !up_to_date
+        || keys.posted
+        || secret_written
+        || !keys.deleted.is_empty()
+        || !exposed.changes.is_empty();
 
     let success = cstatus::Success {
         client_id: reg.client_id.clone(),
@@ -145,6 +155,7 @@ pub(super) async fn apply<K: DigdirResource>(
             .or_else(|| (!up_to_date).then(|| keys.registered.kids.clone())),
         invalid_scopes: reg.invalid_scopes.clone(),
         dropped: keys.actions.dropped.clone(),
+        invalid_consumers: exposed.invalid_consumers,
     };
     let new_status = cstatus::after_pass(Some(&status), pass.generation(), now, &success, changed);
     if new_status.is_some() && (!up_to_date || secret_written) {
@@ -235,10 +246,12 @@ pub(crate) fn owner<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<csecret::Ow
     })
 }
 
-/// Deletion: the client at Digdir is deleted unless `digdir.nais.io/preserve` is set.
+/// Deletion: the client at Digdir is deleted unless `digdir.nais.io/preserve` is set. Exposed scopes:
+/// enabled ones stay, disabled ones are deactivated (also under preserve; [`exposed::finalize`]).
 pub(super) async fn cleanup<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<(), Error> {
     let obj = pass.obj;
     let provider = pass.provider;
+    exposed::finalize(pass).await?;
     provider.set_deferred_next(&pass.key, false);
     if cstatus::preserve(obj.meta().annotations.as_ref()) {
         tracing::info!(

@@ -22,6 +22,7 @@ use super::{DigdirResource, ScopeAccess};
 use crate::controller::pass::Pass;
 use crate::controller::{Counters, Error};
 use crate::core::digdir::registration::{self as creg};
+use crate::core::digdir::scopes as cscopes;
 use crate::core::digdir::status::{self as cstatus, events};
 use crate::core::digdir::{DigdirKind, ScopeCacheUse, scope_cache_stale};
 use crate::crd::DigdiratorStatus;
@@ -163,6 +164,33 @@ pub(crate) async fn check_scopes_for(
         .partition(|s| c.approved.contains(s) || c.open.contains(s)))
 }
 
+/// A Maskinporten client is registered with its `usable` consumed scopes, or else the default scope:
+/// Digdir refuses a client without any. Without either, the error names the setting.
+pub(super) fn require_client_scope(
+    p: &super::DigdirProvider,
+    usable: &[String],
+) -> Result<(), Error> {
+    let default = p.config.maskinporten_default_scope.as_deref();
+    cscopes::client_scopes(usable, default.unwrap_or_default())
+        .map(drop)
+        .map_err(|_| Error::Configuration {
+            setting: cscopes::DEFAULT_SCOPE_SETTING,
+            message: "the client consumes no scope the organisation may use \
+                      (spec.scopes.consumes), and Digdir refuses a Maskinporten client without one: \
+                      set it to a scope your organisation owns"
+                .into(),
+        })
+}
+
+/// Checks before anything is written: a MaskinportenClient that consumes nothing at all needs the
+/// default scope (one whose consumed scopes turn out unusable is told in [`sync`]).
+pub(super) fn validate<K: DigdirResource>(obj: &K, p: &super::DigdirProvider) -> Result<(), Error> {
+    match obj.consumed_scopes() {
+        Some(consumed) if consumed.is_empty() => require_client_scope(p, &[]),
+        _ => Ok(()),
+    }
+}
+
 /// Step: the registration (see the module documentation).
 pub(crate) async fn sync<K: DigdirResource>(
     pass: &Pass<'_, K>,
@@ -179,16 +207,8 @@ pub(crate) async fn sync<K: DigdirResource>(
         }
         None => (Vec::new(), None),
     };
-    if obj.consumed_scopes().is_some()
-        && valid.is_empty()
-        && p.config.maskinporten_default_scope.is_none()
-    {
-        return Err(Error::Configuration {
-            setting: "--maskinporten-default-scope",
-            message: "the client consumes no scope the organisation may use, and Digdir refuses a \
-                      Maskinporten client without one: set it to a scope your organisation owns"
-                .into(),
-        });
+    if obj.consumed_scopes().is_some() {
+        require_client_scope(p, &valid)?;
     }
     let payload = obj.payload(&p.config, &valid);
     let body: ClientRegistration = serde_json::from_value(payload.to_json())

@@ -8,6 +8,9 @@
 //!   ([`super::Config::jwks_check_every`]), jittered per client so the reads spread out instead of
 //!   arriving together. The first read after the operator starts falls anywhere in the first period
 //!   (a restart does not read every JWKS at once); later reads come every period ±10 %.
+//! - **Exposed scopes** (API providers): the organisation's scope list is compared every pass (one
+//!   `GET /scopes`); each scope's ACL costs one read, so it is read on the JWKS cadence
+//!   ([`acl_read_due`], [`super::Config::acl_check_every`], jittered per scope).
 //! - Only resources in a settled state are checked: Ready for their generation, not being deleted,
 //!   no `resync`/`rotate` pending (their own reconcile is about to look at Digdir anyway).
 
@@ -168,6 +171,19 @@ pub fn jwks_read_due(
     every: Duration,
 ) -> bool {
     now >= next_jwks_read(client_id, last_read, first_seen, every)
+}
+
+/// Whether the ACL of the exposed scope `scope` is due for a read at `now`: the cadence of the JWKS
+/// reads ([`next_jwks_read`]: the first read anywhere in the first period, then every period ±10 %),
+/// keyed by the scope's full name, so the ACL reads of many scopes spread out too.
+pub fn acl_read_due(
+    scope: &str,
+    last_read: Option<Timestamp>,
+    first_seen: Timestamp,
+    now: Timestamp,
+    every: Duration,
+) -> bool {
+    now >= next_jwks_read(scope, last_read, first_seen, every)
 }
 
 #[cfg(test)]
@@ -394,6 +410,33 @@ mod tests {
             Some(read),
             start,
             read + SignedDuration::from_hours(27),
+            DAY
+        ));
+    }
+
+    #[test]
+    fn acl_reads_of_many_scopes_spread_out_and_come_once_a_period() {
+        let start = ts("2025-06-01T00:00:00Z");
+        let hour = SignedDuration::from_hours(1);
+        // In any hour of the first day only a share of 50 scopes' ACLs fall due, not all at once.
+        let due_in_first_hour = (0..50)
+            .filter(|i| acl_read_due(&format!("org:api/s{i}"), None, start, start + hour, DAY))
+            .count();
+        assert!(due_in_first_hour < 10, "{due_in_first_hour}");
+        // After a read, not again before most of a period has gone by.
+        let read = start + hour;
+        assert!(!acl_read_due(
+            "org:api/s1",
+            Some(read),
+            start,
+            read + hour * 20,
+            DAY
+        ));
+        assert!(acl_read_due(
+            "org:api/s1",
+            Some(read),
+            start,
+            read + hour * 27,
             DAY
         ));
     }

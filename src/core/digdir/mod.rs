@@ -76,6 +76,9 @@ pub struct Config {
     /// Registered when a MaskinportenClient has no (valid) consumed scope (Digdir refuses a client
     /// without one). No default: it must be a scope the installation's organisation owns.
     pub maskinporten_default_scope: Option<String>,
+    /// The scope prefix Digdir assigned to the organisation (e.g. `nav`): exposed scopes are named
+    /// `<prefix>:<product><separator><name>`. No default; needed once a resource exposes a scope.
+    pub maskinporten_scope_prefix: Option<String>,
     pub idporten: super::ProviderMetadata,
     pub maskinporten: super::ProviderMetadata,
     /// How long Digdir may take to recognise a newly registered key (documented: up to 2 minutes).
@@ -87,6 +90,9 @@ pub struct Config {
     /// The periodic pass reads a client's JWKS (to find keys removed by hand) about this often,
     /// jittered per client (see [`drift`]).
     pub jwks_check_every: Duration,
+    /// The periodic pass reads the ACL of each exposed scope about this often, jittered per scope
+    /// (the organisation's scope list is read every pass).
+    pub acl_check_every: Duration,
     /// After a first sync (one key), the next key is made once the first key has been registered
     /// this long (see [`keyplan`]); zero makes both keys in the first sync.
     pub next_key_delay: Duration,
@@ -101,12 +107,14 @@ impl Default for Config {
             access_token_lifetime: 3600,
             session_lifetime: 7200,
             maskinporten_default_scope: None,
+            maskinporten_scope_prefix: None,
             idporten: super::ProviderMetadata::default(),
             maskinporten: super::ProviderMetadata::default(),
             key_propagation: Duration::from_secs(120),
             renew_before: Duration::from_secs(30 * 24 * 3600),
             max_keys: 5,
             jwks_check_every: Duration::from_secs(24 * 3600),
+            acl_check_every: Duration::from_secs(24 * 3600),
             next_key_delay: Duration::from_secs(300),
         }
     }

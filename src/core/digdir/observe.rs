@@ -3,6 +3,7 @@
 
 use super::keyplan::{CurrentSource, KeyActions};
 use super::registration::Identity;
+use super::scopes::{Orphan, ScopeAction, ScopeChange};
 pub use crate::core::observe::Action;
 
 /// The observations of one resource.
@@ -61,6 +62,42 @@ pub fn decide(o: &Observed<'_>) -> Vec<Action> {
     if o.secret_write {
         out.push(Action::WriteSecret);
     }
+    out
+}
+
+/// The `--observe` actions of a resource's exposed-scope changes (in plan order), then the scopes it
+/// no longer exposes (left active).
+pub fn scope_actions<'a>(
+    changes: impl IntoIterator<Item = &'a ScopeChange>,
+    orphans: impl IntoIterator<Item = &'a Orphan>,
+) -> Vec<Action> {
+    let mut out: Vec<Action> = changes
+        .into_iter()
+        .map(|c| {
+            let scope = c.scope.clone();
+            match &c.action {
+                ScopeAction::Create { .. } => Action::CreateScope(scope),
+                ScopeAction::Update { fields, .. } => {
+                    Action::UpdateScope(scope, fields.iter().map(|f| f.to_string()).collect())
+                }
+                ScopeAction::Reactivate { .. } => Action::ReactivateScope(scope),
+                ScopeAction::Deactivate => Action::DeactivateScope(scope),
+                ScopeAction::Grant { orgno } | ScopeAction::Regrant { orgno } => Action::Grant {
+                    scope,
+                    orgno: orgno.clone(),
+                },
+                ScopeAction::Revoke { orgno } => Action::Revoke {
+                    scope,
+                    orgno: orgno.clone(),
+                },
+            }
+        })
+        .collect();
+    out.extend(
+        orphans
+            .into_iter()
+            .map(|o| Action::LeaveScope(o.scope.clone())),
+    );
     out
 }
 
@@ -150,5 +187,93 @@ mod tests {
             ..Default::default()
         };
         assert!(decide(&o).is_empty());
+    }
+
+    #[test]
+    fn scope_changes_are_reported_with_totals() {
+        use crate::core::digdir::scopes::ResourceId;
+        use crate::core::observe::{Report, ResourceReport};
+        let id = ResourceId::new("c", "ns", "api");
+        let change = |scope: &str, action| ScopeChange {
+            resource: id.clone(),
+            scope: scope.into(),
+            action,
+        };
+        let changes = [
+            change(
+                "org:a",
+                ScopeAction::Create {
+                    registration: Default::default(),
+                },
+            ),
+            change(
+                "org:b",
+                ScopeAction::Update {
+                    registration: Default::default(),
+                    fields: vec!["at_max_age"],
+                },
+            ),
+            change(
+                "org:c",
+                ScopeAction::Reactivate {
+                    registration: Default::default(),
+                },
+            ),
+            change("org:d", ScopeAction::Deactivate),
+            change(
+                "org:a",
+                ScopeAction::Grant {
+                    orgno: "111111111".into(),
+                },
+            ),
+            change(
+                "org:b",
+                ScopeAction::Regrant {
+                    orgno: "222222222".into(),
+                },
+            ),
+            change(
+                "org:b",
+                ScopeAction::Revoke {
+                    orgno: "333333333".into(),
+                },
+            ),
+        ];
+        let orphans = [Orphan {
+            scope: "org:old".into(),
+            owner: id.clone(),
+        }];
+        let actions = scope_actions(&changes, &orphans);
+        let report = Report {
+            resources: vec![ResourceReport {
+                kind: "MaskinportenClient",
+                namespace: "ns".into(),
+                name: "api".into(),
+                actions,
+            }],
+        };
+        let t = report.totals();
+        for (label, n) in [
+            ("create-scope", 1),
+            ("update-scope", 1),
+            ("reactivate-scope", 1),
+            ("deactivate-scope", 1),
+            ("grant", 2),
+            ("revoke", 1),
+            ("scope-left-active", 1),
+        ] {
+            assert_eq!(t.get(label), Some(&n), "{label}");
+        }
+        let text = report.to_string();
+        assert!(text.contains("update scope org:b (at_max_age)"), "{text}");
+        assert!(text.contains("grant 222222222 access to org:b"), "{text}");
+        assert!(
+            text.contains("revoke 333333333's access to org:b"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scope org:old no longer exposed: left active"),
+            "{text}"
+        );
     }
 }

@@ -28,6 +28,18 @@ pub mod events {
     pub const KEYS_DROPPED: &str = "KeysDropped";
     pub const ADOPTED_IN_DIGDIR: &str = "AdoptedInDigDir";
     pub const DRIFT_REPAIRED: &str = "DriftRepaired";
+    /// Exposed scopes (digdirator's reasons).
+    pub const CREATED_SCOPE: &str = "CreatedScopeInDigDir";
+    pub const UPDATED_SCOPE: &str = "UpdatedScopeInDigDir";
+    pub const ACTIVATED_SCOPE: &str = "ActivatedScopeInDigDir";
+    pub const DEACTIVATED_SCOPE: &str = "DeactivatedScopeInDigDir";
+    pub const UPDATED_ACL: &str = "UpdatedACLForScopeInDigDir";
+    /// portvakt's: a scope made by hand (or left by a resource that no longer exposes it) taken over.
+    pub const ADOPTED_SCOPE: &str = "AdoptedScopeInDigDir";
+    /// portvakt's: a scope removed from `spec.scopes.exposes` is left active at Digdir.
+    pub const SCOPE_LEFT_ACTIVE: &str = "ScopeLeftActiveInDigDir";
+    /// portvakt's: two entries of `spec.scopes.exposes` name one scope (the later one is used).
+    pub const DUPLICATE_SCOPE: &str = "DuplicateExposedScope";
 }
 
 /// How many items (scopes, Secrets) a condition message names before it says how many more.
@@ -90,6 +102,9 @@ pub struct Success {
     pub invalid_scopes: Option<Vec<String>>,
     /// Referenced Secrets whose keys do not fit.
     pub dropped: Vec<String>,
+    /// Maskinporten API providers: consumers of exposed scopes that cannot be granted access, each
+    /// naming the organisation and the scope (`None`: not checked this pass; the condition stays).
+    pub invalid_consumers: Option<Vec<String>>,
 }
 
 /// Status after success: Ready=True/Synchronized, Error=False, digdirator's fields.
@@ -120,6 +135,22 @@ pub fn success(
             conditions::INVALID_CONSUMED_SCOPES,
             msg.as_deref(),
             "Organization has access to all consumed scopes",
+            generation,
+            now,
+        );
+    }
+    if let Some(invalid) = &s.invalid_consumers {
+        let msg = (!invalid.is_empty()).then(|| {
+            format!(
+                "Consumers of exposed scopes not granted access: [{}]",
+                conditions::list_for_message(invalid, MAX_ITEMS_IN_MESSAGE)
+            )
+        });
+        conditions::set_degraded(
+            &mut conds,
+            conditions::INVALID_EXPOSED_SCOPES_CONSUMERS,
+            msg.as_deref(),
+            "Every consumer of the exposed scopes has access",
             generation,
             now,
         );
@@ -234,6 +265,7 @@ mod tests {
             key_ids: Some(vec!["k1".into()]),
             invalid_scopes: Some(vec!["nav:x".into()]),
             dropped: vec![],
+            invalid_consumers: None,
         };
         let st = success(None, Some(3), now(), &s);
         assert_eq!(st.client_id.as_deref(), Some("cid"));
@@ -348,6 +380,49 @@ mod tests {
             conditions::find(st.conditions.as_deref().unwrap(), "InvalidConsumedScopes").unwrap();
         assert!(c.message.len() < 2000, "{} bytes", c.message.len());
         assert!(c.message.contains("and 5950 more"), "{}", c.message);
+    }
+
+    #[test]
+    fn refused_consumers_are_a_degraded_condition_and_ready_stays_true() {
+        let refused = Success {
+            client_id: "cid".into(),
+            invalid_consumers: Some(vec![
+                "999999999 for `kartverket:api:read` (Digdir refused it)".into(),
+            ]),
+            ..Default::default()
+        };
+        let st = success(None, Some(1), now(), &refused);
+        let conds = st.conditions.clone().unwrap();
+        assert!(conditions::is_ready(&conds, Some(1)));
+        let c = conditions::find(&conds, conditions::INVALID_EXPOSED_SCOPES_CONSUMERS).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Failed"));
+        assert!(c.message.contains("999999999") && c.message.contains("kartverket:api:read"));
+        // Nothing new: no write. Not checked this pass (`None`): the condition stays as it was.
+        let later = now() + jiff::SignedDuration::from_secs(60);
+        assert_eq!(after_pass(Some(&st), Some(1), later, &refused, false), None);
+        let unchecked = Success {
+            invalid_consumers: None,
+            ..refused.clone()
+        };
+        assert_eq!(
+            after_pass(Some(&st), Some(1), later, &unchecked, false),
+            None
+        );
+        // The consumer is fixed: the condition turns False and the status is written.
+        let fixed = Success {
+            invalid_consumers: Some(vec![]),
+            ..refused
+        };
+        let st = after_pass(Some(&st), Some(1), later, &fixed, false).expect("written");
+        let c = conditions::find(
+            st.conditions.as_deref().unwrap(),
+            conditions::INVALID_EXPOSED_SCOPES_CONSUMERS,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "Validated")
+        );
     }
 
     #[test]

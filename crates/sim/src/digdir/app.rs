@@ -48,14 +48,48 @@ pub async fn maskinporten_token(
     scopes: &str,
     clock: &Clock,
 ) -> Result<Value, SimError> {
-    let now = clock.unix_seconds();
-    let grant = sign_assertion(
+    token_request(maskinporten, client_id, jwk, scopes, None, clock).await
+}
+
+/// Gets a Maskinporten token as a supplier acting for `consumer_org`, which delegated the scope to
+/// the supplier in Altinn: the grant carries `consumer_org`, and the token names `consumer`,
+/// `supplier` and `delegation_source`.
+pub async fn maskinporten_token_for_consumer(
+    maskinporten: &ProviderUrls,
+    client_id: &str,
+    jwk: &Value,
+    scopes: &str,
+    consumer_org: &str,
+    clock: &Clock,
+) -> Result<Value, SimError> {
+    token_request(
+        maskinporten,
+        client_id,
         jwk,
-        &json!({
-            "iss": client_id, "aud": maskinporten.issuer, "scope": scopes,
-            "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string(),
-        }),
-    )?;
+        scopes,
+        Some(consumer_org),
+        clock,
+    )
+    .await
+}
+
+async fn token_request(
+    maskinporten: &ProviderUrls,
+    client_id: &str,
+    jwk: &Value,
+    scopes: &str,
+    consumer_org: Option<&str>,
+    clock: &Clock,
+) -> Result<Value, SimError> {
+    let now = clock.unix_seconds();
+    let mut claims = json!({
+        "iss": client_id, "aud": maskinporten.issuer, "scope": scopes,
+        "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    if let Some(consumer) = consumer_org {
+        claims["consumer_org"] = json!(consumer);
+    }
+    let grant = sign_assertion(jwk, &claims)?;
     let (status, body) = post_form(
         &maskinporten.token_endpoint,
         &[("grant_type", JWT_BEARER), ("assertion", &grant)],
