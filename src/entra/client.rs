@@ -357,6 +357,17 @@ impl GraphClient {
         }
     }
 
+    /// Every application whose display name starts with `prefix` (`$filter=startswith(displayName,'…')`,
+    /// all pages): one listing of a cluster's apps (`<cluster>:`) for the periodic comparison.
+    pub async fn list_applications_with_display_name_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<Application>> {
+        let filter = format!("startswith(displayName,{})", odata_string(prefix));
+        self.list(Request::get("/applications").query("$filter", filter))
+            .await
+    }
+
     /// The application with this appId (client id).
     pub async fn find_application_by_app_id(&self, app_id: &str) -> Result<Option<Application>> {
         let mut apps: Vec<Application> = self
