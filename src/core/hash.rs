@@ -259,12 +259,23 @@ pub fn azure_spec_go_json(spec: &AzureAdApplicationSpec) -> String {
         "SecretKeyPrefix".into(),
         Value::String(spec.secret_key_prefix.clone().unwrap_or_default()),
     );
-    put_ptr(&mut m, "singlePageApplication", spec.single_page_application);
+    put_ptr(
+        &mut m,
+        "singlePageApplication",
+        spec.single_page_application,
+    );
     put_ptr(&mut m, "allowAllUsers", spec.allow_all_users);
     if let Some(g) = spec.group_membership_claims {
-        m.insert("groupMembershipClaims".into(), Value::String(g.as_str().into()));
+        m.insert(
+            "groupMembershipClaims".into(),
+            Value::String(g.as_str().into()),
+        );
     }
-    if let Some(fcs) = spec.federated_credentials.as_ref().filter(|f| !f.is_empty()) {
+    if let Some(fcs) = spec
+        .federated_credentials
+        .as_ref()
+        .filter(|f| !f.is_empty())
+    {
         // liberator HEAD's field order (name, issuer, subject, audience), all required (no omitempty).
         let list: Vec<Value> = fcs
             .iter()
@@ -401,7 +412,9 @@ mod tests {
             }]),
             claims: Some(AzureAdClaims {
                 extra: None,
-                groups: Some(vec![AzureAdGroup { id: Some("g".into()) }]),
+                groups: Some(vec![AzureAdGroup {
+                    id: Some("g".into()),
+                }]),
             }),
             allow_all_users: Some(false),
             group_membership_claims: Some(GroupMembershipClaims::All),

@@ -46,7 +46,9 @@ pub struct Operator {
 
 impl Operator {
     pub fn entra(&self) -> &EntraProvider {
-        self.entra.as_deref().expect("the Entra provider (Env::start_entra)")
+        self.entra
+            .as_deref()
+            .expect("the Entra provider (Env::start_entra)")
     }
 }
 
@@ -263,9 +265,9 @@ impl Env {
         let mut c = portvakt::entra::EntraConfig::new(
             op.tenant_id.clone(),
             op.client_id.clone(),
-            portvakt::entra::OperatorCredential::ClientSecret(
-                portvakt::entra::ClientSecret::new(op.client_secret.clone()),
-            ),
+            portvakt::entra::OperatorCredential::ClientSecret(portvakt::entra::ClientSecret::new(
+                op.client_secret.clone(),
+            )),
         );
         c.authority = w.urls.authority.clone();
         c.graph_url = w.urls.graph_api.clone();

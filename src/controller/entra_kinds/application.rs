@@ -24,8 +24,8 @@ use crate::core::entra::preauth::{self, Found, Resolved, Rule};
 use crate::crd::{AzureAdApplication, AzureAdApplicationStatus};
 use crate::entra::{
     AppRole, Application, EnsureOutcome, FederatedIdentityCredential, GraphError,
-    NewAppRoleAssignment, NewServicePrincipal, OAuth2PermissionGrant,
-    ServicePrincipal, ServicePrincipalPatch,
+    NewAppRoleAssignment, NewServicePrincipal, OAuth2PermissionGrant, ServicePrincipal,
+    ServicePrincipalPatch,
 };
 
 /// The description portvakt gives the federated identity credentials it makes (only those are
@@ -237,7 +237,10 @@ pub(crate) async fn sync(
         g.update_application(&app.id, &update.patch).await?;
     }
     if outcome != EnsureOutcome::Created && !update.fields.is_empty() {
-        changes.push(format!("application updated ({})", update.fields.join(", ")));
+        changes.push(format!(
+            "application updated ({})",
+            update.fields.join(", ")
+        ));
     }
 
     // Grant, owners, assignments and federated credentials: different objects, at once.
@@ -269,7 +272,10 @@ async fn grant(
     let resource = &p.config.permission_grant_resource_id;
     if !sp_created {
         let existing = p.graph.list_oauth2_permission_grants(&sp.id).await?;
-        if existing.iter().any(|g| g.resource_id.eq_ignore_ascii_case(resource)) {
+        if existing
+            .iter()
+            .any(|g| g.resource_id.eq_ignore_ascii_case(resource))
+        {
             return Ok(vec![]);
         }
     }
@@ -341,7 +347,9 @@ async fn assignments(
     for id in &claimed {
         match p.group(id, now).await? {
             Some(group) => groups.push(group.id),
-            None => tracing::warn!(group = %id, "spec.claims.groups names a group that does not exist in the tenant; skipped"),
+            None => {
+                tracing::warn!(group = %id, "spec.claims.groups names a group that does not exist in the tenant; skipped")
+            }
         }
     }
     for id in &all_users {
@@ -380,7 +388,10 @@ async fn assignments(
         })
         .await?;
         if w.principal_id != sp.id {
-            changes.push(format!("role {} assigned to {}", w.app_role_id, w.principal));
+            changes.push(format!(
+                "role {} assigned to {}",
+                w.app_role_id, w.principal
+            ));
         }
     }
     for a in &remove {
@@ -388,7 +399,9 @@ async fn assignments(
         changes.push(format!(
             "role {} of {} revoked",
             a.app_role_id,
-            a.principal_display_name.as_deref().unwrap_or(&a.principal_id)
+            a.principal_display_name
+                .as_deref()
+                .unwrap_or(&a.principal_id)
         ));
     }
     Ok(changes)
@@ -427,12 +440,17 @@ async fn federated(
     };
     let mut changes = Vec::new();
     for w in &wanted {
-        match observed.iter().find(|o| o.name.eq_ignore_ascii_case(&w.name)) {
+        match observed
+            .iter()
+            .find(|o| o.name.eq_ignore_ascii_case(&w.name))
+        {
             None => {
                 g.create_federated_credential(&app.id, w).await?;
                 changes.push(format!("federated credential {} created", w.name));
             }
-            Some(o) if o.issuer != w.issuer || o.subject != w.subject || o.audiences != w.audiences => {
+            Some(o)
+                if o.issuer != w.issuer || o.subject != w.subject || o.audiences != w.audiences =>
+            {
                 g.update_federated_credential(&app.id, w).await?;
                 changes.push(format!("federated credential {} updated", w.name));
             }

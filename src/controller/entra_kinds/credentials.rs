@@ -68,7 +68,10 @@ pub(crate) fn mode_inputs<'a>(
         latest: view.latest.as_ref(),
         passwords,
         keys,
-        rotation_time: status.synchronization_secret_rotation_time.as_ref().map(|t| t.0),
+        rotation_time: status
+            .synchronization_secret_rotation_time
+            .as_ref()
+            .map(|t| t.0),
         max_age: cfg.max_age,
         tenant_unchanged: status
             .synchronization_tenant
@@ -81,7 +84,10 @@ pub(crate) fn mode_inputs<'a>(
 
 /// How many keys a pass will certainly need, before Graph is asked (so they are made while Graph
 /// answers): 2 without a readable set, 1 for an asked-for rotation.
-pub(crate) fn keys_needed_upfront(pass: &Pass<'_, AzureAdApplication>, view: &SecretsView) -> usize {
+pub(crate) fn keys_needed_upfront(
+    pass: &Pass<'_, AzureAdApplication>,
+    view: &SecretsView,
+) -> usize {
     if view.latest.is_none() {
         2
     } else if crate::core::entra::wants_rotate(pass.obj.metadata.annotations.as_ref()) {
@@ -113,7 +119,13 @@ pub(crate) async fn sync(
     let object_id = app.app.id.as_str();
     let mut passwords = app.app.password_credentials.clone();
     let mut registered_keys = app.app.key_credentials.clone();
-    let mode = cc::mode(&mode_inputs(pass, view, status, &passwords, &registered_keys));
+    let mode = cc::mode(&mode_inputs(
+        pass,
+        view,
+        status,
+        &passwords,
+        &registered_keys,
+    ));
     let wanted = match &mode {
         Mode::Keep => 0,
         Mode::Rotate(_) => 1,
@@ -160,7 +172,8 @@ pub(crate) async fn sync(
             g.set_key_credentials(object_id, &new_keys).await?;
             new_keys
         } else {
-            g.update_key_credentials(object_id, |_| true, new_keys).await?
+            g.update_key_credentials(object_id, |_| true, new_keys)
+                .await?
         };
         registered_keys = written;
         sets
@@ -172,20 +185,27 @@ pub(crate) async fn sync(
         (Mode::Keep, Some(latest)) => (latest, None),
         (Mode::Rotate(why), Some(latest)) => {
             changes.push(format!("credentials rotated ({why})"));
-            let next = new_sets.into_iter().next().ok_or_else(|| {
-                Error::Internal("a rotation without a new credential set".into())
-            })?;
+            let next = new_sets
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::Internal("a rotation without a new credential set".into()))?;
             (cc::rotated(&latest, next), Some(now))
         }
         (Mode::Add(why), _) => {
             changes.push(format!("new credentials ({why})"));
             let mut it = new_sets.into_iter();
             let (Some(current), Some(next)) = (it.next(), it.next()) else {
-                return Err(Error::Internal("a new credential set without two credentials".into()));
+                return Err(Error::Internal(
+                    "a new credential set without two credentials".into(),
+                ));
             };
             (Credentials { current, next }, Some(now))
         }
-        _ => return Err(Error::Internal("keep or rotate without a readable set".into())),
+        _ => {
+            return Err(Error::Internal(
+                "keep or rotate without a readable set".into(),
+            ));
+        }
     };
     let in_secret = KeyIds::of(&credentials);
     let registered = cc::managed_ids(&passwords, &registered_keys);
@@ -252,7 +272,10 @@ pub(crate) async fn sync(
             credentials: &credentials,
             pre_authorized: &pre,
             history: &history,
-            had_history: view.app.as_ref().is_some_and(csecret::has_history_annotation),
+            had_history: view
+                .app
+                .as_ref()
+                .is_some_and(csecret::has_history_annotation),
         },
     );
     let secret_written = view

@@ -143,10 +143,7 @@ impl EntraProvider {
     }
 
     pub(crate) fn store(&self) -> Option<Store<AzureAdApplication>> {
-        self.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.store.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -230,7 +227,9 @@ impl Kind for AzureAdApplication {
         pipeline::validate(self, provider)
     }
 
-    async fn apply<'a>(pass: &'a Pass<'a, Self>) -> Result<Applied<AzureAdApplicationStatus>, Error> {
+    async fn apply<'a>(
+        pass: &'a Pass<'a, Self>,
+    ) -> Result<Applied<AzureAdApplicationStatus>, Error> {
         pipeline::apply(pass).await
     }
 

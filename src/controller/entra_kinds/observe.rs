@@ -11,9 +11,7 @@ use crate::core::entra::{self as ce, application as capp, preauth};
 use crate::core::observe::Action;
 use crate::crd::AzureAdApplication;
 
-pub(super) async fn observe_one(
-    pass: &Pass<'_, AzureAdApplication>,
-) -> Result<Vec<Action>, Error> {
+pub(super) async fn observe_one(pass: &Pass<'_, AzureAdApplication>) -> Result<Vec<Action>, Error> {
     let obj = pass.obj;
     let p = pass.provider;
     if obj.metadata.deletion_timestamp.is_some() {
@@ -36,16 +34,16 @@ pub(super) async fn observe_one(
     };
     let known = status.object_id.as_deref() == Some(app.id.as_str());
     let update = capp::update(&desired, &app);
-    let mut fields: Vec<String> = update
-        .fields
-        .iter()
-        .map(|f| f.to_string())
-        .collect();
+    let mut fields: Vec<String> = update.fields.iter().map(|f| f.to_string()).collect();
     let rules = preauth::rules(&p.config, &pass.namespace, &obj.spec);
     let resolved = resolve_all(p, &desired.display_name, rules).await?;
     let (prev_clients, _) = previous(&status);
     let mut all = resolved.clone();
-    if let Some(sp) = p.graph.find_service_principal_by_app_id(&app.app_id).await? {
+    if let Some(sp) = p
+        .graph
+        .find_service_principal_by_app_id(&app.app_id)
+        .await?
+    {
         all.push(preauth::self_rule(
             &p.config,
             &pass.namespace,
@@ -63,7 +61,12 @@ pub(super) async fn observe_one(
         .as_ref()
         .map(|(s, _)| s.clone())
         .unwrap_or_else(|| app.scopes().to_vec());
-    let pre = preauth::pre_authorized(&all, &scopes, app.pre_authorized_applications(), &prev_clients);
+    let pre = preauth::pre_authorized(
+        &all,
+        &scopes,
+        app.pre_authorized_applications(),
+        &prev_clients,
+    );
     if !preauth::same_pre_authorized(app.pre_authorized_applications(), &pre)
         && !fields.iter().any(|f| f == "preAuthorizedApplications")
     {

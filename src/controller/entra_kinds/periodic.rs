@@ -20,7 +20,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-
 use futures::FutureExt;
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -112,7 +111,11 @@ fn key_of(o: &AzureAdApplication) -> String {
 }
 
 /// Appends `element` to the resource's `azure.nais.io/resync` list (its own pass then runs).
-async fn request_resync(shared: &Shared, obj: &AzureAdApplication, element: &str) -> Result<(), Error> {
+async fn request_resync(
+    shared: &Shared,
+    obj: &AzureAdApplication,
+    element: &str,
+) -> Result<(), Error> {
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<AzureAdApplication> = Api::namespaced(shared.client.clone(), &ns);
     // Read the current list: the store may lag behind a pass that just consumed an element.
@@ -135,7 +138,11 @@ async fn request_resync(shared: &Shared, obj: &AzureAdApplication, element: &str
         "resourceVersion": current.metadata.resource_version,
     }});
     match api
-        .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -143,7 +150,10 @@ async fn request_resync(shared: &Shared, obj: &AzureAdApplication, element: &str
         // Changed meanwhile (its own pass ran): that pass saw the newest state or will be followed
         // by the next sweep; asking again is harmless but not needed.
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(Error::kube(format!("asking {} for a resync", key_of(obj)), e)),
+        Err(e) => Err(Error::kube(
+            format!("asking {} for a resync", key_of(obj)),
+            e,
+        )),
     }
 }
 
@@ -151,7 +161,11 @@ async fn request_resync(shared: &Shared, obj: &AzureAdApplication, element: &str
 pub(super) async fn run_once(p: &EntraProvider, shared: &Shared) {
     match compare(p, shared).await {
         Ok(r) => {
-            tracing::debug!(checked = r.checked, drifted = r.drifted.len(), "periodic pass done");
+            tracing::debug!(
+                checked = r.checked,
+                drifted = r.drifted.len(),
+                "periodic pass done"
+            );
             lock(p).last = r;
         }
         Err(e) => {
@@ -202,7 +216,10 @@ pub async fn compare(p: &EntraProvider, shared: &Shared) -> Result<PassReport, E
         let what: Vec<String> = match by_id.get(&id.to_ascii_lowercase()) {
             None => vec!["the application is gone from Entra ID".into()],
             Some(app) if app.display_name != desired.display_name => {
-                vec![format!("the application's display name is {:?}", app.display_name)]
+                vec![format!(
+                    "the application's display name is {:?}",
+                    app.display_name
+                )]
             }
             Some(app) => {
                 let assigned = obj
@@ -248,7 +265,9 @@ pub(super) async fn sweep_loop(
                 tracing::warn!(error = %e, error_kind = e.metric_label(), "sweep for pre-authorized apps failed; retried next interval");
             }
         }
-        p.counters.sweeps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        p.counters
+            .sweeps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -261,8 +280,12 @@ pub async fn sweep(p: &EntraProvider, shared: &Shared) -> Result<usize, Error> {
         if !obj.is_mine(p) || obj.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let Some(st) = obj.status.as_ref() else { continue };
-        let Some(pre) = st.pre_authorized_apps.as_ref() else { continue };
+        let Some(st) = obj.status.as_ref() else {
+            continue;
+        };
+        let Some(pre) = st.pre_authorized_apps.as_ref() else {
+            continue;
+        };
         let tenant_ok = st
             .synchronization_tenant
             .as_deref()
@@ -288,7 +311,10 @@ pub async fn sweep(p: &EntraProvider, shared: &Shared) -> Result<usize, Error> {
             .collect();
         candidates.extend(pre.assigned.iter().flatten().filter_map(|a| {
             let r = a.access_policy_rule.as_ref()?;
-            let other_cluster = r.cluster.as_deref().is_some_and(|c| c != p.config.cluster_name);
+            let other_cluster = r
+                .cluster
+                .as_deref()
+                .is_some_and(|c| c != p.config.cluster_name);
             other_cluster.then(|| (urn(r), a.client_id.clone()))
         }));
         let mut due = false;
@@ -325,11 +351,15 @@ pub async fn sweep(p: &EntraProvider, shared: &Shared) -> Result<usize, Error> {
         }
         if due {
             request_resync(shared, &obj, ce::RESYNC_SWEEPER).await?;
-            p.counters.sweep_resyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            p.counters
+                .sweep_resyncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             asked += 1;
         }
     }
-    lock(p).lookups.retain(|_, (at, _)| now.duration_since(*at) < ttl);
+    lock(p)
+        .lookups
+        .retain(|_, (at, _)| now.duration_since(*at) < ttl);
     Ok(asked)
 }
 
@@ -342,7 +372,8 @@ pub(crate) async fn resync_dependents(
 ) {
     let p = pass.provider;
     for obj in objects(p) {
-        if key_of(&obj) == pass.key || !obj.is_mine(p) || obj.metadata.deletion_timestamp.is_some() {
+        if key_of(&obj) == pass.key || !obj.is_mine(p) || obj.metadata.deletion_timestamp.is_some()
+        {
             continue;
         }
         let ns = obj.namespace().unwrap_or_default();
@@ -378,8 +409,9 @@ pub(crate) async fn resync_dependents(
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(object = %key_of(&obj), app = %display_name, "resyncing an app that pre-authorizes this one");
             }
-            Err(e) => tracing::warn!(object = %key_of(&obj), error = %e, "asking an app that pre-authorizes this one to resync failed; the sweep retries"),
+            Err(e) => {
+                tracing::warn!(object = %key_of(&obj), error = %e, "asking an app that pre-authorizes this one to resync failed; the sweep retries")
+            }
         }
     }
 }
-

@@ -59,7 +59,12 @@ pub(super) fn validate(obj: &AzureAdApplication, _p: &EntraProvider) -> Result<(
                 c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.' | '/')
             })
     };
-    for (i, r) in spec.pre_authorized_applications.iter().flatten().enumerate() {
+    for (i, r) in spec
+        .pre_authorized_applications
+        .iter()
+        .flatten()
+        .enumerate()
+    {
         if r.application.trim().is_empty() {
             return Err(invalid(
                 format!("spec.preAuthorizedApplications[{i}].application"),
@@ -110,7 +115,10 @@ pub(super) fn validate(obj: &AzureAdApplication, _p: &EntraProvider) -> Result<(
                 format!("{:?} is not the issuer's URL", f.issuer),
             ));
         }
-        if fcs[..i].iter().any(|o| o.name.eq_ignore_ascii_case(&f.name)) {
+        if fcs[..i]
+            .iter()
+            .any(|o| o.name.eq_ignore_ascii_case(&f.name))
+        {
             return Err(invalid(
                 format!("spec.federatedCredentials[{i}].name"),
                 format!("{:?} is used twice", f.name),
@@ -181,14 +189,20 @@ fn secret_intact(view: &SecretsView, st: Option<&AzureAdApplicationStatus>) -> b
             .passwords
             .iter()
             .all(|p| recorded.passwords.iter().any(|r| r.eq_ignore_ascii_case(p)))
-        && ids
-            .certificates
-            .iter()
-            .all(|c| recorded.certificates.iter().any(|r| r.eq_ignore_ascii_case(c)))
+        && ids.certificates.iter().all(|c| {
+            recorded
+                .certificates
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(c))
+        })
 }
 
 /// Whether credentials or Secrets may be waiting to go.
-fn cleanup_pending(view: &SecretsView, st: Option<&AzureAdApplicationStatus>, spec_name: &str) -> bool {
+fn cleanup_pending(
+    view: &SecretsView,
+    st: Option<&AzureAdApplicationStatus>,
+    spec_name: &str,
+) -> bool {
     let others = view
         .managed
         .iter()
@@ -213,7 +227,10 @@ pub(super) async fn apply(
     let status = obj.status.clone().unwrap_or_default();
     let spec_hash = hash::azure_hash(&obj.spec);
     let view = load(pass).await?;
-    let rotation_time = status.synchronization_secret_rotation_time.as_ref().map(|t| t.0);
+    let rotation_time = status
+        .synchronization_secret_rotation_time
+        .as_ref()
+        .map(|t| t.0);
     let fresh = cstatus::is_up_to_date(&Freshness {
         generation: pass.generation(),
         status: obj.status.as_ref(),
@@ -267,7 +284,13 @@ pub(super) async fn apply(
         unassigned: unassigned.clone(),
         key_ids: creds.key_ids.clone(),
     };
-    let new_status = cstatus::after_pass(obj.status.as_ref(), pass.generation(), now, &success, changed);
+    let new_status = cstatus::after_pass(
+        obj.status.as_ref(),
+        pass.generation(),
+        now,
+        &success,
+        changed,
+    );
     report(pass, &app, &creds, &status, &assigned, &unassigned).await;
     if let Some(found) = periodic::take_drift(p, &pass.key) {
         periodic::report_repair(pass, &found, &changes).await;
@@ -277,10 +300,13 @@ pub(super) async fn apply(
         periodic::resync_dependents(pass, &desired.display_name, &app.app.app_id).await;
     }
     let rotation_time = creds.rotated_at.or(rotation_time);
-    let requeue = [creds.requeue, requeue_for_rotation(rotation_time, cfg.max_age, now)]
-        .into_iter()
-        .flatten()
-        .min();
+    let requeue = [
+        creds.requeue,
+        requeue_for_rotation(rotation_time, cfg.max_age, now),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     Ok(Applied {
         status: new_status,
         requeue,
@@ -314,8 +340,12 @@ async fn report(
     unassigned: &[crate::crd::AzureAdPreAuthorizedApp],
 ) {
     if app.created() {
-        pass.publish(EventType::Normal, events::CREATED_IN_AZURE, "Azure application is created".into())
-            .await;
+        pass.publish(
+            EventType::Normal,
+            events::CREATED_IN_AZURE,
+            "Azure application is created".into(),
+        )
+        .await;
     } else if !app.changes.is_empty() {
         pass.publish(
             EventType::Normal,
@@ -325,8 +355,12 @@ async fn report(
         .await;
     }
     if let Mode::Rotate(_) = creds.mode {
-        pass.publish(EventType::Normal, events::ROTATED_IN_AZURE, "Azure credentials is rotated".into())
-            .await;
+        pass.publish(
+            EventType::Normal,
+            events::ROTATED_IN_AZURE,
+            "Azure credentials is rotated".into(),
+        )
+        .await;
     }
     // One event per pre-authorized app whose state changed since the last pass.
     let prev_lists = prev.pre_authorized_apps.clone().unwrap_or_default();
@@ -343,28 +377,50 @@ async fn report(
             })
             .unwrap_or_default()
     };
-    let was = |list: &Option<Vec<crate::crd::AzureAdPreAuthorizedApp>>, a: &crate::crd::AzureAdPreAuthorizedApp| {
-        list.iter().flatten().any(|b| urn(b) == urn(a) && b.client_id == a.client_id)
+    let was = |list: &Option<Vec<crate::crd::AzureAdPreAuthorizedApp>>,
+               a: &crate::crd::AzureAdPreAuthorizedApp| {
+        list.iter()
+            .flatten()
+            .any(|b| urn(b) == urn(a) && b.client_id == a.client_id)
     };
     for a in assigned.iter().filter(|a| !was(&prev_lists.assigned, a)) {
-        if urn(a) == ce::display_name(&pass.provider.config.cluster_name, &pass.namespace, &pass.name) {
+        if urn(a)
+            == ce::display_name(
+                &pass.provider.config.cluster_name,
+                &pass.namespace,
+                &pass.name,
+            )
+        {
             continue;
         }
-        pass.publish(EventType::Normal, events::ACCESS_POLICY_ASSIGNED, format!("assigned '{}'", urn(a)))
-            .await;
+        pass.publish(
+            EventType::Normal,
+            events::ACCESS_POLICY_ASSIGNED,
+            format!("assigned '{}'", urn(a)),
+        )
+        .await;
     }
-    for a in unassigned.iter().filter(|a| !was(&prev_lists.unassigned, a)) {
+    for a in unassigned
+        .iter()
+        .filter(|a| !was(&prev_lists.unassigned, a))
+    {
         pass.publish(
             EventType::Warning,
             events::ACCESS_POLICY_SKIPPED,
-            a.reason.clone().unwrap_or_else(|| format!("skipped '{}'", urn(a))),
+            a.reason
+                .clone()
+                .unwrap_or_else(|| format!("skipped '{}'", urn(a))),
         )
         .await;
     }
     let anything = !app.changes.is_empty() || creds.secret_written || !creds.revoked.is_empty();
     if anything {
-        pass.publish(EventType::Normal, events::SYNCHRONIZED, "Azure application is up-to-date".into())
-            .await;
+        pass.publish(
+            EventType::Normal,
+            events::SYNCHRONIZED,
+            "Azure application is up-to-date".into(),
+        )
+        .await;
     }
 }
 
@@ -414,15 +470,25 @@ pub(super) async fn cleanup(pass: &Pass<'_, AzureAdApplication>) -> Result<(), E
                 }
             }
             p.graph
-                .update_key_credentials(&app.id, |k| !cc::is_managed(k.display_name.as_deref()), vec![])
+                .update_key_credentials(
+                    &app.id,
+                    |k| !cc::is_managed(k.display_name.as_deref()),
+                    vec![],
+                )
                 .await?;
         }
-        tracing::info!("resource deleted; its application in Entra ID is preserved (azure.nais.io/preserve), its credentials revoked");
+        tracing::info!(
+            "resource deleted; its application in Entra ID is preserved (azure.nais.io/preserve), its credentials revoked"
+        );
     } else if let Some(app) = &app {
         p.graph.delete_application(&app.id).await?;
         tracing::info!(object_id = %app.id, "application deleted in Entra ID");
-        pass.publish(EventType::Normal, events::DELETED_IN_AZURE, "Azure application is deleted".into())
-            .await;
+        pass.publish(
+            EventType::Normal,
+            events::DELETED_IN_AZURE,
+            "Azure application is deleted".into(),
+        )
+        .await;
     }
     pass.forget_own(&[pass.obj.spec.secret_name.clone()]);
     Ok(())

@@ -285,7 +285,10 @@ pub fn required_resource_access() -> Vec<RequiredResourceAccess> {
 /// `identifierUris` the app should have: what it has, plus the two defaults.
 pub fn identifier_uris(d: &Desired, observed: &[String], client_id: &str) -> Vec<String> {
     let mut out = observed.to_vec();
-    for uri in [format!("api://{client_id}"), d.readable_identifier_uri.clone()] {
+    for uri in [
+        format!("api://{client_id}"),
+        d.readable_identifier_uri.clone(),
+    ] {
         if !out.iter().any(|u| u.eq_ignore_ascii_case(&uri)) {
             out.push(uri);
         }
@@ -426,7 +429,10 @@ pub fn update(d: &Desired, app: &Application) -> Update {
         p.group_membership_claims = Some(g);
         u.fields.push("groupMembershipClaims");
     }
-    let version = app.api.as_ref().and_then(|a| a.requested_access_token_version);
+    let version = app
+        .api
+        .as_ref()
+        .and_then(|a| a.requested_access_token_version);
     if version != Some(2) {
         p.api = Some(ApiApplicationPatch {
             requested_access_token_version: Some(2),
@@ -552,7 +558,10 @@ mod tests {
         let d = desired(&cfg(), "team", "a", &spec());
         assert_eq!(d.display_name, "dev:team:a");
         assert_eq!(d.readable_identifier_uri, "api://dev.team.a");
-        assert_eq!(d.web_redirect_uris, vec!["https://app.example/oauth2/callback"]);
+        assert_eq!(
+            d.web_redirect_uris,
+            vec!["https://app.example/oauth2/callback"]
+        );
         assert!(d.spa_redirect_uris.is_empty());
         let names: Vec<&str> = d.permissions.iter().map(String::as_str).collect();
         assert_eq!(
@@ -564,7 +573,10 @@ mod tests {
         assert_eq!(json["signInAudience"], "AzureADMyOrg");
         assert_eq!(
             json["tags"],
-            serde_json::json!(["azurerator_appreg", "WindowsAzureActiveDirectoryIntegratedApp"])
+            serde_json::json!([
+                "azurerator_appreg",
+                "WindowsAzureActiveDirectoryIntegratedApp"
+            ])
         );
         assert_eq!(json["groupMembershipClaims"], "ApplicationGroup");
         assert_eq!(json["api"]["requestedAccessTokenVersion"], 2);
@@ -580,7 +592,13 @@ mod tests {
         assert_eq!(json["web"]["logoutUrl"], "");
         assert!(json.get("identifierUris").is_none(), "set after create");
         // Scopes and roles share ids per name; the defaults have azurerator's.
-        let scopes = body.api.as_ref().unwrap().oauth2_permission_scopes.clone().unwrap();
+        let scopes = body
+            .api
+            .as_ref()
+            .unwrap()
+            .oauth2_permission_scopes
+            .clone()
+            .unwrap();
         let roles = body.app_roles.clone().unwrap();
         assert_eq!(scope_id(&scopes, "defaultaccess"), Some(DEFAULT_ACCESS_ID));
         assert_eq!(
@@ -620,7 +638,10 @@ mod tests {
         let app = as_created(&d);
         let u = update(&d, &app);
         assert!(u.is_empty(), "{:?}", u.fields);
-        assert_eq!(serde_json::to_value(&u.patch).unwrap(), serde_json::json!({}));
+        assert_eq!(
+            serde_json::to_value(&u.patch).unwrap(),
+            serde_json::json!({})
+        );
     }
 
     #[test]
@@ -676,7 +697,10 @@ mod tests {
             u.patch.identifier_uris.unwrap(),
             vec!["api://cid", "api://dev.team.a"]
         );
-        assert_eq!(u.patch.group_membership_claims.as_deref(), Some("ApplicationGroup"));
+        assert_eq!(
+            u.patch.group_membership_claims.as_deref(),
+            Some("ApplicationGroup")
+        );
     }
 
     #[test]
@@ -701,11 +725,17 @@ mod tests {
         let d = desired(&cfg(), "team", "a", &s);
         let mut app = as_created(&d);
         app.group_membership_claims = Some("SecurityGroup".into());
-        assert_eq!(update(&d, &app).patch.group_membership_claims.as_deref(), Some("All"));
+        assert_eq!(
+            update(&d, &app).patch.group_membership_claims.as_deref(),
+            Some("All")
+        );
         // Without a spec value, what Graph has stays.
         let d = desired(&cfg(), "team", "a", &spec());
         assert!(update(&d, &app).patch.group_membership_claims.is_none());
-        assert_eq!(normalise_group_membership_claims("applicationgroup"), Some("ApplicationGroup"));
+        assert_eq!(
+            normalise_group_membership_claims("applicationgroup"),
+            Some("ApplicationGroup")
+        );
         assert_eq!(normalise_group_membership_claims("Everyone"), None);
     }
 }

@@ -175,16 +175,27 @@ mod tests {
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             keys,
-            ["use", "kty", "kid", "alg", "n", "e", "d", "p", "q", "dp", "dq", "qi", "x5c", "x5t", "x5t#S256"]
+            [
+                "use", "kty", "kid", "alg", "n", "e", "d", "p", "q", "dp", "dq", "qi", "x5c",
+                "x5t", "x5t#S256"
+            ]
         );
         assert_eq!(v["kid"], v["x5t"]);
         assert_eq!(v["alg"], "RS256");
         assert_eq!(v["use"], "sig");
         assert_eq!(c.jwk.x5t, x5t(&c.cert_der));
-        assert_eq!(crate::keys::cert_public_key(&c.cert_der).unwrap(), key.public.to_rsa().unwrap());
+        assert_eq!(
+            crate::keys::cert_public_key(&c.cert_der).unwrap(),
+            key.public.to_rsa().unwrap()
+        );
         // It reads back, and a certificate of another key is refused.
         assert_eq!(parse_jwk(&c.jwk_json).unwrap().cert_der, c.cert_der);
-        let other = certificate_key(&Key::from_private(&crate::keys::generate_key().unwrap()), "x", now()).unwrap();
+        let other = certificate_key(
+            &Key::from_private(&crate::keys::generate_key().unwrap()),
+            "x",
+            now(),
+        )
+        .unwrap();
         let mut mixed = c.jwk.clone();
         mixed.x5c = other.jwk.x5c.clone();
         let err = parse_jwk(&serde_json::to_string(&mixed).unwrap()).unwrap_err();

@@ -68,7 +68,10 @@ impl Credentials {
         [&self.current.password_key_id, &self.next.password_key_id]
     }
     pub fn certificate_ids(&self) -> [&str; 2] {
-        [&self.current.certificate_key_id, &self.next.certificate_key_id]
+        [
+            &self.current.certificate_key_id,
+            &self.next.certificate_key_id,
+        ]
     }
 }
 
@@ -184,13 +187,15 @@ pub fn invalid_reason(inp: &ModeInputs<'_>) -> Option<String> {
         ));
     }
     let pw_ok = |id: &str| {
-        inp.passwords
-            .iter()
-            .any(|p| p.key_id.eq_ignore_ascii_case(id) && unexpired(p.end_date_time.as_deref(), inp.now))
+        inp.passwords.iter().any(|p| {
+            p.key_id.eq_ignore_ascii_case(id) && unexpired(p.end_date_time.as_deref(), inp.now)
+        })
     };
     let key_ok = |id: &str| {
         inp.keys.iter().any(|k| {
-            k.key_id.as_deref().is_some_and(|k| k.eq_ignore_ascii_case(id))
+            k.key_id
+                .as_deref()
+                .is_some_and(|k| k.eq_ignore_ascii_case(id))
                 && unexpired(k.end_date_time.as_deref(), inp.now)
         })
     };
@@ -245,7 +250,11 @@ impl Revocations {
     }
 }
 
-fn newest<'a, T>(items: &'a [T], start: impl Fn(&T) -> Option<&str>, id: impl Fn(&'a T) -> &'a str) -> Option<&'a str> {
+fn newest<'a, T>(
+    items: &'a [T],
+    start: impl Fn(&T) -> Option<&str>,
+    id: impl Fn(&'a T) -> &'a str,
+) -> Option<&'a str> {
     items
         .iter()
         .filter_map(|i| parse_time(start(i)).map(|t| (t, id(i))))
@@ -256,7 +265,11 @@ fn newest<'a, T>(items: &'a [T], start: impl Fn(&T) -> Option<&str>, id: impl Fn
 /// Which managed credentials may go (see the module documentation).
 pub fn revocations(inp: &RevokeInputs<'_>) -> Revocations {
     let mut out = Revocations::default();
-    let newest_pw = newest(inp.passwords, |p| p.start_date_time.as_deref(), |p| p.key_id.as_str());
+    let newest_pw = newest(
+        inp.passwords,
+        |p| p.start_date_time.as_deref(),
+        |p| p.key_id.as_str(),
+    );
     for p in inp.passwords {
         if !is_managed(p.display_name.as_deref()) {
             continue;
@@ -279,7 +292,9 @@ pub fn revocations(inp: &RevokeInputs<'_>) -> Revocations {
         |k| k.key_id.as_deref().unwrap_or_default(),
     );
     for k in inp.keys {
-        let Some(id) = k.key_id.as_deref() else { continue };
+        let Some(id) = k.key_id.as_deref() else {
+            continue;
+        };
         if !is_managed(k.display_name.as_deref()) {
             continue;
         }
@@ -330,8 +345,14 @@ pub fn next_history(
         .iter()
         .filter(|r| still_held(r))
         .filter(|r| {
-            r.ids.passwords.iter().any(|p| registered.contains_password(p))
-                || r.ids.certificates.iter().any(|c| registered.contains_certificate(c))
+            r.ids
+                .passwords
+                .iter()
+                .any(|p| registered.contains_password(p))
+                || r.ids
+                    .certificates
+                    .iter()
+                    .any(|c| registered.contains_certificate(c))
         })
         .cloned()
         .collect();
@@ -408,8 +429,12 @@ mod tests {
         use std::sync::OnceLock;
         static C: OnceLock<CertificateKey> = OnceLock::new();
         C.get_or_init(|| {
-            certificate_key(&Key::from_private(&crate::keys::generate_key().unwrap()), "x", now())
-                .unwrap()
+            certificate_key(
+                &Key::from_private(&crate::keys::generate_key().unwrap()),
+                "x",
+                now(),
+            )
+            .unwrap()
         })
         .clone()
     }
@@ -505,7 +530,10 @@ mod tests {
         let c = creds();
         let (p, k) = registered();
         let i = inputs(None, &p, &k);
-        assert_eq!(mode(&i), Mode::Add("no valid credentials in the Secret".into()));
+        assert_eq!(
+            mode(&i),
+            Mode::Add("no valid credentials in the Secret".into())
+        );
         let mut i = inputs(Some(&c), &p, &k);
         i.tenant_unchanged = false;
         assert!(matches!(mode(&i), Mode::Add(w) if w.contains("tenant")));
@@ -515,7 +543,9 @@ mod tests {
         i.rotate_annotation = true;
         assert!(matches!(mode(&i), Mode::Add(w) if w.contains("max age (168h)")));
         assert_eq!(
-            rotation_due(i.rotation_time, i.max_age).unwrap().to_string(),
+            rotation_due(i.rotation_time, i.max_age)
+                .unwrap()
+                .to_string(),
             "2026-02-08T00:00:00Z"
         );
         // Removed in Entra by hand, or expired there.
@@ -533,9 +563,24 @@ mod tests {
         p.push(pw("pw-old", "azurerator-2025", "2025-06-01T00:00:00Z", END));
         p.push(pw("pw-used", "portvakt-y", "2025-07-01T00:00:00Z", END));
         p.push(pw("pw-held", "portvakt-z", "2025-07-01T00:00:00Z", END));
-        p.push(pw("pw-hand", "made in the portal", "2025-01-01T00:00:00Z", END));
-        p.push(pw("pw-expired", "portvakt-e", "2025-01-01T00:00:00Z", "2026-01-15T00:00:00Z"));
-        k.push(key("cert-old", "azurerator-2025", "2025-06-01T00:00:00Z", END));
+        p.push(pw(
+            "pw-hand",
+            "made in the portal",
+            "2025-01-01T00:00:00Z",
+            END,
+        ));
+        p.push(pw(
+            "pw-expired",
+            "portvakt-e",
+            "2025-01-01T00:00:00Z",
+            "2026-01-15T00:00:00Z",
+        ));
+        k.push(key(
+            "cert-old",
+            "azurerator-2025",
+            "2025-06-01T00:00:00Z",
+            END,
+        ));
         k.push(key("cert-new", "portvakt-n", T1, END));
         let in_secret = KeyIds::of(&creds());
         let referenced = KeyIds {

@@ -11,7 +11,11 @@ use crate::entra::Application;
 /// What differs, in words (empty: no drift). `assigned` are the client ids the last pass
 /// pre-authorized (from status).
 pub fn find(d: &Desired, app: &Application, assigned: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = update(d, app).fields.iter().map(|f| f.to_string()).collect();
+    let mut out: Vec<String> = update(d, app)
+        .fields
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
     let have = app.pre_authorized_applications();
     let missing: Vec<&str> = assigned
         .iter()
@@ -102,7 +106,11 @@ mod tests {
         assert!(find(&d, &app, &["cid-b".into()]).is_empty());
         let mut hand = app.clone();
         hand.web.as_mut().unwrap().redirect_uris.clear();
-        hand.api.as_mut().unwrap().pre_authorized_applications.clear();
+        hand.api
+            .as_mut()
+            .unwrap()
+            .pre_authorized_applications
+            .clear();
         assert_eq!(
             find(&d, &hand, &["CID-B".into()]),
             vec!["redirectUris", "preAuthorizedApplications (missing CID-B)"]

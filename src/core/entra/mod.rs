@@ -198,8 +198,14 @@ mod tests {
     #[test]
     fn tenants_are_compared_by_name_and_an_empty_one_only_when_not_required() {
         assert!(is_addressed(Some("nav.no"), &cfg("nav.no", false)));
-        assert!(!is_addressed(Some("trygdeetaten.no"), &cfg("nav.no", false)));
-        assert!(!is_addressed(Some("NAV.no"), &cfg("nav.no", false)), "exact");
+        assert!(!is_addressed(
+            Some("trygdeetaten.no"),
+            &cfg("nav.no", false)
+        ));
+        assert!(
+            !is_addressed(Some("NAV.no"), &cfg("nav.no", false)),
+            "exact"
+        );
         assert!(is_addressed(None, &cfg("nav.no", false)));
         assert!(is_addressed(Some(""), &cfg("nav.no", false)));
         assert!(!is_addressed(None, &cfg("nav.no", true)));
@@ -218,7 +224,10 @@ mod tests {
         assert_eq!(resync_append(None, "c:ns:a"), "c:ns:a");
         assert_eq!(resync_append(Some("c:ns:a"), "c:ns:a"), "c:ns:a");
         assert_eq!(resync_append(Some("c:ns:a"), "c:ns:b"), "c:ns:a,c:ns:b");
-        assert_eq!(resync_append(Some("c:ns:a,c:ns:b"), "c:ns:a"), "c:ns:a,c:ns:b,c:ns:a");
+        assert_eq!(
+            resync_append(Some("c:ns:a,c:ns:b"), "c:ns:a"),
+            "c:ns:a,c:ns:b,c:ns:a"
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub fn actions(o: &Observed) -> Vec<Action> {
         out.push(Action::Update(fields));
     }
     match &o.credentials {
-        Some(Mode::Add(why)) => out.push(Action::RegisterKeys(vec![format!("new credentials: {why}")])),
+        Some(Mode::Add(why)) => out.push(Action::RegisterKeys(vec![format!(
+            "new credentials: {why}"
+        )])),
         Some(Mode::Rotate(_)) => out.push(Action::Rotate),
         _ => {}
     }

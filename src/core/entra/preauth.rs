@@ -163,7 +163,10 @@ pub fn pre_authorized(
     let mut out: Vec<PreAuthorizedApplication> = Vec::new();
     for r in resolved {
         let Some(f) = &r.found else { continue };
-        if out.iter().any(|p| p.app_id.eq_ignore_ascii_case(&f.client_id)) {
+        if out
+            .iter()
+            .any(|p| p.app_id.eq_ignore_ascii_case(&f.client_id))
+        {
             continue;
         }
         let mut ids: Vec<String> = Vec::new();
@@ -254,11 +257,16 @@ pub fn group_ids(cfg: &Config, spec: &AzureAdApplicationSpec) -> (Vec<String>, V
 }
 
 /// Every assignment wanted on the app's service principal: the found apps' roles and the groups.
-pub fn wanted_assignments(resolved: &[Resolved], roles: &[AppRole], groups: &[String]) -> Vec<Wanted> {
+pub fn wanted_assignments(
+    resolved: &[Resolved],
+    roles: &[AppRole],
+    groups: &[String],
+) -> Vec<Wanted> {
     let mut out: BTreeSet<Wanted> = BTreeSet::new();
     for r in resolved {
         let Some(f) = &r.found else { continue };
-        let names = std::iter::once(ACCESS_AS_APPLICATION).chain(r.rule.roles.iter().map(String::as_str));
+        let names =
+            std::iter::once(ACCESS_AS_APPLICATION).chain(r.rule.roles.iter().map(String::as_str));
         for name in names {
             if let Some(id) = role_id(roles, name) {
                 out.insert(Wanted {
@@ -324,7 +332,9 @@ pub fn assignment_changes(
 mod tests {
     use super::*;
     use crate::core::entra::application;
-    use crate::crd::{AccessPolicyInboundRule, AccessPolicyPermissions, AzureAdClaims, AzureAdGroup};
+    use crate::crd::{
+        AccessPolicyInboundRule, AccessPolicyPermissions, AzureAdClaims, AzureAdGroup,
+    };
 
     fn cfg() -> Config {
         Config {
@@ -335,7 +345,13 @@ mod tests {
         }
     }
 
-    fn rule(app: &str, ns: Option<&str>, cluster: Option<&str>, scopes: &[&str], roles: &[&str]) -> AccessPolicyInboundRule {
+    fn rule(
+        app: &str,
+        ns: Option<&str>,
+        cluster: Option<&str>,
+        scopes: &[&str],
+        roles: &[&str],
+    ) -> AccessPolicyInboundRule {
         AccessPolicyInboundRule {
             application: app.into(),
             namespace: ns.map(String::from),
@@ -400,10 +416,15 @@ mod tests {
                 reason: Some(not_found_reason("prod:team:c", &c)),
             },
         ];
-        resolved.push(self_rule(&c, "team", "a", Found {
-            client_id: "cid-a".into(),
-            sp_id: "sp-a".into(),
-        }));
+        resolved.push(self_rule(
+            &c,
+            "team",
+            "a",
+            Found {
+                client_id: "cid-a".into(),
+                sp_id: "sp-a".into(),
+            },
+        ));
         (resolved, scopes, roles)
     }
 
@@ -426,7 +447,10 @@ mod tests {
         let observed = vec![
             PreAuthorizedApplication {
                 app_id: "hand-made".into(),
-                delegated_permission_ids: vec![application::DEFAULT_ACCESS_ID.into(), "gone-scope".into()],
+                delegated_permission_ids: vec![
+                    application::DEFAULT_ACCESS_ID.into(),
+                    "gone-scope".into(),
+                ],
             },
             PreAuthorizedApplication {
                 app_id: "formerly-ours".into(),
@@ -438,9 +462,18 @@ mod tests {
         let ids: Vec<&str> = list.iter().map(|p| p.app_id.as_str()).collect();
         assert_eq!(ids, ["cid-b", "cid-a", "hand-made"]);
         let read = application::scope_id(&scopes, "read").unwrap();
-        assert_eq!(list[0].delegated_permission_ids, vec![application::DEFAULT_ACCESS_ID, read]);
-        assert_eq!(list[1].delegated_permission_ids, vec![application::DEFAULT_ACCESS_ID]);
-        assert_eq!(list[2].delegated_permission_ids, vec![application::DEFAULT_ACCESS_ID]);
+        assert_eq!(
+            list[0].delegated_permission_ids,
+            vec![application::DEFAULT_ACCESS_ID, read]
+        );
+        assert_eq!(
+            list[1].delegated_permission_ids,
+            vec![application::DEFAULT_ACCESS_ID]
+        );
+        assert_eq!(
+            list[2].delegated_permission_ids,
+            vec![application::DEFAULT_ACCESS_ID]
+        );
         let mut shuffled = list.clone();
         shuffled.reverse();
         assert!(same_pre_authorized(&list, &shuffled));
@@ -483,9 +516,24 @@ mod tests {
         let (resolved, _, roles) = setup();
         let wanted = wanted_assignments(&resolved, &roles, &[]);
         let observed = vec![
-            assignment("1", "sp-a", "ServicePrincipal", application::ACCESS_AS_APPLICATION_ID),
-            assignment("2", "sp-old", "ServicePrincipal", application::ACCESS_AS_APPLICATION_ID),
-            assignment("3", "sp-foreign", "ServicePrincipal", application::ACCESS_AS_APPLICATION_ID),
+            assignment(
+                "1",
+                "sp-a",
+                "ServicePrincipal",
+                application::ACCESS_AS_APPLICATION_ID,
+            ),
+            assignment(
+                "2",
+                "sp-old",
+                "ServicePrincipal",
+                application::ACCESS_AS_APPLICATION_ID,
+            ),
+            assignment(
+                "3",
+                "sp-foreign",
+                "ServicePrincipal",
+                application::ACCESS_AS_APPLICATION_ID,
+            ),
             assignment("4", "g-old", "Group", DEFAULT_ROLE_ID),
             assignment("5", "user", "User", DEFAULT_ROLE_ID),
         ];
@@ -506,8 +554,12 @@ mod tests {
         s.claims = Some(AzureAdClaims {
             extra: None,
             groups: Some(vec![
-                AzureAdGroup { id: Some("g1".into()) },
-                AzureAdGroup { id: Some("g1".into()) },
+                AzureAdGroup {
+                    id: Some("g1".into()),
+                },
+                AzureAdGroup {
+                    id: Some("g1".into()),
+                },
                 AzureAdGroup { id: None },
             ]),
         });
@@ -516,9 +568,16 @@ mod tests {
         assert_eq!(group_ids(&c, &s), (vec![], vec![]), "feature off");
         c.groups_assignment = true;
         c.all_users_group_ids = vec!["all".into()];
-        assert_eq!(group_ids(&c, &s), (vec!["g1".to_string()], vec![]), "all users needs assignment required");
+        assert_eq!(
+            group_ids(&c, &s),
+            (vec!["g1".to_string()], vec![]),
+            "all users needs assignment required"
+        );
         c.assignment_required = true;
-        assert_eq!(group_ids(&c, &s), (vec!["g1".to_string()], vec!["all".to_string()]));
+        assert_eq!(
+            group_ids(&c, &s),
+            (vec!["g1".to_string()], vec!["all".to_string()])
+        );
         s.allow_all_users = Some(false);
         assert_eq!(group_ids(&c, &s).1, Vec::<String>::new());
     }

@@ -93,7 +93,10 @@ pub fn labels(name: &str) -> BTreeMap<String, String> {
 
 /// `app=<name>,type=azurerator.nais.io`.
 pub fn selector(name: &str) -> String {
-    format!("{LABEL_APP}={name},{LABEL_TYPE}={}", super::SECRET_TYPE_LABEL)
+    format!(
+        "{LABEL_APP}={name},{LABEL_TYPE}={}",
+        super::SECRET_TYPE_LABEL
+    )
 }
 
 /// Whether a Secret is a managed Secret of this resource: both labels, owned by it.
@@ -213,7 +216,13 @@ fn value(secret: &Secret, key: &str) -> Option<String> {
         .as_ref()
         .and_then(|d| d.get(key))
         .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-        .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(key)).cloned())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .cloned()
+        })
 }
 
 /// The prefix a Secret was written with (the key ending in `_APP_CLIENT_ID`), so a Secret written
@@ -330,7 +339,8 @@ mod tests {
         Config {
             tenant_id: "tid".into(),
             metadata: ProviderMetadata {
-                well_known_url: "https://login.example/tid/v2.0/.well-known/openid-configuration".into(),
+                well_known_url: "https://login.example/tid/v2.0/.well-known/openid-configuration"
+                    .into(),
                 issuer: "https://login.example/tid/v2.0".into(),
                 jwks_uri: "https://login.example/tid/discovery/v2.0/keys".into(),
                 token_endpoint: "https://login.example/tid/oauth2/v2.0/token".into(),
@@ -394,20 +404,29 @@ mod tests {
             r#"[{"name":"dev:team:b","clientId":"cid-b"}]"#
         );
         let jwks: serde_json::Value = serde_json::from_str(&data(&s, "AZURE_APP_JWKS")).unwrap();
-        assert_eq!(jwks["keys"][0]["kid"], c.current.certificate.jwk.kid.as_str());
+        assert_eq!(
+            jwks["keys"][0]["kid"],
+            c.current.certificate.jwk.kid.as_str()
+        );
         assert_eq!(data(&s, "AZURE_APP_TENANT_ID"), "tid");
         assert_eq!(
             data(&s, "AZURE_OPENID_CONFIG_TOKEN_ENDPOINT"),
             "https://login.example/tid/oauth2/v2.0/token"
         );
         assert_eq!(s.type_.as_deref(), Some("Opaque"));
-        assert_eq!(s.metadata.labels.as_ref().unwrap()["type"], "azurerator.nais.io");
+        assert_eq!(
+            s.metadata.labels.as_ref().unwrap()["type"],
+            "azurerator.nais.io"
+        );
         assert_eq!(s.metadata.labels.as_ref().unwrap()["app"], "a");
         let ann = s.metadata.annotations.as_ref().unwrap();
         assert_eq!(ann.len(), 1, "no history annotation without history");
         assert_eq!(ann[RELOADER_ANNOTATION], "true");
         let r = &s.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((r.kind.as_str(), r.controller), ("AzureAdApplication", Some(true)));
+        assert_eq!(
+            (r.kind.as_str(), r.controller),
+            ("AzureAdApplication", Some(true))
+        );
         assert!(is_managed(&s.metadata, "a"));
         assert!(!is_managed(&s.metadata, "b"));
 
@@ -420,7 +439,11 @@ mod tests {
         assert_eq!(ids.passwords, vec!["pw-1", "pw-2"]);
         // A Secret missing a value, or with a broken JWK, has no usable credentials.
         let mut broken = s.clone();
-        broken.data.as_mut().unwrap().remove("AZURE_APP_NEXT_CLIENT_SECRET");
+        broken
+            .data
+            .as_mut()
+            .unwrap()
+            .remove("AZURE_APP_NEXT_CLIENT_SECRET");
         assert_eq!(read_credentials(&broken), None);
         let mut broken = s.clone();
         broken
@@ -455,7 +478,13 @@ mod tests {
                 had_history: false,
             },
         );
-        assert!(s.data.as_ref().unwrap().keys().all(|k| k.starts_with("MY_")));
+        assert!(
+            s.data
+                .as_ref()
+                .unwrap()
+                .keys()
+                .all(|k| k.starts_with("MY_"))
+        );
         assert_eq!(data(&s, "MY_APP_PRE_AUTHORIZED_APPS"), "[]");
         assert_eq!(read_credentials(&s), Some(c.clone()));
         assert_eq!(history(&s), h);
@@ -475,7 +504,10 @@ mod tests {
                 had_history: true,
             },
         );
-        assert_eq!(s2.metadata.annotations.as_ref().unwrap()[ANN_REPLACED_CREDENTIALS], "[]");
+        assert_eq!(
+            s2.metadata.annotations.as_ref().unwrap()[ANN_REPLACED_CREDENTIALS],
+            "[]"
+        );
         assert!(history(&s2).is_empty());
     }
 }

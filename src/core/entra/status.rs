@@ -184,7 +184,10 @@ pub fn is_up_to_date(f: &Freshness<'_>) -> bool {
         let age = f.now.duration_since(t.0);
         age.as_secs() >= 0 && age.unsigned_abs() < f.full_sync_every
     });
-    let rotation = st.synchronization_secret_rotation_time.as_ref().map(|t| t.0);
+    let rotation = st
+        .synchronization_secret_rotation_time
+        .as_ref()
+        .map(|t| t.0);
     f.generation.is_some()
         && st.observed_generation == f.generation
         && conditions::is_ready(conds, f.generation)
@@ -266,9 +269,15 @@ mod tests {
         assert_eq!(st.client_id.as_deref(), Some("cid"));
         assert_eq!(st.synchronization_state.as_deref(), Some("Synchronized"));
         assert_eq!(st.synchronization_tenant.as_deref(), Some("tid"));
-        assert_eq!(st.synchronization_tenant_name.as_deref(), Some("example.org"));
+        assert_eq!(
+            st.synchronization_tenant_name.as_deref(),
+            Some("example.org")
+        );
         let pre = st.pre_authorized_apps.clone().unwrap();
-        assert_eq!((pre.assigned_count, pre.unassigned_count), (Some(1), Some(1)));
+        assert_eq!(
+            (pre.assigned_count, pre.unassigned_count),
+            (Some(1), Some(1))
+        );
         let conds = st.conditions.clone().unwrap();
         assert!(conditions::is_ready(&conds, Some(2)));
         let d = conditions::find(&conds, conditions::PRE_AUTHORIZED_APPS_NOT_FOUND).unwrap();
@@ -279,7 +288,11 @@ mod tests {
             ..ok()
         };
         let st2 = success(Some(&st), Some(2), now(), &all_found);
-        let d = conditions::find(st2.conditions.as_deref().unwrap(), conditions::PRE_AUTHORIZED_APPS_NOT_FOUND).unwrap();
+        let d = conditions::find(
+            st2.conditions.as_deref().unwrap(),
+            conditions::PRE_AUTHORIZED_APPS_NOT_FOUND,
+        )
+        .unwrap();
         assert_eq!(d.status, "False");
     }
 
@@ -294,7 +307,10 @@ mod tests {
             ("tenant", Box::new(|f| f.tenant_id = "other")),
             ("secret", Box::new(|f| f.secret_valid = false)),
             ("cleanup", Box::new(|f| f.cleanup_pending = true)),
-            ("stale", Box::new(|f| f.now = now() + jiff::SignedDuration::from_hours(25))),
+            (
+                "stale",
+                Box::new(|f| f.now = now() + jiff::SignedDuration::from_hours(25)),
+            ),
             ("max age", Box::new(|f| f.max_age = Duration::from_secs(30))),
         ];
         for (what, change) in checks {
@@ -327,9 +343,18 @@ mod tests {
         assert!(after_pass(Some(&st), Some(2), later, &same, false).is_none());
         assert!(after_pass(Some(&st), Some(2), later, &same, true).is_some());
         assert!(after_pass(Some(&st), Some(3), later, &same, false).is_some());
-        let f = failure(Some(&st), Some(3), later, reason::ENTRA_ERROR, "Graph said no");
+        let f = failure(
+            Some(&st),
+            Some(3),
+            later,
+            reason::ENTRA_ERROR,
+            "Graph said no",
+        );
         assert_eq!(f.client_id.as_deref(), Some("cid"));
-        assert!(!conditions::is_ready(f.conditions.as_deref().unwrap(), Some(3)));
+        assert!(!conditions::is_ready(
+            f.conditions.as_deref().unwrap(),
+            Some(3)
+        ));
         assert_eq!(f.observed_generation, Some(3));
     }
 }
