@@ -1504,3 +1504,83 @@ async fn observe_reports_what_a_pass_would_do_and_writes_nothing() {
     assert!(env.graph_sim().apps_named(&dn(NS, "new")).is_empty());
     assert!(env.aad(NS).get("new").await.unwrap().status.is_none());
 }
+
+/// `kubectl` (the real binary on PATH) against `portvakt sim`, `manifest` on stdin.
+fn kubectl_apply(sim: &crate::procs::SimProcess, manifest: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&sim.kubeconfig)
+        .args(["apply", "-f", "-"])
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl on PATH");
+    child.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// End to end with kubectl and the binaries: app B calls app A. With assignment required, B gets a
+/// token for A's audience only after A pre-authorizes B, and the token carries the role.
+#[tokio::test]
+async fn with_kubectl_and_the_binary_b_gets_a_token_for_a_only_after_a_pre_authorizes_b() {
+    let sim = crate::procs::start_sim(&[]).await;
+    let client = sim.client().await;
+    let op = sim.start_operator(&[("PORTVAKT_ENTRA_APP_ROLE_ASSIGNMENT_REQUIRED", "true")]);
+    kubectl_apply(&sim, r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}"#);
+    let app = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: nais.io/v1\nkind: AzureAdApplication\nmetadata:\n  name: {name}\n  namespace: team\nspec:\n  secretName: {name}-azure\n{extra}"
+        )
+    };
+    kubectl_apply(&sim, &format!("{}---\n{}", app("api", ""), app("client", "")));
+    let apps: Api<AzureAdApplication> = Api::namespaced(client.clone(), "team");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "team");
+    let ready_now = async |name: &str| apps.get_opt(name).await.ok().flatten().is_some_and(|o| ready(&o));
+    crate::procs::wait_for("both Ready", 60, async || ready_now("api").await && ready_now("client").await).await;
+    let api_id = apps.get("api").await.unwrap().status.unwrap().client_id.unwrap();
+    let b = secrets.get("client-azure").await.unwrap();
+    let jwk: Value = serde_json::from_str(&data(&b, "AZURE_APP_JWK")).unwrap();
+    let clock = portvakt::clock::Clock::system();
+    let token = async || {
+        portvakt_sim::graph::app::certificate_token(
+            &data(&b, "AZURE_OPENID_CONFIG_TOKEN_ENDPOINT"),
+            &data(&b, "AZURE_APP_CLIENT_ID"),
+            &jwk,
+            &format!("api://{api_id}/.default"),
+            &clock,
+        )
+        .await
+    };
+    let refused = token().await.expect_err("not pre-authorized yet");
+    assert!(refused.contains("invalid_grant") && refused.contains("not assigned"), "{refused}");
+
+    kubectl_apply(
+        &sim,
+        &app("api", "  preAuthorizedApplications:\n    - application: client\n      permissions:\n        roles: [read]\n"),
+    );
+    crate::procs::wait_for("A pre-authorizes B", 60, async || {
+        apps.get("api").await.ok().and_then(|o| o.status).and_then(|s| s.pre_authorized_apps).is_some_and(|p| {
+            p.assigned.iter().flatten().any(|a| a.access_policy_rule.as_ref().is_some_and(|r| r.application == "client"))
+        })
+    })
+    .await;
+    let t = token().await.expect("a token once A pre-authorizes B");
+    let claims = portvakt_sim::graph::app::claims(t["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(claims["aud"], api_id.as_str());
+    let mut roles = strings(&claims["roles"]);
+    roles.sort();
+    assert_eq!(roles, vec!["access_as_application", "read"], "{claims}");
+    let a = secrets.get("api-azure").await.unwrap();
+    let pre: Vec<Value> = serde_json::from_str(&data(&a, "AZURE_APP_PRE_AUTHORIZED_APPS")).unwrap();
+    assert!(pre.iter().any(|p| p["name"] == "portvakt-sim:team:client"), "{pre:?}");
+    drop(op);
+}
