@@ -1518,7 +1518,12 @@ fn kubectl_apply(sim: &crate::procs::SimProcess, manifest: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("kubectl on PATH");
-    child.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -1535,18 +1540,40 @@ async fn with_kubectl_and_the_binary_b_gets_a_token_for_a_only_after_a_pre_autho
     let sim = crate::procs::start_sim(&[]).await;
     let client = sim.client().await;
     let op = sim.start_operator(&[("PORTVAKT_ENTRA_APP_ROLE_ASSIGNMENT_REQUIRED", "true")]);
-    kubectl_apply(&sim, r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}"#);
+    kubectl_apply(
+        &sim,
+        r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}"#,
+    );
     let app = |name: &str, extra: &str| {
         format!(
             "apiVersion: nais.io/v1\nkind: AzureAdApplication\nmetadata:\n  name: {name}\n  namespace: team\nspec:\n  secretName: {name}-azure\n{extra}"
         )
     };
-    kubectl_apply(&sim, &format!("{}---\n{}", app("api", ""), app("client", "")));
+    kubectl_apply(
+        &sim,
+        &format!("{}---\n{}", app("api", ""), app("client", "")),
+    );
     let apps: Api<AzureAdApplication> = Api::namespaced(client.clone(), "team");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "team");
-    let ready_now = async |name: &str| apps.get_opt(name).await.ok().flatten().is_some_and(|o| ready(&o));
-    crate::procs::wait_for("both Ready", 60, async || ready_now("api").await && ready_now("client").await).await;
-    let api_id = apps.get("api").await.unwrap().status.unwrap().client_id.unwrap();
+    let ready_now = async |name: &str| {
+        apps.get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|o| ready(&o))
+    };
+    crate::procs::wait_for("both Ready", 60, async || {
+        ready_now("api").await && ready_now("client").await
+    })
+    .await;
+    let api_id = apps
+        .get("api")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .client_id
+        .unwrap();
     let b = secrets.get("client-azure").await.unwrap();
     let jwk: Value = serde_json::from_str(&data(&b, "AZURE_APP_JWK")).unwrap();
     let clock = portvakt::clock::Clock::system();
@@ -1561,16 +1588,31 @@ async fn with_kubectl_and_the_binary_b_gets_a_token_for_a_only_after_a_pre_autho
         .await
     };
     let refused = token().await.expect_err("not pre-authorized yet");
-    assert!(refused.contains("invalid_grant") && refused.contains("not assigned"), "{refused}");
+    assert!(
+        refused.contains("invalid_grant") && refused.contains("not assigned"),
+        "{refused}"
+    );
 
     kubectl_apply(
         &sim,
-        &app("api", "  preAuthorizedApplications:\n    - application: client\n      permissions:\n        roles: [read]\n"),
+        &app(
+            "api",
+            "  preAuthorizedApplications:\n    - application: client\n      permissions:\n        roles: [read]\n",
+        ),
     );
     crate::procs::wait_for("A pre-authorizes B", 60, async || {
-        apps.get("api").await.ok().and_then(|o| o.status).and_then(|s| s.pre_authorized_apps).is_some_and(|p| {
-            p.assigned.iter().flatten().any(|a| a.access_policy_rule.as_ref().is_some_and(|r| r.application == "client"))
-        })
+        apps.get("api")
+            .await
+            .ok()
+            .and_then(|o| o.status)
+            .and_then(|s| s.pre_authorized_apps)
+            .is_some_and(|p| {
+                p.assigned.iter().flatten().any(|a| {
+                    a.access_policy_rule
+                        .as_ref()
+                        .is_some_and(|r| r.application == "client")
+                })
+            })
     })
     .await;
     let t = token().await.expect("a token once A pre-authorizes B");
@@ -1581,6 +1623,9 @@ async fn with_kubectl_and_the_binary_b_gets_a_token_for_a_only_after_a_pre_autho
     assert_eq!(roles, vec!["access_as_application", "read"], "{claims}");
     let a = secrets.get("api-azure").await.unwrap();
     let pre: Vec<Value> = serde_json::from_str(&data(&a, "AZURE_APP_PRE_AUTHORIZED_APPS")).unwrap();
-    assert!(pre.iter().any(|p| p["name"] == "portvakt-sim:team:client"), "{pre:?}");
+    assert!(
+        pre.iter().any(|p| p["name"] == "portvakt-sim:team:client"),
+        "{pre:?}"
+    );
     drop(op);
 }

@@ -255,8 +255,9 @@ fn the_demo_handles_an_azure_ad_application_and_proves_its_secret() {
     assert!(!text.contains("not handled"), "{text}");
     assert!(text.contains("OK   IDPortenClient"), "{text}");
     assert!(
-        text.contains("OK   AzureAdApplication tilgangsstyring-main/test-app: Entra issued a Bearer token")
-            && text.contains("with the certificate in AZURE_APP_JWK"),
+        text.contains(
+            "OK   AzureAdApplication tilgangsstyring-main/test-app: Entra issued a Bearer token"
+        ) && text.contains("with the certificate in AZURE_APP_JWK"),
         "{text}"
     );
     assert!(started.elapsed() < Duration::from_secs(100), "{text}");
