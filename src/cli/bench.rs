@@ -716,7 +716,10 @@ async fn seed(client: &kube::Client, args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 /// resourceVersion per object (to count objects written during the steady-state window).
-pub(super) async fn versions<K>(api: &Api<K>, lp: &ListParams) -> anyhow::Result<HashMap<String, String>>
+pub(super) async fn versions<K>(
+    api: &Api<K>,
+    lp: &ListParams,
+) -> anyhow::Result<HashMap<String, String>>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {

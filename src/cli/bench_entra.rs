@@ -76,7 +76,12 @@ impl GraphCalls {
             by_route: self
                 .by_route
                 .iter()
-                .map(|(k, v)| (k.clone(), v - e.by_route.get(k).copied().unwrap_or(0).min(*v)))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v - e.by_route.get(k).copied().unwrap_or(0).min(*v),
+                    )
+                })
                 .filter(|(_, v)| *v > 0)
                 .collect(),
         }
@@ -223,12 +228,20 @@ impl Outcome {
             "\n== portvakt bench --entra: {} apps in a chain, Graph latency {} ms, eventual consistency off, throttling {}, concurrency {}",
             self.n,
             self.latency.as_millis(),
-            if self.throttling { "on (3000 writes / 150 s)" } else { "off" },
+            if self.throttling {
+                "on (3000 writes / 150 s)"
+            } else {
+                "off"
+            },
             self.concurrency
         );
         let mut singles = self.singles.clone();
         singles.sort();
-        let secs: Vec<String> = self.singles.iter().map(|d| format!("{:.2}", d.as_secs_f64())).collect();
+        let secs: Vec<String> = self
+            .singles
+            .iter()
+            .map(|d| format!("{:.2}", d.as_secs_f64()))
+            .collect();
         let _ = writeln!(
             out,
             "one new app, apply to Ready: {} s (median {:.2} s, max {:.2} s); Graph calls per app {:.1} ({:.1} writes)",
@@ -259,7 +272,11 @@ impl Outcome {
         );
         for (route, n) in &c.by_route {
             if route.contains("/v1.0/") {
-                let _ = writeln!(out, "    {:>6.2} per app  {route}", *n as f64 / self.n as f64);
+                let _ = writeln!(
+                    out,
+                    "    {:>6.2} per app  {route}",
+                    *n as f64 / self.n as f64
+                );
             }
         }
         let s = &self.steady_calls;
@@ -303,7 +320,9 @@ impl Outcome {
             ),
             (
                 "steady state: no Graph write, no Kubernetes write",
-                s.writes == 0 && self.steady_objects_written == 0 && self.steady_secrets_written == 0,
+                s.writes == 0
+                    && self.steady_objects_written == 0
+                    && self.steady_secrets_written == 0,
                 format!(
                     "{} Graph writes, {} objects, {} Secrets",
                     s.writes, self.steady_objects_written, self.steady_secrets_written
@@ -313,7 +332,11 @@ impl Outcome {
         let mut all = true;
         for (name, pass, detail) in &checks {
             all &= *pass;
-            let _ = writeln!(out, "{} {name}: {detail}", if *pass { "PASS" } else { "FAIL" });
+            let _ = writeln!(
+                out,
+                "{} {name}: {detail}",
+                if *pass { "PASS" } else { "FAIL" }
+            );
         }
         let _ = writeln!(
             out,
@@ -340,7 +363,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         bail!("--n, --namespaces and --concurrency must be at least 1");
     }
     if steady < Duration::from_secs(1) || steady.subsec_millis() != 0 {
-        bail!("--steady-window: {:?} must be whole seconds, at least 1s", args.steady_window);
+        bail!(
+            "--steady-window: {:?} must be whole seconds, at least 1s",
+            args.steady_window
+        );
     }
     let outcome = tokio::select! {
         r = tokio::time::timeout(timeout, bench(args, latency, steady, Instant::now() + timeout)) => match r {
@@ -378,7 +404,10 @@ fn operator_command(
         .env("PORTVAKT_IDPORTEN", "false")
         .env("PORTVAKT_MASKINPORTEN", "false")
         .env("PORTVAKT_AZURE", "true")
-        .env("PORTVAKT_METRICS_ADDRESS", format!("127.0.0.1:{metrics_port}"));
+        .env(
+            "PORTVAKT_METRICS_ADDRESS",
+            format!("127.0.0.1:{metrics_port}"),
+        );
     if std::env::var_os("PORTVAKT_LOG").is_none() {
         cmd.env("PORTVAKT_LOG", "warn,portvakt=warn");
     }
@@ -396,15 +425,23 @@ async fn bench(
     let kubeconfig = dir.0.join("kubeconfig");
     let state_dir = dir.0.join("state");
     let mut cmd = Command::new(&exe);
-    cmd.args(["sim", "--listen", "127.0.0.1:0", "--digdir-listen", "127.0.0.1:0", "--graph-listen", "127.0.0.1:0"])
-        .arg("--graph-latency")
-        .arg(format!("{}ms", latency.as_millis()))
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .arg("--state-dir")
-        .arg(&state_dir)
-        .arg("--install-crds")
-        .env("PORTVAKT_LOG", "warn");
+    cmd.args([
+        "sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--digdir-listen",
+        "127.0.0.1:0",
+        "--graph-listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--graph-latency")
+    .arg(format!("{}ms", latency.as_millis()))
+    .arg("--kubeconfig")
+    .arg(&kubeconfig)
+    .arg("--state-dir")
+    .arg(&state_dir)
+    .arg("--install-crds")
+    .env("PORTVAKT_LOG", "warn");
     if args.graph_throttling {
         cmd.arg("--graph-throttling");
     }
@@ -413,7 +450,10 @@ async fn bench(
     while !kubeconfig.exists() || !state_dir.join("run.env").exists() {
         sim.ensure_running()?;
         if started.elapsed() > Duration::from_secs(60) {
-            bail!("`portvakt sim` wrote no kubeconfig within 60 s:\n{}", sim.log_tail(30));
+            bail!(
+                "`portvakt sim` wrote no kubeconfig within 60 s:\n{}",
+                sim.log_tail(30)
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -461,23 +501,39 @@ async fn bench(
     };
     // A warm-up app: the operator has started its watches once it is Ready.
     let c0 = probe.calls().await?;
-    singles_api.create(&PostParams::default(), &single(0)?).await?;
+    singles_api
+        .create(&PostParams::default(), &single(0)?)
+        .await?;
     until(&singles_api, "single-0", Duration::from_secs(60), ready).await?;
     let mut singles = Vec::new();
     for i in 1..=SINGLES {
         op.ensure_running()?;
         let t = Instant::now();
-        singles_api.create(&PostParams::default(), &single(i)?).await?;
-        until(&singles_api, &format!("single-{i}"), Duration::from_secs(60), ready).await?;
+        singles_api
+            .create(&PostParams::default(), &single(i)?)
+            .await?;
+        until(
+            &singles_api,
+            &format!("single-{i}"),
+            Duration::from_secs(60),
+            ready,
+        )
+        .await?;
         let d = t.elapsed();
-        progress(format_args!("single app {i}: Ready {:.2} s after apply", d.as_secs_f64()));
+        progress(format_args!(
+            "single app {i}: Ready {:.2} s after apply",
+            d.as_secs_f64()
+        ));
         singles.push(d);
     }
     let single_calls = probe.calls().await?.minus(&c0);
     drop(op);
 
     // Phase 2: the chain, seeded while no operator runs, then a cold start.
-    progress(format_args!("seeding {} apps in a chain over {} namespaces", args.n, args.namespaces));
+    progress(format_args!(
+        "seeding {} apps in a chain over {} namespaces",
+        args.n, args.namespaces
+    ));
     for i in 0..args.namespaces {
         ensure_namespace(&client, &ns_name(i)).await?;
     }
@@ -486,7 +542,8 @@ async fn bench(
             let client = client.clone();
             async move {
                 let app = chain_app(i, args.n, args.namespaces)?;
-                let api: Api<AzureAdApplication> = Api::namespaced(client, &ns_name(i % args.namespaces));
+                let api: Api<AzureAdApplication> =
+                    Api::namespaced(client, &ns_name(i % args.namespaces));
                 api.create(&PostParams::default(), &app)
                     .await
                     .with_context(|| format!("creating {}", app_name(i)))?;
@@ -506,7 +563,12 @@ async fn bench(
     let start = Instant::now();
     let all: Api<AzureAdApplication> = Api::all(client.clone());
     let chain_lp = ListParams::default();
-    let in_chain = |o: &AzureAdApplication| o.metadata.namespace.as_deref().is_some_and(|n| n.starts_with("entra-") && n != "entra-single");
+    let in_chain = |o: &AzureAdApplication| {
+        o.metadata
+            .namespace
+            .as_deref()
+            .is_some_and(|n| n.starts_with("entra-") && n != "entra-single")
+    };
     let mut time_to_ready = None;
     let mut last_report = Instant::now();
     let time_to_assigned = loop {
@@ -518,7 +580,11 @@ async fn bench(
         let n_assigned = chain.iter().filter(|o| ready(o) && all_assigned(o)).count();
         if time_to_ready.is_none() && n_ready >= args.n {
             time_to_ready = Some(start.elapsed());
-            progress(format_args!("all {} Ready after {:.1} s", args.n, start.elapsed().as_secs_f64()));
+            progress(format_args!(
+                "all {} Ready after {:.1} s",
+                args.n,
+                start.elapsed().as_secs_f64()
+            ));
         }
         if n_assigned >= args.n {
             break start.elapsed();
@@ -532,7 +598,11 @@ async fn bench(
             last_report = Instant::now();
         }
         if Instant::now() > deadline {
-            bail!("--timeout: {n_ready}/{} Ready, {n_assigned} assigned; the operator's log:\n{}", args.n, op.log_tail(30));
+            bail!(
+                "--timeout: {n_ready}/{} Ready, {n_assigned} assigned; the operator's log:\n{}",
+                args.n,
+                op.log_tail(30)
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
@@ -544,7 +614,10 @@ async fn bench(
     let mut quiet = Instant::now();
     loop {
         op.ensure_running()?;
-        let now = (probe.calls().await?.graph, metric(&probe.metrics().await?, "portvakt_secret_writes_total"));
+        let now = (
+            probe.calls().await?.graph,
+            metric(&probe.metrics().await?, "portvakt_secret_writes_total"),
+        );
         if now != last {
             last = now;
             quiet = Instant::now();
@@ -588,7 +661,8 @@ async fn bench(
         chain_calls,
         steady_window: w0.elapsed(),
         steady_calls: s1.minus(&s0),
-        steady_reconciles: metric(&m1, "portvakt_reconciles_total") - metric(&m0, "portvakt_reconciles_total"),
+        steady_reconciles: metric(&m1, "portvakt_reconciles_total")
+            - metric(&m0, "portvakt_reconciles_total"),
         steady_objects_written: changed(&v0, &v1),
         steady_secrets_written: changed(&k0, &k1),
         operator_cpu,

@@ -258,10 +258,10 @@ pub async fn run_kinds(ctx: Arc<Context>, kinds: Vec<Box<dyn KindEntry>>, opts: 
         opts.shutdown.clone(),
     ))));
     for p in ctx.providers() {
-        handles.push(AbortOnDropHandle::new(tokio::spawn(p.clone().background(
-            ctx.shared.clone(),
-            opts.shutdown.clone(),
-        ))));
+        handles.push(AbortOnDropHandle::new(tokio::spawn(
+            p.clone()
+                .background(ctx.shared.clone(), opts.shutdown.clone()),
+        )));
     }
     for h in handles {
         if let Err(e) = h.await {

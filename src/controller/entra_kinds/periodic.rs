@@ -402,7 +402,7 @@ pub(crate) async fn resync_dependents(
         if already {
             continue;
         }
-        match request_resync(&pass.shared, &obj, display_name).await {
+        match request_resync(pass.shared, &obj, display_name).await {
             Ok(()) => {
                 p.counters
                     .dependent_resyncs

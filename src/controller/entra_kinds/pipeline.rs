@@ -490,6 +490,6 @@ pub(super) async fn cleanup(pass: &Pass<'_, AzureAdApplication>) -> Result<(), E
         )
         .await;
     }
-    pass.forget_own(&[pass.obj.spec.secret_name.clone()]);
+    pass.forget_own(std::slice::from_ref(&pass.obj.spec.secret_name));
     Ok(())
 }

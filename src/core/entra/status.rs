@@ -300,7 +300,8 @@ mod tests {
     fn up_to_date_only_when_nothing_asks_for_a_look() {
         let st = success(None, Some(2), now(), &ok());
         assert!(is_up_to_date(&freshness(&st)));
-        let checks: Vec<(&str, Box<dyn Fn(&mut Freshness)>)> = vec![
+        type Change = Box<dyn Fn(&mut Freshness)>;
+        let checks: Vec<(&str, Change)> = vec![
             ("generation", Box::new(|f| f.generation = Some(3))),
             ("hash", Box::new(|f| f.hash = "other")),
             ("secret name", Box::new(|f| f.secret_name = "other")),
