@@ -489,6 +489,27 @@ pub async fn reconcile<K: Kind>(obj: Arc<K>, kc: Arc<KindContext<K>>) -> Result<
     result.map(Done::action)
 }
 
+/// The object to pass: the cached one, unless portvakt wrote a version of it that the cache has not
+/// caught up with. A pass can be triggered (another app's resync request, a Secret event) between
+/// portvakt's status write and the watch event that brings it, and a pass on the status before
+/// that write would redo what the write recorded (new credentials, a rotation); then the object is
+/// read from the API server, once. `None`: it is gone.
+async fn fresh<K: Kind>(obj: Arc<K>, shared: &Shared) -> Result<Option<Arc<K>>, Error> {
+    if !shared.own_writes.is_behind(kind_name::<K>(), obj.meta()) {
+        return Ok(Some(obj));
+    }
+    let namespace = obj.meta().namespace.clone().unwrap_or_default();
+    let name = obj.name_any();
+    let api: Api<K> = Api::namespaced(shared.client.clone(), &namespace);
+    let got = api.get_opt(&name).await.map_err(|e| {
+        Error::kube(
+            format!("reading {} {namespace}/{name}", kind_name::<K>()),
+            e,
+        )
+    })?;
+    Ok(got.map(Arc::new))
+}
+
 /// How a pass that did not fail ended.
 enum Done {
     /// Not this instance's resource: left alone.
@@ -507,6 +528,9 @@ impl Done {
 }
 
 async fn reconcile_once<K: Kind>(obj: Arc<K>, kc: &KindContext<K>) -> Result<Done, Error> {
+    let Some(obj) = fresh(obj, &kc.shared).await? else {
+        return Ok(Done::NotMine);
+    };
     if !obj.is_mine(&kc.provider) {
         return Ok(Done::NotMine);
     }

@@ -259,6 +259,53 @@ async fn a_new_resource_gets_azurerators_application_secret_and_status() {
     );
 }
 
+/// A pass can run on a cached object that has not seen the last status write yet (a resync asked
+/// for by another app's pass lands between this app's Secret write and its status write). The
+/// credentials in the Secret are still this tenant's: no new ones are registered.
+#[tokio::test]
+async fn a_pass_on_a_status_one_write_behind_registers_no_new_credentials() {
+    let mut env = entra_env().await;
+    env.run();
+    env.create_aad(NS, "app", json!({"secretName": "app-azure"}))
+        .await;
+    let o = env.wait_aad_ready(NS, "app").await;
+    let object_id = o.status.and_then(|s| s.object_id).expect("object id");
+    let before = password_ids(&env, &object_id);
+    assert_eq!(before.len(), 2, "a current and a next password");
+
+    // The status as it was before the first pass recorded the tenant, then a pass.
+    let mark = graph_mark(env.graph_sim());
+    env.aad(NS)
+        .patch_status(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"synchronizationTenant": null}})),
+        )
+        .await
+        .unwrap();
+    env.aad(NS)
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"azure.nais.io/resync": "true"}}})),
+        )
+        .await
+        .unwrap();
+    env.wait_aad(NS, "app", "the resync consumed", |o| {
+        o.metadata
+            .annotations
+            .as_ref()
+            .is_none_or(|a| !a.contains_key("azure.nais.io/resync"))
+    })
+    .await;
+    let writes = graph_writes_since(env.graph_sim(), mark);
+    assert!(
+        !writes.iter().any(|c| c.ends_with("/addPassword")),
+        "new credentials were registered: {writes:#?}"
+    );
+    assert_eq!(password_ids(&env, &object_id), before);
+}
+
 /// Events about `name` in namespace `ns` with this reason, as notes.
 async fn events_in(env: &Env, ns: &str, name: &str, reason: &str) -> Vec<String> {
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), ns);

@@ -73,10 +73,16 @@ pub(crate) fn mode_inputs<'a>(
             .as_ref()
             .map(|t| t.0),
         max_age: cfg.max_age,
-        tenant_unchanged: status
-            .synchronization_tenant
-            .as_deref()
-            .is_some_and(|t| t.contains(&cfg.tenant_id)),
+        // The Secret says which tenant its credentials belong to; the status may be one write
+        // behind (a pass on a cached object that has not seen the last status write yet), and
+        // reading it alone made new credentials on such a pass.
+        tenant_unchanged: match view.latest_tenant.as_deref() {
+            Some(t) => t.eq_ignore_ascii_case(&cfg.tenant_id),
+            None => status
+                .synchronization_tenant
+                .as_deref()
+                .is_some_and(|t| t.contains(&cfg.tenant_id)),
+        },
         rotate_annotation: crate::core::entra::wants_rotate(pass.obj.metadata.annotations.as_ref()),
         secret_name_changed: synced.is_some_and(|n| n != pass.obj.spec.secret_name),
     }
@@ -126,6 +132,11 @@ pub(crate) async fn sync(
         &passwords,
         &registered_keys,
     ));
+    match &mode {
+        Mode::Keep => {}
+        Mode::Rotate(why) => tracing::info!(reason = %why, "rotating the credentials"),
+        Mode::Add(why) => tracing::info!(reason = %why, "registering new credentials"),
+    }
     let wanted = match &mode {
         Mode::Keep => 0,
         Mode::Rotate(_) => 1,

@@ -145,6 +145,8 @@ pub(crate) struct SecretsView {
     pub managed: Vec<Secret>,
     /// The set in the Secret last synchronised (`status.synchronizationSecretName`, else the app's).
     pub latest: Option<Credentials>,
+    /// The tenant that Secret names (`AZURE_APP_TENANT_ID`).
+    pub latest_tenant: Option<String>,
 }
 
 /// Step: the resource's Secrets. A Secret of `spec.secretName` owned by anyone else stops the pass.
@@ -163,15 +165,17 @@ pub(crate) async fn load(pass: &Pass<'_, AzureAdApplication>) -> Result<SecretsV
         .and_then(|s| s.synchronization_secret_name.clone())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| pass.obj.spec.secret_name.clone());
-    let latest = managed
+    let latest_secret = managed
         .iter()
         .chain(app.iter())
-        .find(|s| s.metadata.name.as_deref() == Some(synced.as_str()))
-        .and_then(csecret::read_credentials);
+        .find(|s| s.metadata.name.as_deref() == Some(synced.as_str()));
+    let latest = latest_secret.and_then(csecret::read_credentials);
+    let latest_tenant = latest_secret.and_then(csecret::tenant_id);
     Ok(SecretsView {
         app,
         managed,
         latest,
+        latest_tenant,
     })
 }
 

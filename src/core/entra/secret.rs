@@ -241,6 +241,12 @@ pub fn client_id(secret: &Secret) -> Option<String> {
     value(secret, &format!("{p}_APP_CLIENT_ID")).filter(|v| !v.is_empty())
 }
 
+/// The tenant id a Secret holds (`P_APP_TENANT_ID`): the tenant its credentials were made in.
+pub fn tenant_id(secret: &Secret) -> Option<String> {
+    let p = prefix_of(secret)?;
+    value(secret, &format!("{p}_APP_TENANT_ID")).filter(|v| !v.is_empty())
+}
+
 /// The current and next sets of a Secret, when all eight values are there and both JWKs are
 /// valid keys with their certificates (azurerator's "latest credentials").
 pub fn read_credentials(secret: &Secret) -> Option<Credentials> {
