@@ -780,13 +780,19 @@ pub async fn build_context(
         provider.client.set_hooks(Arc::new(ProviderHooks {
             provider: "digdir",
             metrics: metrics.clone(),
-            gate,
+            gate: gate.clone(),
         }));
         metrics.add_collector(Arc::new(DigdirStats(provider.clone())));
         ctx = ctx.with_provider(provider);
     }
     if let Some(e) = settings.entra {
-        ctx = ctx.with_provider(Arc::new(entra_provider(e, clock).await?));
+        let provider = entra_provider(e, clock).await?;
+        provider.graph.set_hooks(Arc::new(ProviderHooks {
+            provider: "entra",
+            metrics: metrics.clone(),
+            gate,
+        }));
+        ctx = ctx.with_provider(Arc::new(provider));
     }
     Ok(Arc::new(ctx))
 }
