@@ -958,10 +958,16 @@ fn escape_label(v: &str) -> String {
 pub fn route_of(path: &str) -> String {
     path.split('/')
         .map(|seg| {
-            if seg.bytes().any(|b| b.is_ascii_digit()) {
-                ":id"
+            // Ids: organisation numbers (digits), GUIDs (digits and dashes); an alternate key
+            // (`applications(uniqueName='…')`) keeps its collection. Names such as
+            // `oauth2PermissionGrants` have digits too and stay.
+            let digits = seg.bytes().any(|b| b.is_ascii_digit());
+            if let Some(i) = seg.find('(') {
+                format!("{}(:key)", &seg[..i])
+            } else if digits && (seg.bytes().all(|b| b.is_ascii_digit()) || seg.contains('-')) {
+                ":id".to_string()
             } else {
-                seg
+                seg.to_string()
             }
         })
         .collect::<Vec<_>>()
@@ -991,6 +997,18 @@ mod tests {
         assert_eq!(route_of("/scopes/access/889640782"), "/scopes/access/:id");
         assert_eq!(route_of("/scopes/access/all"), "/scopes/access/all");
         assert_eq!(route_of("/clients"), "/clients");
+        assert_eq!(
+            route_of("/applications/4b4e7c7e-e580-4e05-962c-d585ba090759/addPassword"),
+            "/applications/:id/addPassword"
+        );
+        assert_eq!(
+            route_of("/oauth2PermissionGrants"),
+            "/oauth2PermissionGrants"
+        );
+        assert_eq!(
+            route_of("/applications(uniqueName='portvakt-8650326bd2')"),
+            "/applications(:key)"
+        );
     }
 
     #[test]

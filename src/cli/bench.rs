@@ -76,9 +76,20 @@ pub struct BenchArgs {
     /// Consumers of each of the provider's scopes.
     #[arg(long, default_value_t = 200)]
     pub provider_consumers: usize,
+    /// Benchmark the AzureAdApplication controller instead: `--n` apps pre-authorizing each other in a
+    /// chain against the Entra simulator (Graph latency `--latency`), after single apps timed from
+    /// apply to Ready (see bench_entra.rs).
+    #[arg(long)]
+    pub entra: bool,
+    /// With --entra: Graph's documented write limit on (3,000 writes per 2 min 30 s, then 429).
+    #[arg(long)]
+    pub graph_throttling: bool,
 }
 
 pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.entra {
+        return super::bench_entra::run(&args).await;
+    }
     let latency = parse_duration("--latency", &args.latency)?;
     let steady = parse_duration("--steady-window", &args.steady_window)?;
     let timeout = parse_duration("--timeout", &args.timeout)?;
@@ -139,10 +150,10 @@ impl Settings {
 }
 
 /// A private temporary directory, removed when dropped.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(pub(super) PathBuf);
 
 impl TempDir {
-    fn new() -> anyhow::Result<Self> {
+    pub(super) fn new() -> anyhow::Result<Self> {
         let path = std::env::temp_dir().join(format!("portvakt-bench-{}", uuid::Uuid::new_v4()));
         let mut builder = std::fs::DirBuilder::new();
         #[cfg(unix)]
@@ -164,14 +175,14 @@ impl Drop for TempDir {
 }
 
 /// A child process that is killed (and reaped) when dropped.
-struct ChildGuard {
+pub(super) struct ChildGuard {
     name: &'static str,
     child: Child,
     log: PathBuf,
 }
 
 impl ChildGuard {
-    fn spawn(name: &'static str, mut cmd: Command, dir: &Path) -> anyhow::Result<Self> {
+    pub(super) fn spawn(name: &'static str, mut cmd: Command, dir: &Path) -> anyhow::Result<Self> {
         let log = dir.join(format!("{name}.log"));
         let file =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -187,12 +198,12 @@ impl ChildGuard {
         Ok(Self { name, child, log })
     }
 
-    fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Fails (with the end of its log) when the child has exited.
-    fn ensure_running(&mut self) -> anyhow::Result<()> {
+    pub(super) fn ensure_running(&mut self) -> anyhow::Result<()> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => bail!(
@@ -204,7 +215,7 @@ impl ChildGuard {
         }
     }
 
-    fn log_tail(&self, lines: usize) -> String {
+    pub(super) fn log_tail(&self, lines: usize) -> String {
         let mut text = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
             let _ = f.read_to_string(&mut text);
@@ -222,7 +233,7 @@ impl Drop for ChildGuard {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
     Ok(listener
@@ -232,7 +243,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// `KEY=VALUE` lines (blank lines and `#` comments skipped).
-fn parse_env_file(text: &str) -> Vec<(String, String)> {
+pub(super) fn parse_env_file(text: &str) -> Vec<(String, String)> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -242,7 +253,7 @@ fn parse_env_file(text: &str) -> Vec<(String, String)> {
 }
 
 /// Prometheus text → metric (with labels, as written) → value.
-fn parse_metrics(text: &str) -> HashMap<String, f64> {
+pub(super) fn parse_metrics(text: &str) -> HashMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))
@@ -424,7 +435,7 @@ impl Probe {
     }
 }
 
-fn metric(m: &HashMap<String, f64>, name: &str) -> f64 {
+pub(super) fn metric(m: &HashMap<String, f64>, name: &str) -> f64 {
     m.get(name).copied().unwrap_or(0.0)
 }
 
@@ -450,7 +461,7 @@ fn measure_keygen(samples: u32) -> anyhow::Result<(Duration, &'static str)> {
 }
 
 /// Process (utime + stime, peak RSS) from /proc.
-fn proc_usage(pid: u32) -> anyhow::Result<(Duration, u64)> {
+pub(super) fn proc_usage(pid: u32) -> anyhow::Result<(Duration, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // Fields after the command name (which may contain spaces) start at field 3 (state).
@@ -705,7 +716,10 @@ async fn seed(client: &kube::Client, args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 /// resourceVersion per object (to count objects written during the steady-state window).
-async fn versions<K>(api: &Api<K>, lp: &ListParams) -> anyhow::Result<HashMap<String, String>>
+pub(super) async fn versions<K>(
+    api: &Api<K>,
+    lp: &ListParams,
+) -> anyhow::Result<HashMap<String, String>>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -730,7 +744,7 @@ where
         .collect())
 }
 
-fn changed(before: &HashMap<String, String>, after: &HashMap<String, String>) -> usize {
+pub(super) fn changed(before: &HashMap<String, String>, after: &HashMap<String, String>) -> usize {
     let changed = after
         .iter()
         .filter(|(k, v)| before.get(*k) != Some(*v))
@@ -1088,7 +1102,7 @@ impl Outcome {
     }
 }
 
-fn progress(msg: impl std::fmt::Display) {
+pub(super) fn progress(msg: impl std::fmt::Display) {
     eprintln!("bench: {msg}");
 }
 

@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DynamicObject};
 use portvakt::clock::Clock;
 use portvakt_sim::digdir::{DigdirSim, ProviderUrls, Seed, app};
+use portvakt_sim::graph::{GraphSeed, GraphSim};
 use portvakt_sim::kube::ApiServer;
 use serde_json::Value;
 
@@ -34,6 +35,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     (
         "maskinportenclient-delegation.yaml",
         include_str!("../../examples/maskinportenclient-delegation.yaml"),
+    ),
+    (
+        "azureadapplication.yaml",
+        include_str!("../../examples/azureadapplication.yaml"),
     ),
 ];
 
@@ -59,21 +64,35 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let server = ApiServer::new(clock.clone());
     let client = server.client();
 
-    println!("== Starting the embedded Kubernetes API server and the Digdir simulator");
+    println!(
+        "== Starting the embedded Kubernetes API server, the Digdir simulator and the Entra simulator"
+    );
     let digdir = DigdirSim::try_new(clock.clone(), Seed::default())
         .context("the Digdir simulator's default seed")?;
     let digdir_handle =
         super::sim::serve_digdir(&digdir, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let digdir_url = digdir_handle.url();
+    let graph = GraphSim::try_new(clock.clone(), GraphSeed::default())
+        .context("the Entra simulator's default seed")?;
+    let graph_handle =
+        super::sim::serve_graph(&graph, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let graph_url = graph_handle.url();
     let state = tempfile::tempdir().context("creating a temporary directory")?;
-    super::sim::write_run_settings(&digdir, &digdir_url, state.path(), "portvakt-demo")?;
+    super::sim::write_run_settings(
+        &digdir,
+        &digdir_url,
+        Some((&graph, graph_url.as_str())),
+        state.path(),
+        "portvakt-demo",
+    )?;
     println!("Digdir simulator (self-service API, Maskinporten, ID-porten) at {digdir_url}");
+    println!("Entra simulator (Microsoft Graph, the tenant's token endpoint) at {graph_url}");
 
     println!("== Installing portvakt's CRDs");
     manifests::install_crds(&client).await?;
 
     println!("== Starting portvakt's controllers");
-    let run_args = run_args_for_sim(&digdir, &digdir_url, state.path());
+    let run_args = run_args_for_sim(&digdir, &digdir_url, &graph, &graph_url, state.path())?;
     let settings = super::run::settings(&run_args)?;
     let gate = portvakt::controller::leader::WriteGate::open(clock.clone());
     let ctx =
@@ -147,8 +166,9 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         print_summary(&client, r).await?;
     }
     println!(
-        "(Each resource also has a Secret portvakt-next-<kind>-<name>: portvakt's own, holding the next key,\n \
-         already registered at Digdir, for the next rotation. Apps do not use it.)"
+        "(Each Digdir resource also has a Secret portvakt-next-<kind>-<name>: portvakt's own, holding the next key,\n \
+         already registered at Digdir, for the next rotation. Apps do not use it. An AzureAdApplication's Secret holds\n \
+         its next credentials itself, as azurerator's does: AZURE_APP_NEXT_*.)"
     );
 
     println!("== Proving the credentials work, as an app would, from the Secrets alone");
@@ -197,7 +217,7 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
             args.kubeconfig.display()
         );
         println!(
-            "Try: KUBECONFIG={} kubectl get idportenclients,maskinportenclients -A",
+            "Try: KUBECONFIG={} kubectl get idportenclients,maskinportenclients,azureadapplications -A",
             args.kubeconfig.display()
         );
         println!("Stop with Ctrl-C.");
@@ -207,6 +227,7 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), controllers).await;
+    drop(graph_handle);
     if unhandled.is_empty() {
         println!("Demo complete: every example is Ready and its credentials work.");
     } else {
@@ -218,11 +239,24 @@ pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The settings `portvakt run` would get from `portvakt sim`'s run.env.
-fn run_args_for_sim(digdir: &DigdirSim, digdir_url: &str, state: &std::path::Path) -> RunArgs {
+/// The settings `portvakt run` would get from `portvakt sim`'s run.env (with the NAIS chart's Entra
+/// features on: assignment required, groups assignment).
+fn run_args_for_sim(
+    digdir: &DigdirSim,
+    digdir_url: &str,
+    graph: &GraphSim,
+    graph_url: &str,
+    state: &std::path::Path,
+) -> anyhow::Result<RunArgs> {
     let urls = digdir.well_known_urls(digdir_url);
     let creds = digdir.admin_credentials();
-    RunArgs {
+    let op = graph.operator();
+    let graph_urls = graph.urls(graph_url);
+    let graph_sp = graph
+        .service_principal(portvakt_sim::graph::MICROSOFT_GRAPH_APP_ID)
+        .and_then(|s| s["id"].as_str().map(str::to_string))
+        .context("the Entra simulator has no service principal of Microsoft Graph")?;
+    Ok(RunArgs {
         cluster_name: "portvakt-demo".into(),
         digdir: super::run::DigdirArgs {
             idporten: true,
@@ -248,6 +282,30 @@ fn run_args_for_sim(digdir: &DigdirSim, digdir_url: &str, state: &std::path::Pat
             key_propagation: "0s".into(),
             next_key_delay: "5m".into(),
         },
+        entra: super::run::EntraArgs {
+            azure: Some(true),
+            entra_tenant_id: Some(op.tenant_id.clone()),
+            entra_tenant_name: op.tenant_name.clone(),
+            entra_tenant_required: false,
+            entra_client_id: Some(op.client_id.clone()),
+            entra_client_secret_file: Some(state.join("entra-client-secret")),
+            entra_certificate_key_file: None,
+            entra_certificate_file: None,
+            entra_certificate_algorithm: "PS256".into(),
+            entra_federated_token_file: None,
+            entra_google_federated: false,
+            entra_google_identity_url: portvakt::entra::GOOGLE_METADATA_IDENTITY_URL.into(),
+            entra_permissiongrant_resource_id: Some(graph_sp),
+            entra_authority: graph_urls.authority,
+            entra_graph_url: graph_urls.graph_api,
+            entra_app_role_assignment_required: true,
+            entra_groups_assignment: true,
+            entra_all_users_group_ids: String::new(),
+            entra_group_membership_claim_default: "ApplicationGroup".into(),
+            entra_secret_rotation_max_age: "2880h".into(),
+            entra_sweep_interval: "5m".into(),
+            entra_request_timeout: "30s".into(),
+        },
         concurrency: 4,
         resync_period: "1h".into(),
         metrics_address: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -255,7 +313,7 @@ fn run_args_for_sim(digdir: &DigdirSim, digdir_url: &str, state: &std::path::Pat
         // One embedded world, one operator: no election.
         leader_election: super::run::LeaderElectionArgs::default(),
         observe: false,
-    }
+    })
 }
 
 struct ReadyResource {
@@ -372,9 +430,11 @@ async fn secret_data(
 }
 
 async fn print_summary(client: &kube::Client, r: &ReadyResource) -> anyhow::Result<()> {
+    // digdirator's status says clientID, azurerator's clientId.
     let client_id = r
         .object
         .pointer("/status/clientID")
+        .or_else(|| r.object.pointer("/status/clientId"))
         .and_then(Value::as_str)
         .unwrap_or("<none>");
     let data = secret_data(client, r).await?;
@@ -492,6 +552,45 @@ async fn prove(client: &kube::Client, r: &ReadyResource, clock: &Clock) -> anyho
             Ok(format!(
                 "{} {}/{}: ID-porten login (authorization code + PKCE, private_key_jwt) returned an id_token and an access token",
                 r.kind, r.namespace, r.name
+            ))
+        }
+        "AzureAdApplication" => {
+            let jwk: Value = serde_json::from_str(&get("AZURE_APP_JWK")?)
+                .context("AZURE_APP_JWK is not JSON")?;
+            let client_id = get("AZURE_APP_CLIENT_ID")?;
+            let token = portvakt_sim::graph::app::certificate_token(
+                &get("AZURE_OPENID_CONFIG_TOKEN_ENDPOINT")?,
+                &client_id,
+                &jwk,
+                &format!("api://{client_id}/.default"),
+                clock,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("Entra refused the client-credentials grant: {e}"))?;
+            let claims = portvakt_sim::graph::app::claims(
+                token
+                    .get("access_token")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+            )
+            .map_err(|e| anyhow::anyhow!("the access token: {e}"))?;
+            Ok(format!(
+                "{} {}/{}: Entra issued a {} token (expires_in {}) for its own API with the certificate in AZURE_APP_JWK (roles {})",
+                r.kind,
+                r.namespace,
+                r.name,
+                token
+                    .get("token_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?"),
+                token
+                    .get("expires_in")
+                    .map(Value::to_string)
+                    .unwrap_or_default(),
+                claims
+                    .get("roles")
+                    .map(Value::to_string)
+                    .unwrap_or_else(|| "none".into()),
             ))
         }
         other => bail!("no credential proof for kind {other}"),

@@ -4,6 +4,8 @@ mod admin_key;
 #[cfg(feature = "sim")]
 mod bench;
 #[cfg(feature = "sim")]
+mod bench_entra;
+#[cfg(feature = "sim")]
 mod demo;
 mod health;
 #[cfg(feature = "sim")]

@@ -6,6 +6,7 @@
 //! SIGINT are handled before anything else and stop the process promptly in every state.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,6 +118,107 @@ pub struct LeaderElectionArgs {
     pub leader_election_retry_period: String,
 }
 
+/// The AzureAdApplication kind and its provider's settings (azurerator's, reference §6.2).
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Entra ID (AzureAdApplication)")]
+pub struct EntraArgs {
+    /// Run the AzureAdApplication controller. Default: on when --entra-tenant-id is given, off
+    /// otherwise (so a Digdir-only install needs no Entra setting).
+    #[arg(long, env = "PORTVAKT_AZURE", action = clap::ArgAction::Set)]
+    pub azure: Option<bool>,
+    /// The tenant's id (GUID): `AZURE_APP_TENANT_ID`, `status.synchronizationTenant` (azurerator's
+    /// azure.tenant.id).
+    #[arg(long, env = "PORTVAKT_ENTRA_TENANT_ID")]
+    pub entra_tenant_id: Option<String>,
+    /// The tenant's name, compared with `spec.tenant` (azurerator's azure.tenant.name): resources
+    /// naming another tenant are left alone.
+    #[arg(long, env = "PORTVAKT_ENTRA_TENANT_NAME", default_value = "")]
+    pub entra_tenant_name: String,
+    /// Leave resources without `spec.tenant` alone (azurerator's validations.tenant.required).
+    #[arg(long, env = "PORTVAKT_ENTRA_TENANT_REQUIRED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub entra_tenant_required: bool,
+    /// The operator's app (client id). Under Application.ReadWrite.OwnedBy it must be the identity
+    /// azurerator ran as, or the existing apps cannot be seen.
+    #[arg(long, env = "PORTVAKT_ENTRA_CLIENT_ID")]
+    pub entra_client_id: Option<String>,
+    /// The operator's credential, one of: a client secret (a file mounted from a Secret) ...
+    #[arg(long, env = "PORTVAKT_ENTRA_CLIENT_SECRET_FILE")]
+    pub entra_client_secret_file: Option<PathBuf>,
+    /// ... a certificate: its private key (PEM) ...
+    #[arg(long, env = "PORTVAKT_ENTRA_CERTIFICATE_KEY_FILE")]
+    pub entra_certificate_key_file: Option<PathBuf>,
+    /// ... and the certificate (PEM), registered on the operator's app ...
+    #[arg(long, env = "PORTVAKT_ENTRA_CERTIFICATE_FILE")]
+    pub entra_certificate_file: Option<PathBuf>,
+    /// ... signed as PS256 (x5t#S256) or RS256 (x5t) ...
+    #[arg(
+        long,
+        env = "PORTVAKT_ENTRA_CERTIFICATE_ALGORITHM",
+        default_value = "PS256"
+    )]
+    pub entra_certificate_algorithm: String,
+    /// ... a federated token in a file (Kubernetes workload identity, re-read for every grant) ...
+    #[arg(long, env = "PORTVAKT_ENTRA_FEDERATED_TOKEN_FILE")]
+    pub entra_federated_token_file: Option<PathBuf>,
+    /// ... or a Google-signed ID token from the GCE metadata server (azurerator's
+    /// azure.auth.google.enabled: the same federated subject).
+    #[arg(long, env = "PORTVAKT_ENTRA_GOOGLE_FEDERATED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub entra_google_federated: bool,
+    /// Where the metadata server hands out Google ID tokens for Entra.
+    #[arg(long, env = "PORTVAKT_ENTRA_GOOGLE_IDENTITY_URL", default_value = portvakt::entra::GOOGLE_METADATA_IDENTITY_URL)]
+    pub entra_google_identity_url: String,
+    /// The object id of Microsoft Graph's service principal in the tenant (the resource of the
+    /// delegated grant every app gets; azurerator's azure.permissiongrant-resource-id).
+    #[arg(long, env = "PORTVAKT_ENTRA_PERMISSIONGRANT_RESOURCE_ID")]
+    pub entra_permissiongrant_resource_id: Option<String>,
+    /// The identity platform's authority (the token endpoint is {authority}/{tenant}/oauth2/v2.0/token).
+    #[arg(long, env = "PORTVAKT_ENTRA_AUTHORITY", default_value = portvakt::entra::DEFAULT_AUTHORITY)]
+    pub entra_authority: String,
+    /// Microsoft Graph's v1.0 base URL.
+    #[arg(long, env = "PORTVAKT_ENTRA_GRAPH_URL", default_value = portvakt::entra::DEFAULT_GRAPH_URL)]
+    pub entra_graph_url: String,
+    /// Service principals require an app role assignment (azurerator's
+    /// azure.features.app-role-assignment-required.enabled; the NAIS chart turns it on).
+    #[arg(long, env = "PORTVAKT_ENTRA_APP_ROLE_ASSIGNMENT_REQUIRED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub entra_app_role_assignment_required: bool,
+    /// Assign `spec.claims.groups` to the apps (azurerator's groups-assignment.enabled; the NAIS
+    /// chart turns it on).
+    #[arg(long, env = "PORTVAKT_ENTRA_GROUPS_ASSIGNMENT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub entra_groups_assignment: bool,
+    /// Comma-separated group ids assigned for `allowAllUsers: true` (with assignment required).
+    #[arg(long, env = "PORTVAKT_ENTRA_ALL_USERS_GROUP_IDS", default_value = "")]
+    pub entra_all_users_group_ids: String,
+    /// `groupMembershipClaims` of apps whose spec has none.
+    #[arg(
+        long,
+        env = "PORTVAKT_ENTRA_GROUP_MEMBERSHIP_CLAIM_DEFAULT",
+        default_value = "ApplicationGroup"
+    )]
+    pub entra_group_membership_claim_default: String,
+    /// Credentials older than this are replaced (azurerator's secret-rotation.max-age; the NAIS
+    /// chart sets 168h).
+    #[arg(
+        long,
+        env = "PORTVAKT_ENTRA_SECRET_ROTATION_MAX_AGE",
+        default_value = "2880h"
+    )]
+    pub entra_secret_rotation_max_age: String,
+    /// How often resources whose pre-authorized apps were not found (or are in other clusters) are
+    /// looked at again (azurerator's controller.sweep-interval).
+    #[arg(long, env = "PORTVAKT_ENTRA_SWEEP_INTERVAL", default_value = "5m")]
+    pub entra_sweep_interval: String,
+    /// How long one call to Graph may take.
+    #[arg(long, env = "PORTVAKT_ENTRA_REQUEST_TIMEOUT", default_value = "30s")]
+    pub entra_request_timeout: String,
+}
+
+impl EntraArgs {
+    /// Whether the AzureAdApplication controller runs.
+    pub fn enabled(&self) -> bool {
+        self.azure.unwrap_or(self.entra_tenant_id.is_some())
+    }
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
     /// This cluster's name: registrations are identified as `<cluster>:<namespace>:<name>`.
@@ -125,6 +227,8 @@ pub struct RunArgs {
     pub cluster_name: String,
     #[command(flatten)]
     pub digdir: DigdirArgs,
+    #[command(flatten)]
+    pub entra: EntraArgs,
     /// Concurrent reconciles per controller.
     #[arg(long, env = "PORTVAKT_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
@@ -253,6 +357,7 @@ pub struct DigdirSettings {
 /// The settings checked before anything is read or written.
 pub struct Settings {
     digdir: Option<DigdirSettings>,
+    entra: Option<EntraSettings>,
     /// The leader Lease (`None`: no election).
     pub lease: Option<LeaseSettings>,
     pub stuck_pass_after: Duration,
@@ -306,6 +411,225 @@ fn lease_settings(args: &LeaderElectionArgs) -> anyhow::Result<Option<LeaseSetti
     Ok(Some(lease))
 }
 
+const FOR_ENTRA: &str = "while the AzureAdApplication controller is enabled (--azure, on when --entra-tenant-id is given)";
+
+/// The Entra settings, checked.
+pub struct EntraSettings {
+    config: portvakt::entra::EntraConfig,
+    core: portvakt::core::entra::Config,
+    sweep_interval: Duration,
+}
+
+fn entra_settings(args: &EntraArgs, cluster: &str) -> anyhow::Result<EntraSettings> {
+    use portvakt::entra::{
+        AssertionAlgorithm, CertificateCredential, ClientSecret, EntraConfig, OperatorCredential,
+    };
+    let tenant = required(&args.entra_tenant_id, "--entra-tenant-id", FOR_ENTRA)?
+        .trim()
+        .to_string();
+    let client = required(&args.entra_client_id, "--entra-client-id", FOR_ENTRA)?
+        .trim()
+        .to_string();
+    if client.is_empty() {
+        bail!("--entra-client-id is empty");
+    }
+    let grant_resource = required(
+        &args.entra_permissiongrant_resource_id,
+        "--entra-permissiongrant-resource-id",
+        FOR_ENTRA,
+    )?
+    .trim()
+    .to_string();
+    if uuid::Uuid::parse_str(&grant_resource).is_err() {
+        bail!(
+            "--entra-permissiongrant-resource-id: {grant_resource:?} is not an object id (the GUID of Microsoft Graph's service principal in the tenant)"
+        );
+    }
+    let given: Vec<&str> = [
+        (
+            "--entra-client-secret-file",
+            args.entra_client_secret_file.is_some(),
+        ),
+        (
+            "--entra-certificate-key-file/--entra-certificate-file",
+            args.entra_certificate_key_file.is_some() || args.entra_certificate_file.is_some(),
+        ),
+        (
+            "--entra-federated-token-file",
+            args.entra_federated_token_file.is_some(),
+        ),
+        ("--entra-google-federated", args.entra_google_federated),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(name, _)| *name)
+    .collect();
+    if given.len() != 1 {
+        bail!(
+            "the operator's Entra credential: give exactly one of --entra-client-secret-file, --entra-certificate-key-file with --entra-certificate-file, --entra-federated-token-file or --entra-google-federated{}",
+            if given.is_empty() {
+                String::new()
+            } else {
+                format!(" (given: {})", given.join(", "))
+            }
+        );
+    }
+    let credential = if let Some(path) = &args.entra_client_secret_file {
+        OperatorCredential::ClientSecret(
+            ClientSecret::from_file(path)
+                .map_err(|e| anyhow::anyhow!("--entra-client-secret-file: {e}"))?,
+        )
+    } else if args.entra_certificate_key_file.is_some() || args.entra_certificate_file.is_some() {
+        let key = required(
+            &args.entra_certificate_key_file,
+            "--entra-certificate-key-file",
+            "with --entra-certificate-file",
+        )?;
+        let cert = required(
+            &args.entra_certificate_file,
+            "--entra-certificate-file",
+            "with --entra-certificate-key-file",
+        )?;
+        let algorithm = match args
+            .entra_certificate_algorithm
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "PS256" => AssertionAlgorithm::Ps256,
+            "RS256" => AssertionAlgorithm::Rs256,
+            other => bail!("--entra-certificate-algorithm: {other:?} is not PS256 or RS256"),
+        };
+        OperatorCredential::Certificate(
+            CertificateCredential::from_files(key, cert, algorithm).map_err(|e| {
+                anyhow::anyhow!("--entra-certificate-key-file/--entra-certificate-file: {e}")
+            })?,
+        )
+    } else if let Some(path) = &args.entra_federated_token_file {
+        OperatorCredential::FederatedTokenFile(path.clone())
+    } else {
+        OperatorCredential::GoogleMetadata {
+            identity_url: args.entra_google_identity_url.clone(),
+        }
+    };
+    let mut config = EntraConfig::new(tenant.clone(), client, credential);
+    config.authority = args.entra_authority.clone();
+    config.graph_url = args.entra_graph_url.clone();
+    config.page_size = Some(999);
+    config.request_timeout = parse_duration_min(
+        "--entra-request-timeout",
+        &args.entra_request_timeout,
+        Duration::from_millis(100),
+    )?;
+    config
+        .validate()
+        .map_err(|problem| anyhow::anyhow!("Entra configuration: {problem}"))?;
+    let claims = portvakt::core::entra::application::normalise_group_membership_claims(
+        &args.entra_group_membership_claim_default,
+    )
+    .ok_or_else(|| {
+        anyhow::anyhow!(
+            "--entra-group-membership-claim-default: {:?} is not one of {}",
+            args.entra_group_membership_claim_default,
+            portvakt::core::entra::application::GROUP_MEMBERSHIP_CLAIMS.join(", ")
+        )
+    })?;
+    let all_users: Vec<String> = args
+        .entra_all_users_group_ids
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(bad) = all_users.iter().find(|g| uuid::Uuid::parse_str(g).is_err()) {
+        bail!("--entra-all-users-group-ids: {bad:?} is not a group's object id (a GUID)");
+    }
+    let max_age = parse_duration_min(
+        "--entra-secret-rotation-max-age",
+        &args.entra_secret_rotation_max_age,
+        Duration::from_secs(60),
+    )?;
+    let sweep_interval = parse_duration_min(
+        "--entra-sweep-interval",
+        &args.entra_sweep_interval,
+        Duration::from_secs(1),
+    )?;
+    let core = portvakt::core::entra::Config {
+        cluster_name: cluster.to_string(),
+        tenant_id: tenant,
+        tenant_name: args.entra_tenant_name.trim().to_string(),
+        tenant_required: args.entra_tenant_required,
+        permission_grant_resource_id: grant_resource,
+        assignment_required: args.entra_app_role_assignment_required,
+        groups_assignment: args.entra_groups_assignment,
+        all_users_group_ids: all_users,
+        group_membership_claim_default: claims.to_string(),
+        max_age,
+        ..portvakt::core::entra::Config::default()
+    };
+    Ok(EntraSettings {
+        config,
+        core,
+        sweep_interval,
+    })
+}
+
+/// The tenant's OpenID configuration (issuer, JWKS and token endpoint for the Secrets), fetched at
+/// start as azurerator does.
+async fn entra_metadata(
+    config: &portvakt::entra::EntraConfig,
+) -> anyhow::Result<portvakt::core::ProviderMetadata> {
+    let url = format!(
+        "{}/{}/v2.0/.well-known/openid-configuration",
+        config.authority.trim_end_matches('/'),
+        config.tenant_id
+    );
+    let http = reqwest::Client::builder()
+        .timeout(config.request_timeout)
+        .build()
+        .context("HTTP client")?;
+    let doc: serde_json::Value = http
+        .get(&url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .with_context(|| {
+            format!("--entra-authority: fetching the tenant's OpenID configuration {url}")
+        })?
+        .json()
+        .await
+        .with_context(|| format!("--entra-authority: {url} is not JSON"))?;
+    let field = |name: &str| -> anyhow::Result<String> {
+        doc.get(name)
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .with_context(|| format!("--entra-authority: {url} has no {name}"))
+    };
+    Ok(portvakt::core::ProviderMetadata {
+        well_known_url: url.clone(),
+        issuer: field("issuer")?,
+        jwks_uri: field("jwks_uri")?,
+        token_endpoint: field("token_endpoint")?,
+    })
+}
+
+/// Builds the Entra provider: its Graph client and the tenant's metadata.
+async fn entra_provider(
+    s: EntraSettings,
+    clock: Clock,
+) -> anyhow::Result<portvakt::controller::entra_kinds::EntraProvider> {
+    let metadata = entra_metadata(&s.config).await?;
+    let graph = portvakt::entra::GraphClient::new(&s.config, clock)
+        .map_err(|e| anyhow::anyhow!("Graph client: {e}"))?;
+    let core = portvakt::core::entra::Config { metadata, ..s.core };
+    Ok(portvakt::controller::entra_kinds::EntraProvider::new(
+        graph,
+        core,
+        s.config.client_id.clone(),
+        s.sweep_interval,
+    ))
+}
+
 /// Checks every setting of every enabled provider, failing on the first bad one and naming it.
 pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     if args.cluster_name.trim().is_empty() {
@@ -338,6 +662,11 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     } else {
         None
     };
+    let entra = if args.entra.enabled() {
+        Some(entra_settings(&args.entra, args.cluster_name.trim())?)
+    } else {
+        None
+    };
     let lease = lease_settings(&args.leader_election)?;
     let stuck_pass_after = parse_duration_min(
         "--stuck-pass-after",
@@ -346,6 +675,7 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     )?;
     Ok(Settings {
         digdir,
+        entra,
         lease,
         stuck_pass_after,
     })
@@ -446,14 +776,23 @@ pub async fn build_context(
             },
             KeyReference::Kid(_) => metrics.set_admin_certificate_expiry(None),
         }
-        let provider = Arc::new(digdir_provider(cluster, d, clock).await?);
+        let provider = Arc::new(digdir_provider(cluster, d, clock.clone()).await?);
         provider.client.set_hooks(Arc::new(ProviderHooks {
             provider: "digdir",
             metrics: metrics.clone(),
-            gate,
+            gate: gate.clone(),
         }));
         metrics.add_collector(Arc::new(DigdirStats(provider.clone())));
         ctx = ctx.with_provider(provider);
+    }
+    if let Some(e) = settings.entra {
+        let provider = entra_provider(e, clock).await?;
+        provider.graph.set_hooks(Arc::new(ProviderHooks {
+            provider: "entra",
+            metrics: metrics.clone(),
+            gate,
+        }));
+        ctx = ctx.with_provider(Arc::new(provider));
     }
     Ok(Arc::new(ctx))
 }
@@ -475,8 +814,13 @@ pub fn run_options(args: &RunArgs, shutdown: CancellationToken) -> anyhow::Resul
     if !args.digdir.maskinporten {
         disabled.insert("MaskinportenClient".to_string());
     }
-    if !args.digdir.idporten && !args.digdir.maskinporten {
-        bail!("--idporten=false and --maskinporten=false: no controller left to run");
+    if !args.entra.enabled() {
+        disabled.insert("AzureAdApplication".to_string());
+    }
+    if !args.digdir.idporten && !args.digdir.maskinporten && !args.entra.enabled() {
+        bail!(
+            "--idporten=false, --maskinporten=false and no Entra tenant (--entra-tenant-id, or --azure=true): no controller left to run"
+        );
     }
     Ok(RunOptions {
         disabled,

@@ -1,5 +1,6 @@
-//! `portvakt sim`: the embedded API server and the Digdir simulator on loopback, with a
-//! kubeconfig for kubectl and the settings `portvakt run` needs to talk to the simulator.
+//! `portvakt sim`: the embedded API server, the Digdir simulator and the Entra simulator on
+//! loopback, with a kubeconfig for kubectl and the settings `portvakt run` needs to talk to the
+//! simulators.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use axum::Router;
 use axum::routing::get;
 use portvakt::clock::Clock;
 use portvakt_sim::digdir::{DigdirSim, Seed};
+use portvakt_sim::graph::{GraphSeed, GraphSim, MICROSOFT_GRAPH_APP_ID};
 use portvakt_sim::kube::ApiServer;
 use portvakt_sim::{ServeHandle, serve_on};
 use serde_json::json;
@@ -53,6 +55,28 @@ pub struct SimArgs {
     /// `PATCH /apis/nais.io status=409 once`). Repeat for more.
     #[arg(long = "kube-fault", value_name = "RULE")]
     pub kube_faults: Vec<String>,
+    /// Address of the Entra simulator (Microsoft Graph and the tenant's token endpoint).
+    #[arg(long, default_value = "127.0.0.1:0", env = "PORTVAKT_SIM_GRAPH_LISTEN")]
+    pub graph_listen: SocketAddr,
+    /// Latency of every Graph call (e.g. 50ms; a write holds its object that long, so overlapping
+    /// writes to one object get Graph's 409).
+    #[arg(long, default_value = "0ms")]
+    pub graph_latency: String,
+    /// How long new applications and service principals stay invisible to reads (e.g. 10s; off by
+    /// default).
+    #[arg(long, default_value = "0s")]
+    pub graph_eventual_consistency: String,
+    /// Graph's documented write limit per app and tenant: 3,000 writes per 2 min 30 s, then 429 with
+    /// Retry-After.
+    #[arg(long)]
+    pub graph_throttling: bool,
+    /// Seed data for the Entra simulator (JSON; every field optional).
+    #[arg(long)]
+    pub graph_seed: Option<PathBuf>,
+    /// A fault injected into the Entra simulator from the start (same form, e.g.
+    /// `POST /v1.0/servicePrincipals throttle=5 once`). Repeat for more.
+    #[arg(long = "graph-fault", value_name = "RULE")]
+    pub graph_faults: Vec<String>,
 }
 
 /// Parses the `--*-fault` rules (all of them, before anything starts), naming the flag.
@@ -90,7 +114,22 @@ fn require_loopback(setting: &str, addr: SocketAddr) -> anyhow::Result<()> {
 pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     require_loopback("--listen", args.listen)?;
     require_loopback("--digdir-listen", args.digdir_listen)?;
+    require_loopback("--graph-listen", args.graph_listen)?;
     let latency = parse_latency("--digdir-latency", &args.digdir_latency)?;
+    let graph_latency = parse_latency("--graph-latency", &args.graph_latency)?;
+    let graph_lag = super::run::parse_duration(
+        "--graph-eventual-consistency",
+        &args.graph_eventual_consistency,
+    )?;
+    let graph_seed = match &args.graph_seed {
+        None => GraphSeed::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--graph-seed: cannot read {}", path.display()))?;
+            GraphSeed::from_json(&text)
+                .with_context(|| format!("--graph-seed: {} is not a valid seed", path.display()))?
+        }
+    };
     let seed = match &args.digdir_seed {
         None => Seed::default(),
         Some(path) => {
@@ -103,6 +142,19 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     let clock = Clock::system();
     let digdir_faults = parse_faults("--digdir-fault", &args.digdir_faults, &clock)?;
     let kube_faults = parse_faults("--kube-fault", &args.kube_faults, &clock)?;
+    let graph_faults = parse_faults("--graph-fault", &args.graph_faults, &clock)?;
+    let graph = GraphSim::try_new(clock.clone(), graph_seed)
+        .context("--graph-seed: the seed is inconsistent")?;
+    configure_graph(
+        &graph,
+        graph_latency,
+        graph_lag,
+        args.graph_throttling,
+        &clock,
+    )?;
+    for rule in graph_faults {
+        graph.inject_fault(rule);
+    }
     let server = ApiServer::new(clock.clone());
     let digdir =
         DigdirSim::try_new(clock, seed).context("--digdir-seed: the seed is inconsistent")?;
@@ -120,19 +172,28 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--listen: cannot listen on {}", args.listen))?;
     let digdir_handle = serve_digdir(&digdir, args.digdir_listen).await?;
     let digdir_url = digdir_handle.url();
+    let graph_handle = serve_graph(&graph, args.graph_listen).await?;
+    let graph_url = graph_handle.url();
     if args.install_crds {
         super::manifests::install_crds(&server.client()).await?;
     }
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("--state-dir: cannot create {}", args.state_dir.display()))?;
     let state_dir = std::fs::canonicalize(&args.state_dir).unwrap_or(args.state_dir.clone());
-    let run_env = write_run_settings(&digdir, &digdir_url, &state_dir, "portvakt-sim")?;
+    let run_env = write_run_settings(
+        &digdir,
+        &digdir_url,
+        Some((&graph, graph_url.as_str())),
+        &state_dir,
+        "portvakt-sim",
+    )?;
     let url = handle.url();
     write_kubeconfig(&args.kubeconfig, &url)?;
     let path = std::fs::canonicalize(&args.kubeconfig).unwrap_or(args.kubeconfig.clone());
 
     println!("Embedded Kubernetes API server listening on {url}");
     println!("Digdir simulator listening on {digdir_url}");
+    println!("Entra simulator listening on {graph_url}");
     println!("kubeconfig: {}", path.display());
     println!("run settings: {}", run_env.display());
     println!();
@@ -142,7 +203,7 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     println!("  kubectl create namespace team-a");
     println!("  kubectl apply -f examples/maskinportenclient-consumer.yaml");
     println!("  set -a; . {}; set +a; portvakt run", run_env.display());
-    println!("  kubectl get idportenclients,maskinportenclients -A");
+    println!("  kubectl get idportenclients,maskinportenclients,azureadapplications -A");
     println!();
     println!("Faults and the call journal (README: \"Faults\"):");
     println!(
@@ -156,7 +217,95 @@ pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         .context("waiting for Ctrl-C")?;
     drop(handle);
     drop(digdir_handle);
+    drop(graph_handle);
     Ok(())
+}
+
+/// The Entra simulator's latency (reads wait it; writes hold their object for it), replication lag
+/// and Graph's documented write limit.
+pub fn configure_graph(
+    graph: &GraphSim,
+    latency: std::time::Duration,
+    eventual_consistency: std::time::Duration,
+    throttling: bool,
+    clock: &Clock,
+) -> anyhow::Result<()> {
+    if !latency.is_zero() {
+        graph.set_write_latency(latency);
+        let rule = format!("GET /v1.0 latency={}ms", latency.as_millis());
+        graph.inject_fault(
+            portvakt_sim::fault::FaultRule::parse(&rule, clock.now())
+                .map_err(|e| anyhow::anyhow!("--graph-latency: {e}"))?,
+        );
+    }
+    graph.set_eventual_consistency(eventual_consistency);
+    if throttling {
+        graph.set_write_limit(Some((3000, std::time::Duration::from_secs(150))));
+    }
+    Ok(())
+}
+
+/// Serves the Entra simulator plus `/_sim/graph/calls`, a count of the calls it answered (the
+/// benchmark reads it), until the handle is dropped.
+pub async fn serve_graph(graph: &GraphSim, addr: SocketAddr) -> anyhow::Result<ServeHandle> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--graph-listen: cannot listen on {addr}"))?;
+    let local = listener
+        .local_addr()
+        .context("--graph-listen: no local address")?;
+    graph.set_base_url(&format!("http://{local}"));
+    let stats = graph.clone();
+    let app = graph.router().merge(Router::new().route(
+        "/_sim/graph/calls",
+        get(move || {
+            let sim = stats.clone();
+            async move { axum::Json(graph_call_counts(&sim)) }
+        }),
+    ));
+    serve_on(listener, app, async {}).context("--graph-listen: serving")
+}
+
+fn graph_call_counts(sim: &GraphSim) -> serde_json::Value {
+    let mut graph = 0u64;
+    let mut writes = 0u64;
+    let mut tokens = 0u64;
+    let mut throttled = 0u64;
+    let mut conflicts = 0u64;
+    let mut by_route = std::collections::BTreeMap::<String, u64>::new();
+    for call in sim.journal() {
+        if call.path.starts_with("/v1.0/") {
+            graph += 1;
+            if call.method != http::Method::GET {
+                writes += 1;
+            }
+            match call.status {
+                429 => throttled += 1,
+                409 => conflicts += 1,
+                _ => {}
+            }
+        } else if call.path.ends_with("/token") {
+            tokens += 1;
+        }
+        let route: Vec<String> = call
+            .path
+            .split('/')
+            .map(|seg| {
+                if seg.len() >= 32 && seg.contains('-') && !seg.contains('(') {
+                    "{id}".to_string()
+                } else if let Some(i) = seg.find('(') {
+                    format!("{}(…)", &seg[..i])
+                } else {
+                    seg.to_string()
+                }
+            })
+            .collect();
+        *by_route
+            .entry(format!("{} {}", call.method, route.join("/")))
+            .or_default() += 1;
+    }
+    json!({"graph": graph, "graph_writes": writes, "token": tokens, "throttled": throttled,
+           "conflicts": conflicts, "by_route": by_route})
 }
 
 /// Serves the Digdir simulator plus `/_sim/digdir/calls`, a count of the calls it answered
@@ -355,11 +504,12 @@ pub const SIM_DEFAULT_SCOPE: &str = "nav:test/api";
 /// `portvakt sim` and the demo configure it, so exposed scopes can be created.
 pub const SIM_SCOPE_PREFIX: &str = "kartverket";
 
-/// Writes the admin key and certificate chain and a `run.env` with the PORTVAKT_* settings
-/// that point `portvakt run` at this simulator.
+/// Writes the admin key and certificate chain (and the Entra operator's client secret) and a
+/// `run.env` with the PORTVAKT_* settings that point `portvakt run` at these simulators.
 pub fn write_run_settings(
     digdir: &DigdirSim,
     digdir_url: &str,
+    graph: Option<(&GraphSim, &str)>,
     dir: &Path,
     cluster: &str,
 ) -> anyhow::Result<PathBuf> {
@@ -370,7 +520,7 @@ pub fn write_run_settings(
     write_private(&key, &creds.private_key_pem)?;
     std::fs::write(&chain, &creds.certificate_chain_pem)
         .with_context(|| format!("writing {}", chain.display()))?;
-    let env = format!(
+    let mut env = format!(
         "PORTVAKT_CLUSTER_NAME={cluster}\n\
          PORTVAKT_DIGDIR_ENV=test\n\
          PORTVAKT_DIGDIR_BASE_URL={}\n\
@@ -392,9 +542,40 @@ pub fn write_run_settings(
         key.display(),
         chain.display(),
     );
+
+    if let Some((graph, url)) = graph {
+        env.push_str(&entra_settings(graph, url, dir)?);
+    }
     let path = dir.join("run.env");
     std::fs::write(&path, env).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// The PORTVAKT_ENTRA_* lines for the Entra simulator at `url` (the client secret written to `dir`).
+pub fn entra_settings(graph: &GraphSim, url: &str, dir: &Path) -> anyhow::Result<String> {
+    let op = graph.operator();
+    let secret = dir.join("entra-client-secret");
+    write_private(&secret, &op.client_secret)?;
+    let urls = graph.urls(url);
+    let graph_sp = graph
+        .service_principal(MICROSOFT_GRAPH_APP_ID)
+        .and_then(|s| s["id"].as_str().map(str::to_string))
+        .context("the Entra simulator has no service principal of Microsoft Graph")?;
+    Ok(format!(
+        "PORTVAKT_ENTRA_TENANT_ID={}\n\
+         PORTVAKT_ENTRA_TENANT_NAME={}\n\
+         PORTVAKT_ENTRA_CLIENT_ID={}\n\
+         PORTVAKT_ENTRA_CLIENT_SECRET_FILE={}\n\
+         PORTVAKT_ENTRA_PERMISSIONGRANT_RESOURCE_ID={graph_sp}\n\
+         PORTVAKT_ENTRA_AUTHORITY={}\n\
+         PORTVAKT_ENTRA_GRAPH_URL={}\n",
+        op.tenant_id,
+        op.tenant_name,
+        op.client_id,
+        secret.display(),
+        urls.authority,
+        urls.graph_api,
+    ))
 }
 
 /// Private key files are readable by the owner only.

@@ -92,6 +92,18 @@ impl OwnWrites {
         m.remove(&format!("{kind}/{namespace}/{name}"));
     }
 
+    /// Whether portvakt wrote a version of the object other than this one: the cache may not have
+    /// caught up with that write (resource versions only compare for equality, so a newer write by
+    /// someone else looks the same; reading it again is right in both cases).
+    pub(crate) fn is_behind(&self, kind: &str, meta: &ObjectMeta) -> bool {
+        let Some(key) = Self::key(kind, meta) else {
+            return false;
+        };
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&key)
+            .is_some_and(|rv| meta.resource_version.as_ref() != Some(rv))
+    }
+
     /// Whether this version of the object is portvakt's own last write of it.
     pub(crate) fn is_own(&self, kind: &str, meta: &ObjectMeta) -> bool {
         let (Some(key), Some(rv)) = (Self::key(kind, meta), meta.resource_version.as_ref()) else {

@@ -12,6 +12,7 @@ use crate::conditions::reason;
 use crate::controller::secret_store::SecretError;
 use crate::controller::workload_scan::ScanError;
 use crate::digdir::DigdirError;
+use crate::entra::GraphError;
 
 /// Longest message written into a condition or event (a list of thousands of scopes is cut, with a
 /// count of what was left out).
@@ -44,6 +45,9 @@ pub enum Error {
     /// Digdir failed, refused, or answered something that is not what its API documents.
     #[error("{0}")]
     Digdir(#[from] DigdirError),
+    /// Microsoft Graph (or the operator's authentication to Entra) failed or refused.
+    #[error("{0}")]
+    Entra(#[from] GraphError),
     /// Generating a key failed.
     #[error("generating a key: {0}")]
     KeyGeneration(String),
@@ -84,6 +88,7 @@ impl Error {
             Error::Secret(_) | Error::Scan(_) | Error::Kube { .. } => reason::KUBERNETES_ERROR,
             Error::Digdir(e) if e.is_throttled() => reason::THROTTLED,
             Error::Digdir(_) => reason::DIGDIR_ERROR,
+            Error::Entra(e) => e.condition_reason(),
             Error::KeyGeneration(_) | Error::Internal(_) => reason::INTERNAL_ERROR,
             Error::Wait { .. } => reason::PENDING,
         }
@@ -99,6 +104,7 @@ impl Error {
             Error::Scan(_) => "workload_scan",
             Error::Kube { .. } => "kubernetes",
             Error::Digdir(e) => e.metric_label(),
+            Error::Entra(e) => e.metric_label(),
             Error::KeyGeneration(_) => "key_generation",
             Error::Internal(_) => "internal",
             Error::Wait { .. } => "waiting",
@@ -115,6 +121,7 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::Digdir(e) => e.retry_after(),
+            Error::Entra(e) => e.retry_after(),
             Error::Wait { retry_in, .. } => Some(*retry_in),
             _ => None,
         }

@@ -74,6 +74,18 @@ pub trait Provider: Send + Sync + 'static {
         let _ = shared;
         Box::pin(async {})
     }
+
+    /// Work of the provider on its own schedule while the controllers run (Entra's sweep for
+    /// pre-authorized apps in other clusters), until `shutdown`. Not run by `--observe`. Default:
+    /// none.
+    fn background(
+        self: std::sync::Arc<Self>,
+        shared: std::sync::Arc<Shared>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> BoxFuture<'static, ()> {
+        let _ = (shared, shutdown);
+        Box::pin(async {})
+    }
 }
 
 /// What a successful pass of a kind's pipeline ended with.
@@ -149,6 +161,13 @@ pub trait Kind:
     ) -> impl Future<Output = ()> + Send + 'a {
         let _ = (pass, changes);
         async {}
+    }
+
+    /// What a successful pass leaves of consumed annotation `name` whose value is `value` (`None`:
+    /// remove it). Default: removed (azurerator's `resync` list loses only its first element).
+    fn annotation_after_pass(name: &str, value: &str) -> Option<String> {
+        let _ = (name, value);
+        None
     }
 
     /// Hands the provider this kind's reflector store (for its periodic pass). Default: unused.

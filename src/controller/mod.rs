@@ -15,6 +15,7 @@
 //! | [`leader`] | leader election on a Lease: only the leader runs the controllers and writes |
 //! | [`liveness`] | whether the controllers are stuck (`/healthz`) |
 //! | [`digdir_kinds`] | IDPortenClient and MaskinportenClient: the Digdir provider and its pipeline |
+//! | [`entra_kinds`] | AzureAdApplication: the Entra provider, its pipeline, drift, the sweep |
 //!
 //! ```text
 //! let ctx = Context::new(Shared::new(kube_client, clock, "dev-gcp")).with_provider(digdir);
@@ -24,6 +25,7 @@
 
 pub mod context;
 pub mod digdir_kinds;
+pub mod entra_kinds;
 pub mod error;
 pub mod keygen;
 pub mod kind;
@@ -49,7 +51,7 @@ pub use error::Error;
 pub use kind::{Applied, Kind, KindNames, KindStatus, Provider};
 pub use pass::{KindContext, Pass};
 
-use crate::crd::{IDPortenClient, MaskinportenClient};
+use crate::crd::{AzureAdApplication, IDPortenClient, MaskinportenClient};
 
 /// Options of [`run`] and [`observe`].
 #[derive(Clone, Debug)]
@@ -146,7 +148,11 @@ impl<K: Kind> KindEntry for Entry<K> {
 
 /// Every kind portvakt runs. Adding a kind: implement [`Kind`] for it and list it here.
 pub fn builtin_kinds() -> Vec<Box<dyn KindEntry>> {
-    vec![entry::<IDPortenClient>(), entry::<MaskinportenClient>()]
+    vec![
+        entry::<IDPortenClient>(),
+        entry::<MaskinportenClient>(),
+        entry::<AzureAdApplication>(),
+    ]
 }
 
 fn enabled<'a>(
@@ -174,7 +180,6 @@ pub async fn count_unhandled(
     ctx: &Context,
     opts: &RunOptions,
 ) -> Result<Vec<(&'static str, u64)>, Error> {
-    use crate::crd::{AzureAdApplication, IDPortenClient, MaskinportenClient};
     let handled = enabled_kinds(ctx, opts);
     let mut out = Vec::new();
     for (kind, count) in [
@@ -252,6 +257,12 @@ pub async fn run_kinds(ctx: Arc<Context>, kinds: Vec<Box<dyn KindEntry>>, opts: 
         opts.resync_period,
         opts.shutdown.clone(),
     ))));
+    for p in ctx.providers() {
+        handles.push(AbortOnDropHandle::new(tokio::spawn(
+            p.clone()
+                .background(ctx.shared.clone(), opts.shutdown.clone()),
+        )));
+    }
     for h in handles {
         if let Err(e) = h.await {
             tracing::error!(error = %e, "controller task ended abnormally");

@@ -403,38 +403,57 @@ async fn finalize<K: Kind>(pass: &Pass<'_, K>) -> Result<bool, Error> {
     )))
 }
 
-/// Removes the annotations a successful pass consumes (`resync`, `rotate`).
+/// Removes the annotations a successful pass consumes (`resync`, `rotate`), or leaves what
+/// [`Kind::annotation_after_pass`] keeps of one (the rest of a list). Pinned to the resourceVersion:
+/// on a conflict the object is re-read and the update recomputed from its annotations, so a value
+/// someone added meanwhile is not lost.
 async fn consume_annotations<K: Kind>(pass: &Pass<'_, K>) -> Result<(), Error> {
-    let present: Vec<&str> = K::NAMES
-        .consumed_annotations
-        .iter()
-        .copied()
-        .filter(|a| {
-            pass.obj
-                .meta()
-                .annotations
-                .as_ref()
-                .is_some_and(|m| m.contains_key(*a))
-        })
-        .collect();
-    if present.is_empty() {
-        return Ok(());
+    let mut current: Option<K> = None;
+    for _ in 0..5 {
+        let obj = current.as_ref().unwrap_or(pass.obj);
+        let annotations = obj.meta().annotations.as_ref();
+        let ann: serde_json::Map<String, serde_json::Value> = K::NAMES
+            .consumed_annotations
+            .iter()
+            .filter_map(|a| {
+                let value = annotations.and_then(|m| m.get(*a))?;
+                let rest = K::annotation_after_pass(a, value);
+                Some((
+                    a.to_string(),
+                    rest.map_or(serde_json::Value::Null, serde_json::Value::String),
+                ))
+            })
+            .collect();
+        if ann.is_empty() {
+            return Ok(());
+        }
+        let patch = json!({"metadata": {"annotations": ann, "resourceVersion": obj.meta().resource_version}});
+        match pass
+            .api
+            .patch(&pass.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(o) => {
+                pass.record_own(&o);
+                return Ok(());
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => match pass.api.get_opt(&pass.name).await {
+                Ok(Some(o)) => current = Some(o),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Error::kube(format!("re-reading {}", pass.key), e)),
+            },
+            Err(e) => {
+                return Err(Error::kube(
+                    format!("removing annotations of {}", pass.key),
+                    e,
+                ));
+            }
+        }
     }
-    let ann: serde_json::Map<String, serde_json::Value> = present
-        .iter()
-        .map(|a| (a.to_string(), serde_json::Value::Null))
-        .collect();
-    let o = pass
-        .api
-        .patch(
-            &pass.name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": ann}})),
-        )
-        .await
-        .map_err(|e| Error::kube(format!("removing annotations of {}", pass.key), e))?;
-    pass.record_own(&o);
-    Ok(())
+    Err(Error::Internal(format!(
+        "removing annotations of {}: the object kept changing",
+        pass.key
+    )))
 }
 
 /// The controller's reconcile function for kind `K`. Every log line of the pass carries the
@@ -470,6 +489,27 @@ pub async fn reconcile<K: Kind>(obj: Arc<K>, kc: Arc<KindContext<K>>) -> Result<
     result.map(Done::action)
 }
 
+/// The object to pass: the cached one, unless portvakt wrote a version of it that the cache has not
+/// caught up with. A pass can be triggered (another app's resync request, a Secret event) between
+/// portvakt's status write and the watch event that brings it, and a pass on the status before
+/// that write would redo what the write recorded (new credentials, a rotation); then the object is
+/// read from the API server, once. `None`: it is gone.
+async fn fresh<K: Kind>(obj: Arc<K>, shared: &Shared) -> Result<Option<Arc<K>>, Error> {
+    if !shared.own_writes.is_behind(kind_name::<K>(), obj.meta()) {
+        return Ok(Some(obj));
+    }
+    let namespace = obj.meta().namespace.clone().unwrap_or_default();
+    let name = obj.name_any();
+    let api: Api<K> = Api::namespaced(shared.client.clone(), &namespace);
+    let got = api.get_opt(&name).await.map_err(|e| {
+        Error::kube(
+            format!("reading {} {namespace}/{name}", kind_name::<K>()),
+            e,
+        )
+    })?;
+    Ok(got.map(Arc::new))
+}
+
 /// How a pass that did not fail ended.
 enum Done {
     /// Not this instance's resource: left alone.
@@ -488,6 +528,9 @@ impl Done {
 }
 
 async fn reconcile_once<K: Kind>(obj: Arc<K>, kc: &KindContext<K>) -> Result<Done, Error> {
+    let Some(obj) = fresh(obj, &kc.shared).await? else {
+        return Ok(Done::NotMine);
+    };
     if !obj.is_mine(&kc.provider) {
         return Ok(Done::NotMine);
     }

@@ -9,7 +9,8 @@
 use serde_json::{Map, Value};
 
 use crate::crd::{
-    ConsumedScope, ExposedScope, ExposedScopeConsumer, IDPortenClientSpec, MaskinportenClientSpec,
+    AccessPolicyInboundRule, AzureAdApplicationSpec, ConsumedScope, ExposedScope,
+    ExposedScopeConsumer, IDPortenClientSpec, MaskinportenClientSpec,
 };
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -175,6 +176,128 @@ pub fn maskinporten_spec_go_json(spec: &MaskinportenClientSpec) -> String {
     go_json(&Value::Object(m))
 }
 
+fn inbound_rule_go(r: &AccessPolicyInboundRule) -> Value {
+    // `AccessPolicyRule` is embedded (`json:",inline"`, which encoding/json ignores: the fields are
+    // promoted): application (no omitempty), namespace, cluster; then the permissions pointer.
+    let mut m = Map::new();
+    m.insert("application".into(), Value::String(r.application.clone()));
+    put_str(&mut m, "namespace", r.namespace.as_deref());
+    put_str(&mut m, "cluster", r.cluster.as_deref());
+    if let Some(p) = &r.permissions {
+        let mut pm = Map::new();
+        put_strs(&mut pm, "scopes", p.scopes.as_ref());
+        put_strs(&mut pm, "roles", p.roles.as_ref());
+        m.insert("permissions".into(), Value::Object(pm));
+    }
+    Value::Object(m)
+}
+
+/// A Go slice field without `omitempty`: `null` when nil, `[...]` (possibly empty) otherwise.
+fn go_slice<T>(v: Option<&Vec<T>>, f: impl Fn(&T) -> Value) -> Value {
+    match v {
+        None => Value::Null,
+        Some(items) => Value::Array(items.iter().map(f).collect()),
+    }
+}
+
+/// Go's JSON of the anonymous struct liberator hashes for an AzureAdApplication (azurerator.md §2.3):
+/// `ReplyUrls`, `PreAuthorizedApplications`, `LogoutUrl`, `Tenant`, `Claims`, `SecretKeyPrefix` under
+/// their Go field names (no tags, no omitempty: nil slices and pointers are `null`, strings `""`),
+/// then `singlePageApplication`, `allowAllUsers`, `groupMembershipClaims`, `federatedCredentials`
+/// (tagged, omitempty). `secretName` is not hashed.
+pub fn azure_spec_go_json(spec: &AzureAdApplicationSpec) -> String {
+    let mut m = Map::new();
+    m.insert(
+        "ReplyUrls".into(),
+        go_slice(spec.reply_urls.as_ref(), |u| {
+            let mut um = Map::new();
+            put_str(&mut um, "url", u.url.as_deref());
+            Value::Object(um)
+        }),
+    );
+    m.insert(
+        "PreAuthorizedApplications".into(),
+        go_slice(spec.pre_authorized_applications.as_ref(), inbound_rule_go),
+    );
+    m.insert(
+        "LogoutUrl".into(),
+        Value::String(spec.logout_url.clone().unwrap_or_default()),
+    );
+    m.insert(
+        "Tenant".into(),
+        Value::String(spec.tenant.clone().unwrap_or_default()),
+    );
+    m.insert(
+        "Claims".into(),
+        match &spec.claims {
+            None => Value::Null,
+            Some(c) => {
+                let mut cm = Map::new();
+                if let Some(extra) = c.extra.as_ref().filter(|e| !e.is_empty()) {
+                    let names: Vec<Value> = extra
+                        .iter()
+                        .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+                        .collect();
+                    cm.insert("extra".into(), Value::Array(names));
+                }
+                if let Some(groups) = c.groups.as_ref().filter(|g| !g.is_empty()) {
+                    let gs: Vec<Value> = groups
+                        .iter()
+                        .map(|g| {
+                            let mut gm = Map::new();
+                            put_str(&mut gm, "id", g.id.as_deref());
+                            Value::Object(gm)
+                        })
+                        .collect();
+                    cm.insert("groups".into(), Value::Array(gs));
+                }
+                Value::Object(cm)
+            }
+        },
+    );
+    m.insert(
+        "SecretKeyPrefix".into(),
+        Value::String(spec.secret_key_prefix.clone().unwrap_or_default()),
+    );
+    put_ptr(
+        &mut m,
+        "singlePageApplication",
+        spec.single_page_application,
+    );
+    put_ptr(&mut m, "allowAllUsers", spec.allow_all_users);
+    if let Some(g) = spec.group_membership_claims {
+        m.insert(
+            "groupMembershipClaims".into(),
+            Value::String(g.as_str().into()),
+        );
+    }
+    if let Some(fcs) = spec
+        .federated_credentials
+        .as_ref()
+        .filter(|f| !f.is_empty())
+    {
+        // liberator HEAD's field order (name, issuer, subject, audience), all required (no omitempty).
+        let list: Vec<Value> = fcs
+            .iter()
+            .map(|f| {
+                let mut fm = Map::new();
+                fm.insert("name".into(), Value::String(f.name.clone()));
+                fm.insert("issuer".into(), Value::String(f.issuer.clone()));
+                fm.insert("subject".into(), Value::String(f.subject.clone()));
+                fm.insert("audience".into(), Value::String(f.audience.clone()));
+                Value::Object(fm)
+            })
+            .collect();
+        m.insert("federatedCredentials".into(), Value::Array(list));
+    }
+    go_json(&Value::Object(m))
+}
+
+/// `synchronizationHash` of an AzureAdApplication spec.
+pub fn azure_hash(spec: &AzureAdApplicationSpec) -> String {
+    hash_json_text(&azure_spec_go_json(spec))
+}
+
 /// `synchronizationHash` of an IDPortenClient spec.
 pub fn idporten_hash(spec: &IDPortenClientSpec) -> String {
     hash_json_text(&idporten_spec_go_json(spec))
@@ -245,6 +368,77 @@ mod tests {
             idporten_spec_go_json(&spec),
             r#"{"clientURI":"https://a.no/?x=1\u0026y=\u003c2\u003e","integrationType":"krr","secretName":"s"}"#
         );
+    }
+
+    #[test]
+    fn azure_minimal_spec_matches_liberators_vector() {
+        let spec = AzureAdApplicationSpec {
+            secret_name: "ignored: secretName is not hashed".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            azure_spec_go_json(&spec),
+            r#"{"ReplyUrls":null,"PreAuthorizedApplications":null,"LogoutUrl":"","Tenant":"","Claims":null,"SecretKeyPrefix":""}"#
+        );
+        assert_eq!(azure_hash(&spec), "fb3ded02e59f9458");
+    }
+
+    #[test]
+    fn azure_json_keeps_go_nil_versus_empty_and_escapes_html() {
+        use crate::crd::{
+            AccessPolicyPermissions, AzureAdClaims, AzureAdGroup, AzureAdReplyUrl,
+            GroupMembershipClaims,
+        };
+        // An empty list in the stored object is `[]`, not `null`: a different hash.
+        let spec = AzureAdApplicationSpec {
+            reply_urls: Some(vec![]),
+            ..Default::default()
+        };
+        assert!(azure_spec_go_json(&spec).starts_with(r#"{"ReplyUrls":[],"#));
+        assert_ne!(azure_hash(&spec), "fb3ded02e59f9458");
+
+        let spec = AzureAdApplicationSpec {
+            reply_urls: Some(vec![AzureAdReplyUrl {
+                url: Some("https://a.example/cb?x=1&y=2".into()),
+            }]),
+            pre_authorized_applications: Some(vec![AccessPolicyInboundRule {
+                application: "b".into(),
+                namespace: Some(String::new()),
+                cluster: Some("c".into()),
+                permissions: Some(AccessPolicyPermissions {
+                    roles: Some(vec!["read".into()]),
+                    scopes: Some(vec!["write".into()]),
+                }),
+            }]),
+            claims: Some(AzureAdClaims {
+                extra: None,
+                groups: Some(vec![AzureAdGroup {
+                    id: Some("g".into()),
+                }]),
+            }),
+            allow_all_users: Some(false),
+            group_membership_claims: Some(GroupMembershipClaims::All),
+            secret_name: "s".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            azure_spec_go_json(&spec),
+            concat!(
+                r#"{"ReplyUrls":[{"url":"https://a.example/cb?x=1\u0026y=2"}],"#,
+                r#""PreAuthorizedApplications":[{"application":"b","cluster":"c","permissions":{"scopes":["write"],"roles":["read"]}}],"#,
+                r#""LogoutUrl":"","Tenant":"","Claims":{"groups":[{"id":"g"}]},"SecretKeyPrefix":"","#,
+                r#""allowAllUsers":false,"groupMembershipClaims":"All"}"#
+            )
+        );
+    }
+
+    #[test]
+    fn azure_hash_of_the_example_manifest() {
+        // tests/data/examples/azureadapplication.yaml, hashed with the same algorithm in Python
+        // (hashstructure v1 over Go's JSON).
+        let yaml = include_str!("../../tests/data/examples/azureadapplication.yaml");
+        let obj: crate::crd::AzureAdApplication = serde_saphyr::from_str(yaml).unwrap();
+        assert_eq!(azure_hash(&obj.spec), "f19e9c6c9705a9b9");
     }
 
     #[test]

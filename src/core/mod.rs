@@ -3,6 +3,8 @@
 //!
 //! - [`digdir`]: the IDPortenClient and MaskinportenClient kinds (registration payload, key plan, Secret
 //!   contents, status, `--observe` decisions, drift comparison).
+//! - [`entra`]: the AzureAdApplication kind (the application, pre-authorized apps and assignments,
+//!   credentials and their revocation, the Secret, status, `--observe`, drift).
 //! - [`hash`]: `status.synchronizationHash` exactly as liberator computes it (every kind).
 //! - [`workloads`]: which Secrets a workload references, and how (the rule that keeps credentials
 //!   in use; the controller's scanner feeds it).
@@ -14,6 +16,7 @@
 //! - [`Key`], [`ProviderMetadata`]: shared by the kinds.
 
 pub mod digdir;
+pub mod entra;
 pub mod hash;
 pub mod observe;
 pub mod ownership;

@@ -39,7 +39,7 @@ use super::config::{EntraConfig, RetryPolicy, WaitMode};
 use super::error::GraphError;
 use super::types::*;
 use crate::clock::Clock;
-use crate::digdir::client::{describe_reqwest, parse_retry_after};
+use crate::digdir::client::{CallHooks, WRITE_REFUSED, describe_reqwest, parse_retry_after};
 
 type Result<T, E = GraphError> = std::result::Result<T, E>;
 
@@ -158,6 +158,8 @@ struct Inner {
     created: Mutex<HashMap<String, Timestamp>>,
     /// One lock per object written.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Metrics and the leader's write gate (the same hooks as the Digdir client's).
+    hooks: std::sync::OnceLock<Arc<dyn CallHooks>>,
 }
 
 /// The Graph client. Cheap to clone (shared state, one token cache, one set of write locks).
@@ -297,12 +299,18 @@ impl GraphClient {
                 counters: Counters::default(),
                 created: Mutex::new(HashMap::new()),
                 locks: Mutex::new(HashMap::new()),
+                hooks: std::sync::OnceLock::new(),
             }),
         })
     }
 
     pub fn auth(&self) -> &EntraAuth {
         &self.inner.auth
+    }
+
+    /// Sets the [`CallHooks`] of this client and its clones (once; `false` if already set).
+    pub fn set_hooks(&self, hooks: Arc<dyn CallHooks>) -> bool {
+        self.inner.hooks.set(hooks).is_ok()
     }
 
     pub fn stats(&self) -> CallStats {
@@ -355,6 +363,17 @@ impl GraphClient {
                 object_ids: apps.into_iter().map(|a| a.id).collect(),
             }),
         }
+    }
+
+    /// Every application whose display name starts with `prefix` (`$filter=startswith(displayName,'…')`,
+    /// all pages): one listing of a cluster's apps (`<cluster>:`) for the periodic comparison.
+    pub async fn list_applications_with_display_name_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<Application>> {
+        let filter = format!("startswith(displayName,{})", odata_string(prefix));
+        self.list(Request::get("/applications").query("$filter", filter))
+            .await
     }
 
     /// The application with this appId (client id).
@@ -1358,6 +1377,34 @@ impl GraphClient {
     }
 
     async fn send_with(&self, req: &Request, token: &AccessToken) -> Result<Answer> {
+        let hooks = self.inner.hooks.get();
+        if req.method != Method::GET && hooks.is_some_and(|h| !h.may_write()) {
+            return Err(GraphError::Transport {
+                method: req.method.to_string(),
+                path: display_path(&req.path).to_string(),
+                problem: WRITE_REFUSED.into(),
+                timeout: false,
+                connect: true,
+            });
+        }
+        let started = std::time::Instant::now();
+        let result = self.send_unhooked(req, token).await;
+        if let Some(h) = hooks {
+            let status = match &result {
+                Ok(a) => Some(a.status),
+                Err(e) => e.status(),
+            };
+            h.call_done(
+                req.method.as_str(),
+                display_path(&req.path),
+                status,
+                started.elapsed(),
+            );
+        }
+        result
+    }
+
+    async fn send_unhooked(&self, req: &Request, token: &AccessToken) -> Result<Answer> {
         let c = &self.inner.counters;
         bump(&c.requests);
         bump(match req.method {

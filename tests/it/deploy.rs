@@ -148,7 +148,7 @@ fn no_organisations_values_are_defaults() {
             assert!(!text.contains(org), "{file} holds NAV's {org:?}");
         }
     }
-    for ci in ["default", "kid", "kms", "nav"] {
+    for ci in ["default", "entra", "kid", "kms", "nav"] {
         chart_file(&format!("ci/{ci}-values.yaml"));
     }
 }

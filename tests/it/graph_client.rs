@@ -1429,6 +1429,31 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
 
 #[tokio::test]
 async fn secrets_assertions_and_tokens_never_reach_the_log() {
+    // Alone in a process of its own: tracing caches whether a call site is enabled, and a call site
+    // first reached by another test's thread (no subscriber there) while this one registers its
+    // subscriber can stay cached as disabled, losing lines this test looks for.
+    const ALONE: &str = "PORTVAKT_TEST_ALONE";
+    if std::env::var_os(ALONE).is_none() {
+        let exe = std::env::current_exe().expect("the test binary");
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "graph_client::secrets_assertions_and_tokens_never_reach_the_log",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(ALONE, "1")
+            .output()
+            .expect("running the test alone");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "the test did not run: {text}");
+        return;
+    }
     let logs = LogBuffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("portvakt=trace"))

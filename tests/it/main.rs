@@ -13,6 +13,7 @@ mod digdir_providers;
 mod digdir_scopes;
 mod digdir_sim;
 mod e2e;
+mod entra_controllers;
 mod gitops;
 mod graph_client;
 mod graph_sim;

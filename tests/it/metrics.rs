@@ -521,3 +521,55 @@ async fn a_closed_gate_sends_no_provider_write() {
     assert!(writes.is_empty(), "{writes:?}");
     assert!(failed.status.is_some());
 }
+
+/// The Graph client has the Digdir client's hooks: its calls measured under `provider="entra"`
+/// (ids out of the route), and no Graph write while this replica does not hold the leader Lease.
+#[tokio::test]
+async fn graph_calls_are_measured_and_a_closed_gate_sends_no_graph_write() {
+    let mut env = env().await;
+    env.start_entra(portvakt_sim::graph::GraphSeed::default())
+        .await;
+    let op = env.run();
+    op.entra().graph.set_hooks(Arc::new(ProviderHooks {
+        provider: "entra",
+        metrics: op.metrics.clone(),
+        gate: WriteGate::closed(env.clock.clone()),
+    }));
+    let mark = crate::support::graph_mark(env.graph_sim());
+    env.create_aad(NS, "app", json!({"secretName": "app-azure"}))
+        .await;
+    let failed = env
+        .wait_aad(NS, "app", "the create refused", |o| {
+            o.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_deref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                .is_some_and(|c| c.status == "False" && c.message.contains("leader Lease"))
+        })
+        .await;
+    assert!(failed.status.is_some());
+    let writes = crate::support::graph_writes_since(env.graph_sim(), mark);
+    assert!(writes.is_empty(), "{writes:?}");
+
+    let m = parse(&op.metrics.render());
+    assert!(
+        m.value(
+            "portvakt_provider_requests_total",
+            &[
+                ("provider", "entra"),
+                ("method", "GET"),
+                ("route", "/applications"),
+                ("status", "2xx")
+            ]
+        ) >= 1.0,
+        "{:?}",
+        m.series("portvakt_provider_requests_total")
+    );
+    assert!(
+        m.series("portvakt_provider_requests_total")
+            .iter()
+            .filter(|l| l.contains("provider=entra"))
+            .all(|l| !l.contains("method=PATCH") && !l.contains("method=POST")),
+        "a refused write is not sent, so not counted as a call"
+    );
+}

@@ -19,6 +19,8 @@ pub struct SimProcess {
     pub state: PathBuf,
     pub digdir_url: String,
     pub kube_url: String,
+    /// The Entra simulator (Graph and the tenant's token endpoint).
+    pub graph_url: String,
     dir: tempfile::TempDir,
     http: reqwest::Client,
 }
@@ -54,19 +56,20 @@ pub async fn start_sim(args: &[&str]) -> SimProcess {
         .spawn()
         .expect("starting portvakt sim");
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (kube_url, digdir_url) = loop {
+    let (kube_url, digdir_url, graph_url) = loop {
         let text = std::fs::read_to_string(&out).unwrap_or_default();
         let url = |prefix: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(prefix))
                 .map(|s| s.trim().to_string())
         };
-        if let (Some(k), Some(d), true) = (
+        if let (Some(k), Some(d), Some(g), true) = (
             url("Embedded Kubernetes API server listening on "),
             url("Digdir simulator listening on "),
+            url("Entra simulator listening on "),
             state.join("run.env").exists() && kubeconfig.exists(),
         ) {
-            break (k, d);
+            break (k, d, g);
         }
         assert!(
             Instant::now() < deadline,
@@ -80,6 +83,7 @@ pub async fn start_sim(args: &[&str]) -> SimProcess {
         state,
         digdir_url,
         kube_url,
+        graph_url,
         dir,
         http: reqwest::Client::new(),
     }

@@ -97,6 +97,34 @@ const OPERATOR_CALLS: &[(&str, &str, &[&str], Scope, &str)] = &[
         "the same for MaskinportenClient",
     ),
     (
+        "nais.io",
+        "azureadapplications",
+        &["list", "watch"],
+        Scope::Cluster,
+        "the same for AzureAdApplication (also controller/mod.rs count_unhandled, metadata list)",
+    ),
+    (
+        "nais.io",
+        "azureadapplications",
+        &["get", "patch"],
+        Scope::AnyNamespace,
+        "the same for AzureAdApplication; entra_kinds/periodic.rs resync requests (read, then patch)",
+    ),
+    (
+        "nais.io",
+        "azureadapplications/status",
+        &["get", "patch"],
+        Scope::AnyNamespace,
+        "the same for AzureAdApplication",
+    ),
+    (
+        "nais.io",
+        "azureadapplications/finalizers",
+        &["update"],
+        Scope::AnyNamespace,
+        "core/entra/secret.rs: the Secret's owner reference has blockOwnerDeletion",
+    ),
+    (
         "",
         "secrets",
         &["list", "watch"],
@@ -443,6 +471,7 @@ async fn the_chart_grants_every_call_the_operator_makes_and_no_more_widely() {
         denied("coordination.k8s.io", "leases", "update", Some("team-a"));
         denied("", "secrets", "deletecollection", Some("team-a"));
         denied("nais.io", "idportenclients", "delete", Some("team-a"));
+        denied("nais.io", "azureadapplications", "delete", Some("team-a"));
         denied("", "pods", "delete", Some("team-a"));
         denied("", "namespaces", "list", None);
     }

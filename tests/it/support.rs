@@ -1,5 +1,6 @@
 //! Shared test support: the embedded Kubernetes API server (in-process client, portvakt's CRDs
-//! installed) and the Digdir simulator (served on 127.0.0.1:0), the operator started against them,
+//! installed) and the Digdir simulator (served on 127.0.0.1:0), optionally the Entra simulator
+//! ([`Env::start_entra`]), the operator started against them,
 //! resource builders, waits on signals (never a fixed sleep followed by "nothing happened") and the
 //! call journals, to assert exactly which calls a pass made.
 
@@ -14,13 +15,15 @@ use kube::Resource;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use portvakt::clock::Clock;
 use portvakt::controller::digdir_kinds::DigdirProvider;
+use portvakt::controller::entra_kinds::EntraProvider;
 use portvakt::controller::{self, Context, Counters, RunOptions, Shared};
 use portvakt::core::ProviderMetadata;
 use portvakt::core::digdir::Config;
-use portvakt::crd::{IDPortenClient, MaskinportenClient};
+use portvakt::crd::{AzureAdApplication, IDPortenClient, MaskinportenClient};
 use portvakt::digdir::{DigdirClient, DigdirConfig, DigdirEnvironment, RetryPolicy};
 use portvakt::keys::{FileSigner, KeyReference};
 use portvakt_sim::digdir::{DigdirSim, Seed, SimHandle, WellKnownUrls};
+use portvakt_sim::graph::{EntraUrls, GraphSeed, GraphSim, MICROSOFT_GRAPH_APP_ID};
 use portvakt_sim::kube::ApiServer;
 use rsa::pkcs8::DecodePrivateKey;
 use serde_json::{Value, json};
@@ -37,6 +40,26 @@ pub const SIM_PREFIX: &str = "kartverket";
 pub struct Operator {
     pub ctx: Arc<Context>,
     pub digdir: Arc<DigdirProvider>,
+    /// The Entra provider, when the Entra simulator runs ([`Env::start_entra`]).
+    pub entra: Option<Arc<EntraProvider>>,
+}
+
+impl Operator {
+    pub fn entra(&self) -> &EntraProvider {
+        self.entra
+            .as_deref()
+            .expect("the Entra provider (Env::start_entra)")
+    }
+}
+
+/// The Entra simulator of an [`Env`] (served on 127.0.0.1:0, on the Env's clock).
+pub struct EntraWorld {
+    pub sim: GraphSim,
+    pub urls: EntraUrls,
+    _handle: portvakt_sim::ServeHandle,
+    /// Settings of the operator's Entra provider for the next [`Env::run`].
+    pub config: portvakt::core::entra::Config,
+    pub sweep_interval: Duration,
 }
 
 impl std::ops::Deref for Operator {
@@ -58,6 +81,7 @@ pub struct Env {
     pub ctx: Option<Arc<Operator>>,
     pub shutdown: CancellationToken,
     running: Option<tokio::task::JoinHandle<()>>,
+    pub entra: Option<EntraWorld>,
 }
 
 impl Drop for Env {
@@ -106,6 +130,7 @@ pub async fn env_with_seed(seed: Seed) -> Env {
         ctx: None,
         shutdown: CancellationToken::new(),
         running: None,
+        entra: None,
     }
 }
 
@@ -156,7 +181,8 @@ impl Env {
         }
     }
 
-    /// The operator's context with the Digdir provider (not started).
+    /// The operator's context with the Digdir provider, and the Entra provider when the Entra
+    /// simulator runs (not started).
     pub fn operator(&self, config: Config) -> Arc<Operator> {
         let digdir = Arc::new(DigdirProvider::new(
             self.digdir.clone(),
@@ -164,16 +190,146 @@ impl Env {
             self.clock.clone(),
             self.request_timeout,
         ));
-        let ctx = Context::new(Shared::new(
+        let mut ctx = Context::new(Shared::new(
             self.client.clone(),
             self.clock.clone(),
             CLUSTER,
         ))
         .with_provider(digdir.clone());
+        let entra = self.entra.as_ref().map(|w| {
+            Arc::new(EntraProvider::new(
+                self.graph_client(),
+                w.config.clone(),
+                w.sim.operator().client_id,
+                w.sweep_interval,
+            ))
+        });
+        if let Some(e) = &entra {
+            ctx = ctx.with_provider(e.clone());
+        }
         Arc::new(Operator {
             ctx: Arc::new(ctx),
             digdir,
+            entra,
         })
+    }
+
+    /// Starts the Entra simulator (seeded with `seed`, on this Env's clock); [`Env::run`] then runs
+    /// the AzureAdApplication controller against it too.
+    pub async fn start_entra(&mut self, seed: GraphSeed) -> &EntraWorld {
+        let sim = GraphSim::new(self.clock.clone(), seed);
+        let handle = sim
+            .serve("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("serve the Entra simulator");
+        let urls = sim.urls(&handle.url());
+        let graph_sp = sim
+            .service_principal(MICROSOFT_GRAPH_APP_ID)
+            .and_then(|s| s["id"].as_str().map(String::from))
+            .expect("Microsoft Graph's service principal in the seed");
+        let config = portvakt::core::entra::Config {
+            cluster_name: CLUSTER.into(),
+            tenant_id: sim.tenant_id(),
+            tenant_name: sim.operator().tenant_name,
+            permission_grant_resource_id: graph_sp,
+            metadata: ProviderMetadata {
+                well_known_url: urls.well_known_url.clone(),
+                issuer: urls.issuer.clone(),
+                jwks_uri: urls.jwks_uri.clone(),
+                token_endpoint: urls.token_endpoint.clone(),
+            },
+            ..portvakt::core::entra::Config::default()
+        };
+        self.entra = Some(EntraWorld {
+            sim,
+            urls,
+            _handle: handle,
+            config,
+            sweep_interval: Duration::from_secs(300),
+        });
+        self.entra.as_ref().expect("just set")
+    }
+
+    pub fn entra_world(&self) -> &EntraWorld {
+        self.entra.as_ref().expect("Env::start_entra")
+    }
+
+    pub fn graph_sim(&self) -> &GraphSim {
+        &self.entra_world().sim
+    }
+
+    /// The operator's Graph client against the Entra simulator: waits move the shared clock.
+    pub fn graph_client(&self) -> portvakt::entra::GraphClient {
+        let w = self.entra_world();
+        let op = w.sim.operator();
+        let mut c = portvakt::entra::EntraConfig::new(
+            op.tenant_id.clone(),
+            op.client_id.clone(),
+            portvakt::entra::OperatorCredential::ClientSecret(portvakt::entra::ClientSecret::new(
+                op.client_secret.clone(),
+            )),
+        );
+        c.authority = w.urls.authority.clone();
+        c.graph_url = w.urls.graph_api.clone();
+        c.request_timeout = Duration::from_secs(5);
+        c.page_size = Some(999);
+        c.wait = portvakt::entra::WaitMode::AdvanceClock;
+        portvakt::entra::GraphClient::new(&c, self.clock.clone()).expect("Graph client")
+    }
+
+    pub fn aad(&self, namespace: &str) -> Api<AzureAdApplication> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    pub async fn create_aad(&self, namespace: &str, name: &str, spec: Value) -> AzureAdApplication {
+        let obj: AzureAdApplication = serde_json::from_value(json!({
+            "apiVersion": "nais.io/v1", "kind": "AzureAdApplication",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }))
+        .expect("valid AzureAdApplication");
+        self.aad(namespace)
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create AzureAdApplication")
+    }
+
+    /// Waits until `f` holds for the AzureAdApplication (polling), or panics with the last state.
+    pub async fn wait_aad(
+        &self,
+        namespace: &str,
+        name: &str,
+        what: &str,
+        f: impl Fn(&AzureAdApplication) -> bool,
+    ) -> AzureAdApplication {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = self.aad(namespace).get_opt(name).await.expect("get");
+            if let Some(o) = &got
+                && f(o)
+            {
+                return o.clone();
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}: {:#?}", got.map(|o| o.status));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the AzureAdApplication is Ready for its generation.
+    pub async fn wait_aad_ready(&self, namespace: &str, name: &str) -> AzureAdApplication {
+        self.wait_aad(namespace, name, "Ready", |o| {
+            o.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_deref())
+                .is_some_and(|c| portvakt::conditions::is_ready(c, o.meta().generation))
+        })
+        .await
+    }
+
+    pub fn secrets_in(&self, namespace: &str) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), namespace)
     }
 
     /// Starts both controllers.
@@ -485,4 +641,44 @@ pub fn digdir_scope_calls_since(sim: &DigdirSim, since: u64) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// A Graph path with its ids as `{id}` (GUIDs, and `(uniqueName='…')` keys as `(…)`).
+pub fn graph_route(path: &str) -> String {
+    let route: Vec<String> = path
+        .split('/')
+        .map(|seg| {
+            if seg.len() >= 32 && seg.contains('-') && !seg.contains('(') {
+                "{id}".to_string()
+            } else if let Some(i) = seg.find('(') {
+                format!("{}(…)", &seg[..i])
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect();
+    route.join("/")
+}
+
+/// The Graph calls (`/v1.0/…`) since journal position `since`, as "METHOD /route".
+pub fn graph_calls_since(sim: &GraphSim, since: u64) -> Vec<String> {
+    sim.faults()
+        .journal_since(since)
+        .into_iter()
+        .filter(|c| c.path.starts_with("/v1.0/"))
+        .map(|c| format!("{} {}", c.method, graph_route(&c.path)))
+        .collect()
+}
+
+/// The Graph writes (not GET) since `since`.
+pub fn graph_writes_since(sim: &GraphSim, since: u64) -> Vec<String> {
+    graph_calls_since(sim, since)
+        .into_iter()
+        .filter(|c| !c.starts_with("GET "))
+        .collect()
+}
+
+/// The next journal position of the Entra simulator.
+pub fn graph_mark(sim: &GraphSim) -> u64 {
+    sim.faults().journal().last().map_or(0, |c| c.seq + 1)
 }

@@ -72,6 +72,8 @@ every problem listed (so one `helm template` run names all of them). Missing val
 {{- if not $v.clusterName -}}
 {{- $missing = append $missing "clusterName: the cluster name digdirator used (registrations are named <cluster>:<namespace>:<name>; a different name registers every client again)" -}}
 {{- end -}}
+{{- $digdir := or $v.controllers.idporten $v.controllers.maskinporten -}}
+{{- if $digdir -}}
 {{- if not $v.digdir.environment -}}
 {{- $missing = append $missing "digdir.environment: test or prod (whose Digdir URLs are used)" -}}
 {{- end -}}
@@ -86,6 +88,22 @@ every problem listed (so one `helm template` run names all of them). Missing val
 {{- end -}}
 {{- if and $v.controllers.maskinporten (not $v.clientDefaults.maskinportenScope) -}}
 {{- $missing = append $missing "clientDefaults.maskinportenScope: the scope registered on a MaskinportenClient that consumes none (Digdir refuses clients without scopes), needed while controllers.maskinporten is true" -}}
+{{- end -}}
+{{- end -}}
+{{- $entra := $v.entra -}}
+{{- if $entra.enabled -}}
+{{- if not $entra.tenantId -}}
+{{- $missing = append $missing "entra.tenantId: the Entra tenant's id (GUID), needed with entra.enabled" -}}
+{{- end -}}
+{{- if not $entra.clientId -}}
+{{- $missing = append $missing "entra.clientId: the operator's app in Entra (under Application.ReadWrite.OwnedBy the app azurerator ran as), needed with entra.enabled" -}}
+{{- end -}}
+{{- if not $entra.permissionGrantResourceId -}}
+{{- $missing = append $missing "entra.permissionGrantResourceId: the object id of Microsoft Graph's service principal in the tenant, needed with entra.enabled" -}}
+{{- end -}}
+{{- if and (eq $entra.credential.source "federatedTokenFile") (not $entra.credential.tokenFile) -}}
+{{- $missing = append $missing "entra.credential.tokenFile: the path of the projected federated token, needed with entra.credential.source=federatedTokenFile" -}}
+{{- end -}}
 {{- end -}}
 {{- $key := $v.digdir.adminKey -}}
 {{- if and (eq $key.source "kms") (not $key.kmsKeyPath) -}}

@@ -36,6 +36,7 @@
 //!   DelegatedPermissionGrant.ReadWrite.All and GroupMember.Read.All on it. Graph calls need a valid
 //!   token for Graph but are not checked against those permissions.
 
+pub mod app;
 pub mod cert;
 pub mod error;
 mod graph_api;
