@@ -21,9 +21,37 @@ use super::server::ApiServer;
 use super::store::{DeleteOpts, FieldValidation, Outcome, Propagation, Sub, WriteOpts};
 use super::watch::{self, WatchParams};
 use super::{apply, discovery, openapi, protobuf, table};
+use crate::ServeHandle;
+use std::net::SocketAddr;
 
-/// Largest accepted request body (the real server's limit).
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
+pub use super::server::MAX_BODY;
+
+impl ApiServer {
+    /// The axum router serving the whole API, with the fault layer's control routes under `/_sim/`.
+    pub fn router(&self) -> axum::Router {
+        let api = axum::Router::new()
+            .fallback(dispatch)
+            .with_state(self.clone());
+        crate::fault::control_routes(self.faults()).merge(crate::fault::wrap(api, self.faults()))
+    }
+
+    /// An in-process client (no sockets), default namespace "default".
+    /// Must be called inside a tokio runtime.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::new(self.router(), "default")
+    }
+
+    /// Serves on a TCP address (use 127.0.0.1:0 for a free port).
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<ServeHandle> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let server = self.clone();
+        crate::serve_on(
+            listener,
+            self.router(),
+            async move { server.drop_watches() },
+        )
+    }
+}
 
 type Query = HashMap<String, String>;
 

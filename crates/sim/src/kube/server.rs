@@ -1,7 +1,7 @@
-//! [`ApiServer`]: the shared state, the axum router, in-process client, loopback
-//! serving, kubeconfig and the test hooks.
+//! [`ApiServer`]: the shared state, kubeconfig and the test hooks (the HTTP side, its router,
+//! in-process client and loopback serving, is in [`super::handlers`], which depends on this and
+//! not the other way round).
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::ServeHandle;
 use crate::fault::{CallRecord, ErrorShape, FaultLayer, FaultRule};
 
 use super::error::ApiResult;
@@ -19,6 +18,8 @@ use super::selector::Selectors;
 use super::store::{Store, WriteOpts, served};
 use portvakt_clock::Clock;
 
+/// Largest accepted request body (the real server's limit).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
 const JOURNAL_CAP: usize = 20_000;
 const DEFAULT_HISTORY: usize = 2_000;
 
@@ -58,12 +59,7 @@ impl ApiServer {
             inner: Arc::new(Inner {
                 store: Mutex::new(Store::new(clock.clone(), DEFAULT_HISTORY)),
                 clock: clock.clone(),
-                faults: FaultLayer::new(
-                    clock.clone(),
-                    StatusShape,
-                    JOURNAL_CAP,
-                    super::handlers::MAX_BODY,
-                ),
+                faults: FaultLayer::new(clock.clone(), StatusShape, JOURNAL_CAP, MAX_BODY),
                 drop_watches,
                 force_expired: AtomicU32::new(0),
                 bookmark_ms: AtomicU32::new(2_000),
@@ -97,35 +93,9 @@ impl ApiServer {
         self.inner.clock.clone()
     }
 
-    /// The axum router serving the whole API, with the fault layer's control routes under `/_sim/`.
-    pub fn router(&self) -> axum::Router {
-        let api = axum::Router::new()
-            .fallback(super::handlers::dispatch)
-            .with_state(self.clone());
-        crate::fault::control_routes(&self.inner.faults)
-            .merge(crate::fault::wrap(api, &self.inner.faults))
-    }
-
     /// The fault rules and the call journal.
     pub fn faults(&self) -> &Arc<FaultLayer> {
         &self.inner.faults
-    }
-
-    /// An in-process client (no sockets), default namespace "default".
-    /// Must be called inside a tokio runtime.
-    pub fn client(&self) -> kube::Client {
-        kube::Client::new(self.router(), "default")
-    }
-
-    /// Serves on a TCP address (use 127.0.0.1:0 for a free port).
-    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<ServeHandle> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let server = self.clone();
-        crate::serve_on(
-            listener,
-            self.router(),
-            async move { server.drop_watches() },
-        )
     }
 
     /// A kubeconfig for a plain-HTTP server with an empty user.
