@@ -19,6 +19,7 @@
 //! | `portvakt_provider_requests_total` | counter | provider, method, route, status | outbound calls (route: the path with IDs as `:id`); status `2xx`…`5xx`, or `error` without an answer |
 //! | `portvakt_provider_request_duration_seconds` | histogram | provider, method, route | outbound call latency |
 //! | `portvakt_provider_up` | gauge | provider | 1 while the provider's last call got an answer below 500 |
+//! | `portvakt_periodic_checks_total` | counter | provider, result | the provider's periodic drift checks: `ok`, or the failure's [`crate::controller::Error::metric_label`] |
 //! | `leader_election_master_status` | gauge | name | 1 while this replica holds the Lease `name` (client-go's name) |
 //! | `portvakt_unhandled_resources` | gauge | kind | resources of kinds no enabled controller handles (left alone), counted at start |
 //! | `portvakt_*_total` (reconciles, keys_generated, secret_writes, …) | counter | | the [`Counters`] the benchmark reads |
@@ -203,6 +204,12 @@ struct RouteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabels {
     provider: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    provider: &'static str,
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -413,6 +420,7 @@ pub struct Metrics {
     calls: Family<CallLabels, Counter>,
     call_time: Family<RouteLabels, Histogram, fn() -> Histogram>,
     provider_up: Family<ProviderLabels, Gauge>,
+    periodic_checks: Family<CheckLabels, Counter>,
     credential_expiry: Family<ResourceLabels, Gauge>,
     leader: Family<LeaseLabels, Gauge>,
     state: Arc<ScrapeState>,
@@ -492,6 +500,12 @@ impl Metrics {
             "1 while the provider's last call got an answer below 500",
             provider_up.clone(),
         );
+        let periodic_checks = Family::<CheckLabels, Counter>::default();
+        registry.register(
+            "portvakt_periodic_checks",
+            "The providers' periodic drift checks by result (ok, or why one failed)",
+            periodic_checks.clone(),
+        );
         let credential_expiry = Family::<ResourceLabels, Gauge>::default();
         registry.register(
             "portvakt_credential_expiry_timestamp_seconds",
@@ -520,6 +534,7 @@ impl Metrics {
             calls,
             call_time,
             provider_up,
+            periodic_checks,
             credential_expiry,
             leader,
             state,
@@ -797,6 +812,13 @@ impl Metrics {
                 name: name.to_string(),
             })
             .set(i64::from(leading));
+    }
+
+    /// A periodic drift check of `provider` ended: `ok`, or the failure's metric label.
+    pub fn periodic_check(&self, provider: &'static str, result: &'static str) {
+        self.periodic_checks
+            .get_or_create(&CheckLabels { provider, result })
+            .inc();
     }
 
     /// An outbound call to `provider`: its route (path with IDs as `:id`), the answer's status

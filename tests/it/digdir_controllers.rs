@@ -9,7 +9,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use portvakt::controller::{self, Counters, RunOptions};
 use portvakt::core;
-use portvakt::crd::MaskinportenClient;
+use portvakt::crd::{IDPortenClient, MaskinportenClient};
 use portvakt::digdir::{ClientRegistration, Jwk};
 use portvakt::keys;
 use portvakt_sim::digdir::{FaultRule, FaultTimes};
@@ -1400,5 +1400,37 @@ async fn a_failing_drift_check_leaves_ready_resources_ready() {
         "{:?}",
         o.status
     );
+    // Shown in a condition of its own, with the reason and Digdir's answer, and in the metrics.
+    let drift_check = |o: &IDPortenClient| {
+        o.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_deref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "DriftChecked"))
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let shown = env
+        .wait_idp("app", "DriftChecked=False", |o| {
+            drift_check(o).is_some_and(|c| c.0 == "False")
+        })
+        .await;
+    let (_, reason, message) = drift_check(&shown).expect("condition");
+    assert_eq!(reason, "DigdirError");
+    assert!(
+        message.contains("periodic comparison with Digdir failed") && message.contains("503"),
+        "{message}"
+    );
+    assert!(is_ready(shown.meta().generation, shown.status.as_ref()));
+    let rendered = op.metrics.render();
+    assert!(
+        rendered
+            .lines()
+            .any(|l| l.starts_with("portvakt_periodic_checks_total{")
+                && l.contains("provider=\"digdir\"")
+                && !l.contains("result=\"ok\"")),
+        "{rendered}"
+    );
+    // The first check that succeeds again removes it.
     env.sim.clear_faults();
+    env.wait_idp("app", "DriftChecked gone", |o| drift_check(o).is_none())
+        .await;
 }

@@ -21,12 +21,15 @@
 //!    [`events::DRIFT_REPAIRED`] naming what differed and what it changed.
 //!
 //! With nothing drifted a pass makes exactly one list call and no write anywhere. A Digdir failure
-//! during the pass is logged and counted; it never flips a Ready resource to not Ready.
+//! during the pass never flips a Ready resource to not Ready: it is logged, counted
+//! (`portvakt_periodic_checks_total{provider="digdir",result=<error>}`) and shown in a condition of
+//! its own, [`DRIFT_CHECK`]`=False` on the resources it could not check, written once when the
+//! checks start failing and removed by the first check that succeeds again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -82,9 +85,21 @@ fn lock(p: &DigdirProvider) -> std::sync::MutexGuard<'_, DriftState> {
     p.drift.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One periodic pass, with its outcome logged.
+/// The condition that says a periodic comparison with Digdir failed (present only then).
+pub const DRIFT_CHECK: &str = "DriftChecked";
+
+/// One periodic pass, with its outcome logged, counted and shown on the resources.
 pub(super) async fn run_once(p: &DigdirProvider, shared: &Shared) {
-    match pass(p, shared).await {
+    let result = pass(p, shared).await;
+    shared.metrics.periodic_check(
+        "digdir",
+        result.as_ref().map_or_else(|e| e.metric_label(), |_| "ok"),
+    );
+    let stores: Stores = p.stores();
+    let failure = result.as_ref().err();
+    show_check(shared, stores.idporten.as_ref(), failure).await;
+    show_check(shared, stores.maskinporten.as_ref(), failure).await;
+    match result {
         Ok(r) => {
             tracing::debug!(
                 checked = r.checked,
@@ -97,9 +112,65 @@ pub(super) async fn run_once(p: &DigdirProvider, shared: &Shared) {
         }
         Err(e) => {
             Counters::inc(&shared.counters.failures);
-            tracing::warn!(error = %e, error_kind = e.metric_label(), "periodic pass at Digdir failed; retried next period (no resource's status changes)");
+            tracing::warn!(error = %e, error_kind = e.metric_label(), "periodic pass at Digdir failed; retried next period (Ready is unchanged; the resources show it in DriftChecked)");
         }
     }
+}
+
+/// [`DRIFT_CHECK`] after a periodic pass: `False` on every settled resource when the pass failed,
+/// removed where present when it succeeded. Only a change is written, as a merge patch guarded by
+/// the cached object's resourceVersion (a resource a reconcile is writing is skipped; the next
+/// period tries again), and recorded as portvakt's own write so it starts no reconcile.
+async fn show_check<K: DigdirResource>(
+    shared: &Shared,
+    store: Option<&Store<K>>,
+    failure: Option<&Error>,
+) {
+    let objs: Vec<Arc<K>> = match failure {
+        Some(_) => settled(store).into_iter().map(|(o, _)| o).collect(),
+        None => objects(store),
+    };
+    let now = shared.clock.now();
+    let writes = objs.into_iter().filter_map(|o| {
+        let status = Kind::status(o.as_ref())?;
+        let mut conditions = crate::controller::KindStatus::conditions(status).to_vec();
+        let changed = match failure {
+            Some(e) => crate::conditions::set_condition(
+                &mut conditions,
+                DRIFT_CHECK,
+                false,
+                e.reason(),
+                &format!(
+                    "The periodic comparison with Digdir failed: {e}. Ready is unchanged; the check runs again next period"
+                ),
+                o.meta().generation,
+                now,
+            ),
+            None => crate::conditions::remove_condition(&mut conditions, DRIFT_CHECK),
+        };
+        changed.then_some((o, conditions))
+    });
+    let mut writes = futures::stream::iter(writes)
+        .map(|(o, conditions)| async move {
+            let api: Api<K> =
+                Api::namespaced(shared.client.clone(), &o.namespace().unwrap_or_default());
+            let patch = json!({
+                "metadata": {"resourceVersion": o.meta().resource_version},
+                "status": {"conditions": conditions},
+            });
+            match api
+                .patch_status(&o.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                Ok(written) => shared
+                    .own_writes
+                    .record(crate::controller::pass::kind_name::<K>(), written.meta()),
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => tracing::debug!(object = %key_of(o.as_ref()), error = %crate::controller::error::describe_kube(&e), "DriftChecked not written"),
+            }
+        })
+        .buffer_unordered(8);
+    while writes.next().await.is_some() {}
 }
 
 /// The store's objects, or none while its first list has not completed (a kind whose watch fails,
