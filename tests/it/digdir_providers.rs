@@ -137,7 +137,7 @@ fn scope_level(calls: &[String]) -> Vec<String> {
 #[tokio::test]
 async fn exposed_scopes_are_created_updated_deactivated_and_reactivated() {
     let mut env = env().await;
-    env.run();
+    let op = env.run();
     let name = full("api:read");
     env.create_mp("provider", provider(json!([entry("api", "read", &[A])])))
         .await;
@@ -156,6 +156,18 @@ async fn exposed_scopes_are_created_updated_deactivated_and_reactivated() {
     assert_eq!(t, "Normal");
     let (_, note) = wait_event(&env, "provider", "UpdatedACLForScopeInDigDir", A).await;
     assert!(note.contains(&name), "{note}");
+    // digdirator's counters follow what was done at Digdir.
+    let m = crate::metrics::parse(&op.metrics.render());
+    for family in [
+        "maskinporten_scope_created_count",
+        "maskinporten_scope_consumer_created_count",
+    ] {
+        assert_eq!(
+            m.value(family, &[("namespace", "default")]),
+            1.0,
+            "{family}"
+        );
+    }
     assert_eq!(
         condition(&o, "InvalidExposedScopesConsumers").map(|c| (c.0, c.1)),
         Some(("False".into(), "Validated".into()))

@@ -381,6 +381,7 @@ pub(crate) async fn sync<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<Expose
     let changes: Vec<&ScopeChange> = plan.changes_for(&id).collect();
     p.exposed.check_uncertain(&changes, clock.now())?;
     let report = apply(p, &changes).await;
+    pass.shared.metrics.scope_changes(&report.applied);
 
     let mut done = ExposedDone::default();
     for change in &report.applied {
@@ -620,6 +621,7 @@ pub(super) async fn finalize<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<()
     );
     let changes: Vec<&ScopeChange> = plan.changes_for(&id).collect();
     let report = apply(p, &changes).await;
+    pass.shared.metrics.scope_changes(&report.applied);
     for change in &report.applied {
         tracing::info!(object = %pass.key, scope = %change.scope, "resource deleted; its disabled scope was deactivated at Digdir");
     }
