@@ -740,7 +740,11 @@ mod tests {
         let native = generate_key().expect("native key");
         let pure = generate_key_pure_rust().expect("pure-Rust key");
         assert_eq!(shape(&native), shape(&pure));
-        assert_eq!(shape(&native)[4], ("n".to_string(), 256), "a 2048-bit modulus");
+        assert_eq!(
+            shape(&native)[4],
+            ("n".to_string(), 256),
+            "a 2048-bit modulus"
+        );
         for jwk in [&native, &pure] {
             assert_eq!((jwk.e.as_str(), jwk.alg.as_str()), ("AQAB", "RS256"));
             assert!(uuid::Uuid::parse_str(&jwk.kid).is_ok());

@@ -912,12 +912,16 @@ impl Outcome {
                 name: "time to Ready",
                 pass: ttr <= limit,
                 detail: format!(
-                    "{ttr:.2} s <= 1.25 x max({:.2} calls x {} ms x {} / {} = {io_bound:.2} s, {key_cpu:.2} s {} key CPU / {} cores = {cpu_bound:.2} s) = {limit:.2} s",
+                    "{ttr:.2} s <= 1.25 x max({:.2} calls x {} ms x {} / {} = {io_bound:.2} s, {key_cpu:.2} s {} CPU / {} cores = {cpu_bound:.2} s) = {limit:.2} s",
                     self.calls_per_resource(),
                     latency.as_millis(),
                     self.n,
                     self.concurrency,
-                    if self.first_keys.is_some() { "first-" } else { "" },
+                    if self.first_keys.is_some() {
+                        "first-key"
+                    } else {
+                        "key"
+                    },
                     self.cores,
                 ),
             },

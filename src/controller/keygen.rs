@@ -317,7 +317,10 @@ mod tests {
         ] {
             hs.push(waiter(&g, p, name, &order).await);
         }
-        assert!(order.lock().unwrap().is_empty(), "nobody runs while the core is busy");
+        assert!(
+            order.lock().unwrap().is_empty(),
+            "nobody runs while the core is busy"
+        );
         drop(busy);
         for h in hs {
             h.await.expect("waiter");
@@ -369,7 +372,10 @@ mod tests {
         }
         assert_eq!(g.inner.lock().busy, 2);
         drop(a);
-        third.await.expect("task").expect("slot after one was freed");
+        third
+            .await
+            .expect("task")
+            .expect("slot after one was freed");
     }
 
     #[tokio::test]
@@ -377,7 +383,12 @@ mod tests {
         let g = KeyGenerator::with_work(1, quick);
         let counters = Counters::default();
         let (tx, rx) = oneshot::channel();
-        assert!(g.request("Kind/ns/a", Box::new(move || drop(tx.send(())))));
+        assert!(g.request(
+            "Kind/ns/a",
+            Box::new(move || {
+                let _ = tx.send(());
+            })
+        ));
         assert!(
             !g.request("Kind/ns/a", Box::new(|| unreachable!("asked twice"))),
             "one request per owner"
@@ -403,7 +414,10 @@ mod tests {
         let busy = g.acquire(Priority::Urgent).await.expect("slot");
         let order = Arc::new(Mutex::new(Vec::new()));
         let o = order.clone();
-        assert!(g.request("Kind/ns/a", Box::new(move || o.lock().unwrap().push("next-a"))));
+        assert!(g.request(
+            "Kind/ns/a",
+            Box::new(move || o.lock().unwrap().push("next-a"))
+        ));
         while g.inner.lock().idle.is_empty() {
             tokio::task::yield_now().await;
         }

@@ -139,11 +139,7 @@ where
         K: 'static,
         K::DynamicType: Send + Sync,
     {
-        let woken = self
-            .woken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let woken = self.woken.lock().unwrap_or_else(|p| p.into_inner()).take();
         let batches = futures::stream::unfold(self, move |s| async move {
             loop {
                 let now = s.clock.now();
@@ -202,7 +198,10 @@ mod tests {
         s.set(obj("a"), Duration::from_secs(7200));
         assert_eq!(s.len(), 1);
         clock.advance(Duration::from_secs(11));
-        assert!(s.take_due(clock.now()).is_empty(), "the earlier due time is gone");
+        assert!(
+            s.take_due(clock.now()).is_empty(),
+            "the earlier due time is gone"
+        );
         let due = s.due(&obj("a")).expect("scheduled");
         assert!(due > clock.now());
         s.clear(&obj("a"));
@@ -220,7 +219,10 @@ mod tests {
         let first = tokio::time::timeout(Duration::from_secs(5), triggers.next()).await;
         assert_eq!(first.expect("due at once"), Some(obj("now")));
         assert_eq!(s.due(&obj("now")), None);
-        assert!(s.due(&obj("renewal")).is_some(), "not due before the clock moves");
+        assert!(
+            s.due(&obj("renewal")).is_some(),
+            "not due before the clock moves"
+        );
         clock.advance(Duration::from_secs(340 * 86400));
         let got = tokio::time::timeout(Duration::from_secs(5), triggers.next())
             .await

@@ -566,7 +566,11 @@ async fn a_steady_resource_gets_a_pass_only_when_something_is_due() {
     let ctx = env.run_with(cfg, PASS);
     env.create_idp("app", spec("app-1")).await;
     let o = env.wait_ready("app").await;
-    let client_id = o.status.as_ref().and_then(|s| s.client_id.clone()).expect("id");
+    let client_id = o
+        .status
+        .as_ref()
+        .and_then(|s| s.client_id.clone())
+        .expect("id");
     let synced = |o: &IDPortenClient| {
         o.status
             .as_ref()
@@ -607,12 +611,24 @@ async fn a_steady_resource_gets_a_pass_only_when_something_is_due() {
     // Keys within `renew_before` (30 days) of their expiry a year after registration: renewed
     // without any change to the resource, and the app keeps its key.
     let before = exp(&env);
-    let secret_rv = env.secret("app-1").await.expect("secret").metadata.resource_version;
+    let secret_rv = env
+        .secret("app-1")
+        .await
+        .expect("secret")
+        .metadata
+        .resource_version;
     env.clock.advance(Duration::from_secs(334 * 86400));
-    wait_until("keys renewed by the clock alone", async || exp(&env) > before).await;
+    wait_until("keys renewed by the clock alone", async || {
+        exp(&env) > before
+    })
+    .await;
     assert!(exp(&env) > env.clock.unix_seconds() + 300 * 86400);
     assert_eq!(
-        env.secret("app-1").await.expect("secret").metadata.resource_version,
+        env.secret("app-1")
+            .await
+            .expect("secret")
+            .metadata
+            .resource_version,
         secret_rv,
         "no new key for the app"
     );

@@ -805,7 +805,9 @@ mod tests {
     /// (first keys, asked-for rotations) before deferred next keys.
     #[test]
     fn the_plan_says_why_it_asks_for_each_key() {
-        let why = |cfg: &Config, inp: &KeyInputs<'_>| act(plan(cfg, inp, &mut Gen(0).f()).unwrap()).new_keys;
+        let why = |cfg: &Config, inp: &KeyInputs<'_>| {
+            act(plan(cfg, inp, &mut Gen(0).f()).unwrap()).new_keys
+        };
         let none = Registered::default();
         let refs = References::default();
         // First sync: the first key alone, or with a zero delay both keys, all waited for.
