@@ -282,6 +282,12 @@ mod tests {
         Ok(Key::placeholder("made"))
     }
 
+    /// Waiters in the queue (one lock: the guard of `lock()` lives to the end of the statement).
+    fn waiting(g: &KeyGenerator) -> usize {
+        let q = g.inner.lock();
+        q.urgent.len() + q.idle.len()
+    }
+
     /// Registers a waiter and lets it reach the queue before the next one (the queue is FIFO).
     async fn waiter(
         g: &KeyGenerator,
@@ -290,13 +296,13 @@ mod tests {
         order: &Arc<Mutex<Vec<&'static str>>>,
     ) -> tokio::task::JoinHandle<()> {
         let (g2, order) = (g.clone(), order.clone());
-        let queued = g.inner.lock().urgent.len() + g.inner.lock().idle.len();
+        let queued = waiting(g);
         let h = tokio::spawn(async move {
             let slot = g2.acquire(p).await.expect("slot");
             order.lock().unwrap().push(name);
             drop(slot);
         });
-        while g.inner.lock().urgent.len() + g.inner.lock().idle.len() == queued {
+        while waiting(g) == queued {
             tokio::task::yield_now().await;
         }
         h
