@@ -1078,6 +1078,38 @@ mod tests {
         );
     }
 
+    /// The names `portvakt bench` reads: periodic passes, and the keys someone waited for apart.
+    #[tokio::test]
+    async fn key_and_periodic_pass_figures_under_the_benchmark_s_names() {
+        use crate::controller::keygen::Priority;
+        let counters = Arc::new(Counters::default());
+        let keygen = KeyGenerator::new(1);
+        let m = Metrics::new(counters.clone());
+        m.add_collector(Arc::new(KeyGenStats(keygen.clone())));
+        Counters::inc(&counters.drift_passes);
+        keygen
+            .generate(Priority::Urgent, &counters)
+            .await
+            .expect("key");
+        let text = m.render();
+        for line in [
+            "portvakt_periodic_passes_total 1",
+            "portvakt_urgent_keys_generated_total 1",
+            "portvakt_idle_keys_generated_total 0",
+            "portvakt_keys_generated_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        let cpu = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("{name} in\n{text}"))
+        };
+        let urgent = cpu("portvakt_urgent_key_generation_cpu_seconds_total");
+        assert!(urgent > 0.0);
+        assert_eq!(urgent, cpu("portvakt_key_generation_cpu_seconds_total"));
+    }
+
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
