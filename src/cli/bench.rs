@@ -72,8 +72,8 @@ pub struct BenchArgs {
     /// The steady-state window after everything is Ready; also the operator's `--resync-period`.
     #[arg(long, default_value = "60s")]
     pub steady_window: String,
-    /// The operator's `--next-key-delay`: each resource's next key is made this long after its first
-    /// key was registered. The steady-state window starts once every next key is made (the
+    /// The operator's `--next-key-delay`: each resource's next key is made no sooner than this after
+    /// its first key was registered (then on idle CPU, after every first key). The steady-state window starts once every next key is made (the
     /// operator's `portvakt_next_keys_deferred` is 0) and Secret writes have stopped.
     #[arg(long, default_value = "5m")]
     pub next_key_delay: String,
