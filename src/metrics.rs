@@ -23,6 +23,7 @@
 //! | `leader_election_master_status` | gauge | name | 1 while this replica holds the Lease `name` (client-go's name) |
 //! | `portvakt_unhandled_resources` | gauge | kind | resources of kinds no enabled controller handles (left alone), counted at start |
 //! | `portvakt_*_total` (reconciles, keys_generated, secret_writes, …) | counter | | the [`Counters`] the benchmark reads |
+//! | `portvakt_urgent_keys_generated_total`, `portvakt_urgent_key_generation_cpu_seconds_total`, `portvakt_idle_keys_generated_total` | counter | | keys a pass waited for (first keys, asked-for rotations) and their CPU time, and the deferred next keys made on idle CPU ([`KeyGenStats`]) |
 //!
 //! digdirator's and azurerator's own counters are kept under exactly their names, so dashboards and
 //! alerts keep working after a switch: `idporten_client_*_count`, `maskinporten_client_*_count`,
@@ -54,6 +55,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::controller::context::Counters;
 use crate::controller::digdir_kinds::DigdirProvider;
+use crate::controller::keygen::KeyGenerator;
 use crate::controller::leader::WriteGate;
 use crate::controller::{Error, Kind, KindStatus};
 use crate::core::digdir::scopes::{ScopeAction, ScopeChange};
@@ -341,7 +343,7 @@ impl Collector for ScrapeCollector {
             ConstGauge::new(at).encode(m)?;
         }
         let c = &self.counters;
-        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 14] = [
+        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 15] = [
             ("portvakt_reconciles", "Passes started", &c.reconciles),
             ("portvakt_passes_done", "Passes finished", &c.passes_done),
             (
@@ -391,6 +393,11 @@ impl Collector for ScrapeCollector {
                 "portvakt_drift_repaired",
                 "Drift repaired",
                 &c.drift_repaired,
+            ),
+            (
+                "portvakt_periodic_passes",
+                "Periodic steady-state passes completed (one list for all resources)",
+                &c.drift_passes,
             ),
         ];
         for (name, help, value) in counters {
@@ -926,6 +933,44 @@ impl Collector for DigdirStats {
     }
 }
 
+/// The key generator's figures by priority: the keys someone waited for (first keys, asked-for
+/// rotations), which time to Ready is bound by, apart from the deferred next keys made on idle CPU.
+pub struct KeyGenStats(pub KeyGenerator);
+
+impl std::fmt::Debug for KeyGenStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyGenStats")
+    }
+}
+
+impl Collector for KeyGenStats {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let k = self.0.stats();
+        let m = encoder.encode_descriptor(
+            "portvakt_urgent_keys_generated",
+            "Keys generated that a pass waited for (first keys, asked-for rotations)",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(k.urgent_keys).encode(m)?;
+        let m = encoder.encode_descriptor(
+            "portvakt_urgent_key_generation_cpu",
+            "CPU time spent generating keys a pass waited for",
+            Some(&Unit::Seconds),
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(k.urgent_cpu_micros as f64 / 1e6).encode(m)?;
+        let m = encoder.encode_descriptor(
+            "portvakt_idle_keys_generated",
+            "Deferred next keys generated in the background, on idle CPU",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(k.idle_keys).encode(m)?;
+        Ok(())
+    }
+}
+
 /// The [`CallHooks`] of a provider's client: its calls measured, its writes refused while the
 /// [`WriteGate`] is closed.
 pub struct ProviderHooks {
@@ -1031,6 +1076,38 @@ mod tests {
             route_of("/applications(uniqueName='portvakt-8650326bd2')"),
             "/applications(:key)"
         );
+    }
+
+    /// The names `portvakt bench` reads: periodic passes, and the keys someone waited for apart.
+    #[tokio::test]
+    async fn key_and_periodic_pass_figures_under_the_benchmark_s_names() {
+        use crate::controller::keygen::Priority;
+        let counters = Arc::new(Counters::default());
+        let keygen = KeyGenerator::new(1);
+        let m = Metrics::new(counters.clone());
+        m.add_collector(Arc::new(KeyGenStats(keygen.clone())));
+        Counters::inc(&counters.drift_passes);
+        keygen
+            .generate(Priority::Urgent, &counters)
+            .await
+            .expect("key");
+        let text = m.render();
+        for line in [
+            "portvakt_periodic_passes_total 1",
+            "portvakt_urgent_keys_generated_total 1",
+            "portvakt_idle_keys_generated_total 0",
+            "portvakt_keys_generated_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        let cpu = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("{name} in\n{text}"))
+        };
+        let urgent = cpu("portvakt_urgent_key_generation_cpu_seconds_total");
+        assert!(urgent > 0.0);
+        assert_eq!(urgent, cpu("portvakt_key_generation_cpu_seconds_total"));
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //!    *i+1* (across `--namespaces` namespaces), and a new operator is started: time until every app is
 //!    Ready and until every pre-authorization is assigned, Graph calls per app (by route), 429s;
 //! 3. **steady state**: once Graph calls and Secret writes have stopped, a window of `--steady-window`
-//!    (the operator's resync period, so every resource is passed and the periodic comparison runs):
-//!    Graph calls and writes (target: 0 writes), Kubernetes writes.
+//!    (the operator's resync period, so the periodic comparison runs; an unchanged resource is not
+//!    reconciled at all): reconciles, Graph calls and writes (target: 0 writes), Kubernetes writes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -282,7 +282,7 @@ impl Outcome {
         let s = &self.steady_calls;
         let _ = writeln!(
             out,
-            "steady state ({:.0} s window, one resync period: {:.0} passes): Graph calls {} (writes {}), {}; AzureAdApplications written {}, Secrets written {}",
+            "steady state ({:.0} s window, one resync period: {:.0} reconciles): Graph calls {} (writes {}), {}; AzureAdApplications written {}, Secrets written {}",
             self.steady_window.as_secs_f64(),
             self.steady_reconciles,
             s.graph,

@@ -79,7 +79,7 @@ pub struct DigdirArgs {
     #[arg(long, env = "PORTVAKT_KEY_PROPAGATION", default_value = "2m")]
     pub key_propagation: String,
     /// How long after a resource's first key is registered its next key (kept for a later
-    /// rotation) is made: a burst of new resources spends its CPU on first keys first.
+    /// rotation) is made at the earliest; it is then made on idle CPU, after every first key.
     #[arg(long, env = "PORTVAKT_NEXT_KEY_DELAY", default_value = "5m")]
     pub next_key_delay: String,
 }
@@ -232,8 +232,11 @@ pub struct RunArgs {
     /// Concurrent reconciles per controller.
     #[arg(long, env = "PORTVAKT_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
-    /// How often every resource is looked at again and each provider's steady-state check runs
-    /// (a duration: 30s, 10m, 1h; a plain number is seconds; at least 1s).
+    /// How often each provider's steady-state check runs (one list for all resources), and how
+    /// often what no watch reports (old Secrets still referenced by workloads) is looked at again.
+    /// A resource is otherwise reconciled only when it changes or something is due (its daily full
+    /// synchronisation, a key renewal). A duration: 30s, 10m, 1h; a plain number is seconds; at
+    /// least 1s.
     #[arg(long, env = "PORTVAKT_RESYNC_PERIOD", default_value = "1h")]
     pub resync_period: String,
     /// Health and metrics endpoint (/healthz, /readyz, /metrics).

@@ -15,7 +15,7 @@ use super::keygen::KeyGenerator;
 use super::kind::Provider;
 use super::liveness::Liveness;
 use crate::clock::Clock;
-use crate::metrics::Metrics;
+use crate::metrics::{KeyGenStats, Metrics};
 
 /// Counters of what the controllers did (for tests, the benchmark, metrics and `--observe`).
 #[derive(Debug, Default)]
@@ -156,7 +156,7 @@ pub struct Shared {
     pub cluster_name: String,
     pub(crate) own_writes: OwnWrites,
     pub(crate) backoff: Backoff,
-    /// Key generation off the async threads, one per core at a time.
+    /// Key generation off the async threads, one per core at a time, first keys first.
     pub keygen: KeyGenerator,
 }
 
@@ -170,17 +170,20 @@ impl Shared {
             },
         );
         let counters = Arc::new(Counters::default());
+        let keygen = KeyGenerator::default();
+        let metrics = Arc::new(Metrics::new(counters.clone()));
+        metrics.add_collector(Arc::new(KeyGenStats(keygen.clone())));
         Self {
             client,
             clock,
             recorder,
-            metrics: Arc::new(Metrics::new(counters.clone())),
+            metrics,
             counters,
             liveness: Liveness::default(),
             cluster_name: cluster_name.to_string(),
             own_writes: OwnWrites::default(),
             backoff: Backoff::default(),
-            keygen: KeyGenerator::default(),
+            keygen,
         }
     }
 }

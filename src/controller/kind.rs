@@ -7,7 +7,7 @@
 //! finalizer, consuming annotations, status writes with `observedGeneration`, events and failure
 //! reporting ([`super::pass`]), the one Secret writer with the one ownership rule
 //! ([`super::secret_store`]), the workload scanner ([`super::workload_scan`]), key generation
-//! ([`super::keygen`]), the periodic pass (one [`Provider::periodic_pass`] per provider) and the
+//! ([`super::keygen`]), the schedule of passes that fall due ([`super::schedule`]), the periodic pass (one [`Provider::periodic_pass`] per provider) and the
 //! `--observe` report ([`super::observe`]).
 //!
 //! Adding a kind: implement [`Kind`] for its CRD type (and [`Provider`] for its provider's shared
@@ -93,7 +93,9 @@ pub trait Provider: Send + Sync + 'static {
 pub struct Applied<S> {
     /// The status to write (`None`: the current status is still right; nothing is written).
     pub status: Option<S>,
-    /// Run again after this long (`None`: the resync period).
+    /// The next pass is due after this long, by the shared clock (`None`: nothing is due; the
+    /// resource is not reconciled again until it, or a Secret it owns, changes). No blanket resync:
+    /// a kind says here when its next thing is due (a renewal, a periodic full check, a wait).
     pub requeue: Option<Duration>,
     /// What the pass changed, in words (reported when it repaired drift).
     pub changes: Vec<String>,

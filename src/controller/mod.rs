@@ -9,7 +9,8 @@
 //! | [`error`] | every error with its condition reason and metric label, in one place |
 //! | [`secret_store`] | the one Secret writer, with the one ownership rule |
 //! | [`workload_scan`] | which Secrets the workloads of a namespace reference |
-//! | [`keygen`] | key generation off the async threads |
+//! | [`keygen`] | key generation: a prioritised queue (first keys before next keys), off the async threads |
+//! | [`schedule`] | when each resource's next pass is due, by the shared clock (nothing due: no pass) |
 //! | [`periodic`] | the periodic steady-state pass of each provider |
 //! | [`observe`] | the `--observe` report |
 //! | [`leader`] | leader election on a Lease: only the leader runs the controllers and writes |
@@ -34,6 +35,7 @@ pub mod liveness;
 pub mod observe;
 pub mod pass;
 pub mod periodic;
+pub mod schedule;
 pub mod secret_store;
 pub mod wiring;
 pub mod workload_scan;
@@ -61,8 +63,10 @@ pub struct RunOptions {
     pub disabled: BTreeSet<String>,
     /// Concurrent reconciles per controller.
     pub concurrency: u16,
-    /// Every resource is reconciled at least this often (no provider call unless something is due),
-    /// and each provider's periodic steady-state pass runs this often.
+    /// Each provider's periodic steady-state pass (one list for all resources) runs this often. A
+    /// resource itself is reconciled only when it changes or something is due (its pass says when);
+    /// what no watch reports (say, workloads still referencing an old Secret) is looked at again
+    /// after this long.
     pub resync_period: Duration,
     /// Stops the controllers when cancelled.
     pub shutdown: CancellationToken,
@@ -117,6 +121,7 @@ impl<K: Kind> KindEntry for Entry<K> {
             shared: ctx.shared.clone(),
             provider: provider.clone(),
             resync: opts.resync_period,
+            schedule: Arc::new(schedule::Schedule::new(ctx.shared.clock.clone())),
         });
         let (store, fut) = wiring::controller_for::<K>(kc, opts.concurrency, opts.shutdown.clone());
         ctx.metrics.track_kind::<K>(opts.concurrency, store.clone());

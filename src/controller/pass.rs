@@ -24,12 +24,15 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::context::{Counters, MAX_BACKOFF, Shared};
 use super::error::Error;
+use super::keygen::Priority;
 use super::kind::{Kind, KindStatus};
+use super::schedule::Schedule;
 use super::secret_store::{self, AnnotationMode, OwnerId, SecretError};
 use super::workload_scan;
 use crate::core::Key;
@@ -40,9 +43,15 @@ use crate::metrics::PassOutcome;
 pub struct KindContext<K: Kind> {
     pub shared: Arc<Shared>,
     pub provider: Arc<K::Provider>,
-    /// Every resource is looked at again at least this often.
+    /// What no watch reports is looked at again this often ([`super::RunOptions::resync_period`]).
     pub resync: Duration,
+    /// When each resource's next pass is due (nothing due: no pass until it changes).
+    pub schedule: Arc<Schedule<K>>,
 }
+
+/// Asks for another pass of one resource as soon as possible (say, once a key made off the
+/// critical path is at hand).
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
 /// Event reasons written by the shared flow (digdirator's and azurerator's).
 pub mod events {
@@ -63,6 +72,8 @@ pub struct Pass<'a, K: Kind> {
     pub resync: Duration,
     /// `--observe`: nothing may be written.
     pub read_only: bool,
+    /// Asks for another pass of this resource (`None` in a read-only pass).
+    pub wake: Option<Wake>,
 }
 
 impl<'a, K: Kind> Pass<'a, K> {
@@ -87,6 +98,7 @@ impl<'a, K: Kind> Pass<'a, K> {
             name,
             resync,
             read_only,
+            wake: None,
         })
     }
 
@@ -265,13 +277,31 @@ impl<'a, K: Kind> Pass<'a, K> {
         Ok(workload_scan::scan(&self.shared.client, &self.namespace).await?)
     }
 
-    /// `n` new keys, generated off the async threads.
-    pub async fn generate_keys(&self, n: usize) -> Result<Vec<Key>, Error> {
+    /// `n` new keys, generated off the async threads, after every key of a higher priority.
+    pub async fn generate_keys(&self, n: usize, priority: Priority) -> Result<Vec<Key>, Error> {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            out.push(self.shared.keygen.generate(&self.shared.counters).await?);
+            out.push(
+                self.shared
+                    .keygen
+                    .generate(priority, &self.shared.counters)
+                    .await?,
+            );
         }
         Ok(out)
+    }
+
+    /// The key made on idle CPU for this resource, if one is at hand; otherwise asks for one (the
+    /// resource gets a pass when it is) and returns `None`. A read-only pass never asks.
+    pub fn idle_key(&self) -> Option<Key> {
+        let keygen = &self.shared.keygen;
+        if let Some(k) = keygen.take(&self.key, &self.shared.counters) {
+            return Some(k);
+        }
+        if let Some(wake) = self.wake.clone() {
+            keygen.request(&self.key, Box::new(move || wake()));
+        }
+        None
     }
 
     /// Forgets the own writes of a resource that is gone (its Secrets' are forgotten by name).
@@ -534,8 +564,11 @@ async fn reconcile_once<K: Kind>(obj: Arc<K>, kc: &KindContext<K>) -> Result<Don
     if !obj.is_mine(&kc.provider) {
         return Ok(Done::NotMine);
     }
-    let pass = Pass::new(obj.as_ref(), &kc.shared, &kc.provider, kc.resync, false)?;
+    let mut pass = Pass::new(obj.as_ref(), &kc.shared, &kc.provider, kc.resync, false)?;
+    let me = ObjectRef::from_obj(obj.as_ref());
     if obj.meta().deletion_timestamp.is_some() {
+        kc.schedule.clear(&me);
+        kc.shared.keygen.forget(&pass.key);
         let deleted = finalize(&pass).await?;
         kc.shared.backoff.reset(&pass.key);
         if deleted {
@@ -548,22 +581,32 @@ async fn reconcile_once<K: Kind>(obj: Arc<K>, kc: &KindContext<K>) -> Result<Don
             deleted,
         });
     }
+    let (schedule, wake_ref) = (kc.schedule.clone(), me.clone());
+    pass.wake = Some(Arc::new(move || schedule.wake(wake_ref.clone())));
     match run_pass(&pass).await {
-        Ok(requeue) => {
+        Ok(due) => {
             kc.shared.backoff.reset(&pass.key);
+            // Nothing due: the resource is not looked at again until it changes.
+            match due {
+                Some(after) => kc.schedule.set(me, after),
+                None => kc.schedule.clear(&me),
+            }
             Ok(Done::Managed {
-                action: Action::requeue(requeue),
+                action: Action::await_change(),
                 deleted: false,
             })
         }
         Err(err) => {
+            // The retry comes from the error policy's backoff; it schedules anew.
+            kc.schedule.clear(&me);
             report_failure(&pass, &err).await;
             Err(err)
         }
     }
 }
 
-async fn run_pass<K: Kind>(pass: &Pass<'_, K>) -> Result<Duration, Error> {
+/// One pass; returns when the next one is due (`None`: nothing is due).
+async fn run_pass<K: Kind>(pass: &Pass<'_, K>) -> Result<Option<Duration>, Error> {
     pass.obj.validate(pass.provider)?;
     ensure_finalizer(pass).await?;
     // A generation not seen yet is reported at once as not Ready (the provider may be slow or
@@ -592,7 +635,7 @@ async fn run_pass<K: Kind>(pass: &Pass<'_, K>) -> Result<Duration, Error> {
     if applied.complete && pass.annotation_true(K::NAMES.resync_annotation) {
         K::after_success(pass, &applied.changes).await;
     }
-    Ok(applied.requeue.map_or(pass.resync, |d| d.min(pass.resync)))
+    Ok(applied.requeue)
 }
 
 /// Reports a failed pass: `Ready=False` for this generation with the error's reason and message,

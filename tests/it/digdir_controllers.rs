@@ -553,6 +553,92 @@ async fn keys_are_renewed_before_they_expire() {
     );
 }
 
+/// An unchanged resource is not reconciled while nothing is due (periodic passes come and go
+/// without it), and time alone brings its pass when something is: the daily full synchronisation,
+/// then the renewal of keys near expiry (only the shared clock moved; the resource did not change).
+#[tokio::test]
+async fn a_steady_resource_gets_a_pass_only_when_something_is_due() {
+    let mut env = env().await;
+    let cfg = core::digdir::Config {
+        next_key_delay: Duration::ZERO,
+        ..env.core_config()
+    };
+    let ctx = env.run_with(cfg, PASS);
+    env.create_idp("app", spec("app-1")).await;
+    let o = env.wait_ready("app").await;
+    let client_id = o
+        .status
+        .as_ref()
+        .and_then(|s| s.client_id.clone())
+        .expect("id");
+    let synced = |o: &IDPortenClient| {
+        o.status
+            .as_ref()
+            .and_then(|s| s.synchronization_time.as_ref())
+            .map(|t| t.0)
+    };
+    let exp = |env: &Env| -> i64 {
+        env.sim
+            .jwks(&client_id)
+            .and_then(|j| j["keys"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|k| k["exp"].as_i64())
+            .min()
+            .unwrap_or(0)
+    };
+    // Settled (a sentinel pass runs after every echo of the operator's own writes).
+    env.pass_idp(&ctx, "app").await;
+    let first_sync = synced(&env.idp().get("app").await.expect("get")).expect("synced");
+    let reconciles = Counters::get(&ctx.counters.reconciles);
+    wait_passes(&ctx, 3).await;
+    assert_eq!(
+        Counters::get(&ctx.counters.reconciles),
+        reconciles,
+        "nothing due: not reconciled while periodic passes run"
+    );
+
+    // A day later the full synchronisation is due: a pass comes by itself.
+    env.clock.advance(Duration::from_secs(24 * 3600 + 1));
+    let o = env
+        .wait_idp("app", "the daily full synchronisation", |o| {
+            synced(o).is_some_and(|t| t > first_sync)
+        })
+        .await;
+    assert!(Counters::get(&ctx.counters.reconciles) > reconciles);
+    assert!(is_ready(o.meta().generation, o.status.as_ref()));
+
+    // Keys within `renew_before` (30 days) of their expiry a year after registration: renewed
+    // without any change to the resource, and the app keeps its key.
+    let before = exp(&env);
+    let secret_rv = env
+        .secret("app-1")
+        .await
+        .expect("secret")
+        .metadata
+        .resource_version;
+    env.clock.advance(Duration::from_secs(334 * 86400));
+    wait_until("keys renewed by the clock alone", async || {
+        exp(&env) > before
+    })
+    .await;
+    assert!(exp(&env) > env.clock.unix_seconds() + 300 * 86400);
+    assert_eq!(
+        env.secret("app-1")
+            .await
+            .expect("secret")
+            .metadata
+            .resource_version,
+        secret_rv,
+        "no new key for the app"
+    );
+    // Renewed: nothing is due again for a day, so no pass follows (no loop).
+    env.pass_idp(&ctx, "app").await;
+    let reconciles = Counters::get(&ctx.counters.reconciles);
+    wait_passes(&ctx, 3).await;
+    assert_eq!(Counters::get(&ctx.counters.reconciles), reconciles);
+}
+
 #[tokio::test]
 async fn unowned_secret_is_never_touched() {
     let mut env = env().await;
@@ -880,7 +966,14 @@ async fn steady_state_pass_lists_once_and_writes_nothing() {
     let rv = env.kube.resource_version();
     let start = env.sim.journal().len();
     let writes = env.digdir.stats().writes();
+    let reconciles = Counters::get(&ctx.counters.reconciles);
     wait_passes(&ctx, 3).await;
+    // Nothing is due for an unchanged resource: the periodic pass needs no reconcile of any.
+    assert_eq!(
+        Counters::get(&ctx.counters.reconciles),
+        reconciles,
+        "no reconcile of an unchanged resource"
+    );
     let calls: Vec<String> = env.sim.journal()[start..]
         .iter()
         .filter(|c| c.path.starts_with("/api/v1"))

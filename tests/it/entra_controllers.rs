@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     CLUSTER, Env, NS, env, events_for, graph_calls_since, graph_mark, graph_writes_since,
-    wait_until,
+    wait_passes, wait_until,
 };
 
 const OTHER_APP: &str = "atgcp1-dev:other-namespace:other-app";
@@ -1141,6 +1141,72 @@ async fn max_age_rotation_by_the_clock_keeps_the_replaced_set_for_a_pod_that_sta
     assert!(pws.contains(&data(&now, "AZURE_APP_PASSWORD_KEY_ID")));
 }
 
+/// No blanket resync: a steady AzureAdApplication is not reconciled while periodic passes run, and
+/// the shared clock alone brings its pass when something is due: the rotation at max age, then the
+/// revocation of the replaced set once no Pod may hold it.
+#[tokio::test]
+async fn a_steady_application_gets_a_pass_only_when_something_is_due() {
+    let mut env = entra_env().await;
+    env.entra.as_mut().unwrap().config.max_age = Duration::from_secs(168 * 3600);
+    let cfg = env.core_config();
+    let op = env.run_with(cfg, Duration::from_millis(300));
+    env.create_aad(NS, "app", json!({"secretName": "app-azure"}))
+        .await;
+    let o = env.wait_aad_ready(NS, "app").await;
+    let object_id = o.status.as_ref().unwrap().object_id.clone().unwrap();
+    // Settled (a sentinel pass runs after every echo of the operator's own writes).
+    env.pass(&env.aad(NS), &op, "app").await;
+    let reconciles = Counters::get(&op.counters.reconciles);
+    wait_passes(&op, 3).await;
+    assert_eq!(
+        Counters::get(&op.counters.reconciles),
+        reconciles,
+        "nothing due: not reconciled while periodic passes run"
+    );
+
+    // A week and an hour later, with a Pod on the Secret: rotated by the clock alone, the replaced
+    // set kept while the Pod may hold it.
+    let before = env.secrets().get("app-azure").await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
+    pods.create(&PostParams::default(), &pod_using(NS, "pod-1", "app-azure"))
+        .await
+        .unwrap();
+    env.clock.advance(Duration::from_secs(169 * 3600));
+    wait_until("rotated by the clock alone", async || {
+        let s = env.secrets().get("app-azure").await.unwrap();
+        data(&s, "AZURE_APP_PASSWORD_KEY_ID") != data(&before, "AZURE_APP_PASSWORD_KEY_ID")
+    })
+    .await;
+    assert_eq!(password_ids(&env, &object_id).len(), 4);
+
+    // Past the grace period the Pod still runs: the pass the clock brings keeps the set.
+    let done = Counters::get(&op.counters.passes_done);
+    env.clock.advance(Duration::from_secs(601));
+    wait_until("the pass at the grace period's end", async || {
+        Counters::get(&op.counters.passes_done) > done
+    })
+    .await;
+    assert_eq!(password_ids(&env, &object_id).len(), 4);
+    // The Pod gone (no watch reports it): revoked on the revisit a resync period later.
+    pods.delete("pod-1", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until("the replaced set revoked by the clock alone", async || {
+        password_ids(&env, &object_id).len() == 2
+    })
+    .await;
+
+    // Settled again: at most one more look, then nothing until the next thing is due (no loop).
+    wait_passes(&op, 5).await;
+    let reconciles = Counters::get(&op.counters.reconciles);
+    wait_passes(&op, 3).await;
+    assert_eq!(
+        Counters::get(&op.counters.reconciles),
+        reconciles,
+        "nothing due after the revocation"
+    );
+}
+
 #[tokio::test]
 async fn secret_key_prefix_replaces_azure_in_every_key() {
     let mut env = entra_env().await;
@@ -1402,7 +1468,7 @@ async fn drift_made_by_hand_in_entra_is_found_by_the_periodic_pass_and_repaired(
     .await;
     let o = env.wait_aad_ready(NS, "app").await;
     let object_id = o.status.unwrap().object_id.unwrap();
-    crate::support::wait_passes(&op, 1).await;
+    wait_passes(&op, 1).await;
     assert!(
         op.entra().drift_report().drifted.is_empty(),
         "no drift in the steady state"

@@ -2,7 +2,10 @@
 //!
 //! 1. the plan's inputs from portvakt's record ([`keyplan::recorded`], the same derivation
 //!    `--observe` uses), a JWKS read or a workload scan only when the plan asks for one;
-//! 2. the plan made once with stand-in keys, then only the keys it needs generated and filled in;
+//! 2. the plan made once with stand-in keys, then only the keys it needs generated and filled in: the
+//!    keys someone waits for (a first key, an asked-for rotation) at once and before any other, a
+//!    deferred next key on idle CPU — asked for, made in the background, taken by a later pass (the
+//!    plan defers it meanwhile), so a pass never holds a controller worker waiting for idle CPU;
 //! 3. a new key stored in the next-key Secret before it is registered; the JWKS POST before any app
 //!    Secret hands a key out; the bookkeeping (what is registered, until when) kept on the next-key
 //!    Secret so a steady-state pass needs no JWKS read.
@@ -14,6 +17,7 @@ use kube::runtime::events::EventType;
 use super::DigdirResource;
 use super::pipeline::{SecretsView, managed_secrets, owner};
 use super::registration::Registration;
+use crate::controller::keygen::Priority;
 use crate::controller::pass::Pass;
 use crate::controller::secret_store::AnnotationMode;
 use crate::controller::{Counters, Error};
@@ -115,7 +119,8 @@ impl Gathered {
 }
 
 /// Gathers what the plan needs (JWKS read, workload scan), plans once, and — with `real_keys` —
-/// generates the keys the plan asks for (`--observe` keeps the stand-ins).
+/// generates the keys the plan asks for (`--observe` keeps the stand-ins), by priority (see the
+/// module documentation).
 pub(crate) async fn plan<K: DigdirResource>(
     pass: &Pass<'_, K>,
     client_id: &str,
@@ -124,6 +129,9 @@ pub(crate) async fn plan<K: DigdirResource>(
     real_keys: bool,
 ) -> Result<KeyActions, Error> {
     let mut refs: Option<References> = None;
+    // A deferred next key is being made on idle CPU (asked for by this pass or an earlier one).
+    let mut next_key_waits = pass.shared.keygen.is_requested(&pass.key);
+    let mut idle_key: Option<Key> = None;
     loop {
         let inputs = KeyInputs {
             now: base.now,
@@ -136,6 +144,7 @@ pub(crate) async fn plan<K: DigdirResource>(
             registered: registered.as_ref(),
             refs: refs.as_ref(),
             replaced: base.replaced,
+            next_key_waits,
         };
         let mut wanted = 0usize;
         let planned = keyplan::plan(
@@ -155,9 +164,39 @@ pub(crate) async fn plan<K: DigdirResource>(
                 *registered = Some(registered_from_jwks(resp, pass.shared.clock.now()));
             }
             KeyPlan::NeedScan => refs = Some(pass.scan_workloads().await?),
-            KeyPlan::Act(a) if wanted == 0 || !real_keys => return Ok(*a),
+            KeyPlan::Act(a) if !real_keys => return Ok(*a),
+            KeyPlan::Act(a) if wanted == 0 => {
+                if !a.next_waits {
+                    // Nobody waits for a key made in the background any more.
+                    pass.shared.keygen.forget(&pass.key);
+                }
+                return Ok(*a);
+            }
+            KeyPlan::Act(a) if a.new_keys.iter().any(|k| k.waited_for()) => {
+                pass.shared.keygen.forget(&pass.key);
+                let keys = pass.generate_keys(wanted, Priority::Urgent).await?;
+                return a.fill(&keys).map_err(|e| Error::KeyGeneration(e.0));
+            }
             KeyPlan::Act(a) => {
-                let keys = pass.generate_keys(wanted).await?;
+                // Only a deferred next key: the one made on idle CPU if it is at hand (the same
+                // pass may plan again after a read; the key is taken once).
+                if idle_key.is_none() {
+                    idle_key = pass.idle_key();
+                }
+                if let Some(k) = &idle_key {
+                    let mut keys = vec![k.clone()];
+                    keys.extend(pass.generate_keys(wanted - 1, Priority::Idle).await?);
+                    return a.fill(&keys).map_err(|e| Error::KeyGeneration(e.0));
+                }
+                if !next_key_waits && pass.wake.is_some() {
+                    // Asked for: plan again, deferring it until it is at hand.
+                    next_key_waits = true;
+                    continue;
+                }
+                // A next key the plan cannot defer (no next-key Secret to keep meanwhile: a
+                // switch-over from digdirator), or a pass that cannot be woken: made here.
+                pass.shared.keygen.forget(&pass.key);
+                let keys = pass.generate_keys(wanted, Priority::Idle).await?;
                 return a.fill(&keys).map_err(|e| Error::KeyGeneration(e.0));
             }
         }

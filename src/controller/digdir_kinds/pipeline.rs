@@ -14,7 +14,10 @@
 //! 5. keys ([`super::keys`]): a new key is stored before it is registered; the JWKS POST happens
 //!    before any Secret hands a key out;
 //! 6. the app Secret, written only when its content would change; unreferenced old Secrets deleted;
-//! 7. the status the pure core decides ([`crate::core::digdir::status`]).
+//! 7. the status the pure core decides ([`crate::core::digdir::status`]);
+//! 8. when the next pass is due if nothing changes ([`crate::core::digdir::due`]): the daily full
+//!    synchronisation, the key renewal, a deferred next key, a rotation's wait — nothing else, so
+//!    an unchanged resource is not reconciled in between.
 //!
 //! Nothing here logs keys, tokens or client secrets.
 
@@ -28,7 +31,7 @@ use crate::controller::secret_store::AnnotationMode;
 use crate::controller::{Applied, Error, Kind};
 use crate::core::digdir::keyplan::ManagedSecret;
 use crate::core::digdir::status::{self as cstatus, events};
-use crate::core::digdir::{DigdirKind, app_secret as csecret, registration as creg};
+use crate::core::digdir::{DigdirKind, app_secret as csecret, due as cdue, registration as creg};
 use crate::core::secret_content;
 use crate::core::{Key, validation};
 
@@ -130,8 +133,8 @@ pub(super) async fn apply<K: DigdirResource>(
         );
         provider.set_deferred_next(&pass.key, false);
         return Ok(Applied {
+            requeue: next_pass_in(pass, &status, &view, &reg, &keys),
             status: (Some(&st) != Kind::status(obj)).then_some(st),
-            requeue: Some(wait),
             changes,
             complete: false,
         });
@@ -166,12 +169,45 @@ pub(super) async fn apply<K: DigdirResource>(
         )
         .await;
     }
-    provider.set_deferred_next(&pass.key, keys.actions.next_due_in.is_some());
+    provider.set_deferred_next(
+        &pass.key,
+        keys.actions.next_due_in.is_some() || keys.actions.next_waits,
+    );
+    let after = new_status.as_ref().unwrap_or(&status);
     Ok(Applied {
+        requeue: next_pass_in(pass, after, &view, &reg, &keys),
         status: new_status,
-        requeue: keys.actions.next_due_in,
         changes,
         complete: true,
+    })
+}
+
+/// Step: when the next pass is due if nothing changes (see [`cdue`]), from the status the pass
+/// leaves and what its key step registered.
+fn next_pass_in<K: DigdirResource>(
+    pass: &Pass<'_, K>,
+    status: &crate::crd::DigdiratorStatus,
+    view: &SecretsView,
+    reg: &Registration,
+    keys: &keys::KeysDone,
+) -> Option<std::time::Duration> {
+    let a = &keys.actions;
+    // Old app Secrets stay while workloads reference them: no watch says when that ends.
+    let old_secrets = view.managed.iter().any(|s| {
+        let name = s.metadata.name.as_deref().unwrap_or_default();
+        name != pass.obj.secret_name() && !keys.deleted.iter().any(|d| d == name)
+    });
+    let no_access = reg.invalid_scopes.as_ref().is_some_and(|s| !s.is_empty());
+    cdue::next_pass_in(&cdue::DueInputs {
+        now: pass.shared.clock.now(),
+        synchronized_at: status.synchronization_time.as_ref().map(|t| t.0),
+        full_sync_every: pass.provider.full_sync_every,
+        keys_expire_at: keys.registered.expires_at,
+        renew_before: pass.provider.config.renew_before,
+        next_key_in: a.next_due_in,
+        rotation_wait: a.wait,
+        revisit: old_secrets || !a.replaced.is_empty() || !a.dropped.is_empty() || no_access,
+        resync: pass.resync,
     })
 }
 

@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::Secret;
 use super::application::AppDone;
 use super::pipeline::SecretsView;
 use crate::controller::Error;
+use crate::controller::keygen::Priority;
 use crate::controller::pass::Pass;
 use crate::controller::secret_store::AnnotationMode;
 use crate::core::Key;
@@ -143,7 +144,10 @@ pub(crate) async fn sync(
         Mode::Add(_) => 2,
     };
     if keys.len() < wanted {
-        keys.extend(pass.generate_keys(wanted - keys.len()).await?);
+        keys.extend(
+            pass.generate_keys(wanted - keys.len(), Priority::Urgent)
+                .await?,
+        );
     }
     let mut changes = Vec::new();
     let new_sets = if wanted > 0 {

@@ -14,7 +14,10 @@
 //!    call at all;
 //! 4. otherwise the application step ([`super::application`]) and the credential step
 //!    ([`super::credentials`]), then the status the pure core decides; apps elsewhere in the cluster
-//!    that wait for this one are asked to resync.
+//!    that wait for this one are asked to resync;
+//! 5. when the next pass is due if nothing changes ([`crate::core::entra::due`]): the daily full
+//!    synchronisation, the rotation at max age, a grace period's end, a revisit of what no watch
+//!    reports — nothing else, so an unchanged resource is not reconciled in between.
 //!
 //! Nothing here logs credentials, keys or tokens.
 
@@ -22,9 +25,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::EventType;
 
 use super::{EntraProvider, application, credentials, periodic};
+use crate::controller::keygen::Priority;
 use crate::controller::pass::Pass;
 use crate::controller::{Applied, Error};
 use crate::core::entra::credentials::{self as cc, Credentials, Mode};
+use crate::core::entra::due as cdue;
 use crate::core::entra::secret as csecret;
 use crate::core::entra::status::{self as cstatus, Freshness, Success};
 use crate::core::entra::{self as ce, application as capp, events};
@@ -251,7 +256,7 @@ pub(super) async fn apply(
     if fresh {
         return Ok(Applied {
             status: None,
-            requeue: requeue_for_rotation(rotation_time, cfg.max_age, now),
+            requeue: next_pass_in(pass, &status, rotation_time, None, false),
             changes: vec![],
             complete: true,
         });
@@ -261,7 +266,8 @@ pub(super) async fn apply(
     let upfront = credentials::keys_needed_upfront(pass, &view);
     let (app, keys) = futures::try_join!(
         application::sync(pass, &desired, &status),
-        pass.generate_keys(upfront)
+        // Keys a pass waits for: before any deferred next key of another kind.
+        pass.generate_keys(upfront, Priority::Urgent)
     )?;
     let creds = credentials::sync(pass, &view, &app, &status, keys).await?;
 
@@ -304,13 +310,9 @@ pub(super) async fn apply(
         periodic::resync_dependents(pass, &desired.display_name, &app.app.app_id).await;
     }
     let rotation_time = creds.rotated_at.or(rotation_time);
-    let requeue = [
-        creds.requeue,
-        requeue_for_rotation(rotation_time, cfg.max_age, now),
-    ]
-    .into_iter()
-    .flatten()
-    .min();
+    let revisit = leaves_revisit(pass, &view, &status, &creds);
+    let after = new_status.as_ref().unwrap_or(&status);
+    let requeue = next_pass_in(pass, after, rotation_time, creds.requeue, revisit);
     Ok(Applied {
         status: new_status,
         requeue,
@@ -319,19 +321,58 @@ pub(super) async fn apply(
     })
 }
 
-/// Until the credentials reach their max age (azurerator requeues at max-age − 5 min).
-fn requeue_for_rotation(
+/// Step: when the next pass is due if nothing changes ([`cdue`]), from the status the pass leaves.
+fn next_pass_in(
+    pass: &Pass<'_, AzureAdApplication>,
+    status: &AzureAdApplicationStatus,
     rotation_time: Option<jiff::Timestamp>,
-    max_age: std::time::Duration,
-    now: jiff::Timestamp,
+    grace_ends_in: Option<std::time::Duration>,
+    revisit: bool,
 ) -> Option<std::time::Duration> {
-    let due = cc::rotation_due(rotation_time, max_age)?;
-    let left = due.duration_since(now);
-    Some(if left.is_positive() {
-        left.unsigned_abs() + std::time::Duration::from_secs(1)
-    } else {
-        std::time::Duration::from_secs(1)
+    let cfg = &pass.provider.config;
+    cdue::next_pass_in(&cdue::DueInputs {
+        now: pass.shared.clock.now(),
+        synchronized_at: status.synchronization_time.as_ref().map(|t| t.0),
+        full_sync_every: cfg.full_sync_every,
+        rotation_at: cc::rotation_due(rotation_time, cfg.max_age),
+        grace_ends_in,
+        revisit,
+        resync: pass.resync,
     })
+}
+
+/// Whether a full pass leaves something only workloads settle, which no watch reports (managed
+/// Secrets of other names still referenced, credentials kept or remembered for a Pod that may hold
+/// them), or more of the resync list than it consumed: looked at again after the resync period.
+fn leaves_revisit(
+    pass: &Pass<'_, AzureAdApplication>,
+    view: &SecretsView,
+    status: &AzureAdApplicationStatus,
+    creds: &credentials::CredsDone,
+) -> bool {
+    let spec_name = pass.obj.spec.secret_name.as_str();
+    let others_left = view.managed.iter().any(|s| {
+        let name = s.metadata.name.as_deref().unwrap_or_default();
+        name != spec_name && !creds.deleted_secrets.iter().any(|d| d == name)
+    });
+    // What the pass started with; a pass that settled it costs one more look, without Graph calls.
+    let remembered = view.app.as_ref().is_some_and(|app| {
+        csecret::read_credentials(app).is_some_and(|c| {
+            cc::cleanup_pending(
+                &cstatus::status_key_ids(status),
+                &cc::KeyIds::of(&c),
+                &csecret::history(app),
+            )
+        })
+    });
+    let more_resyncs = pass
+        .obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ce::ANN_RESYNC))
+        .is_some_and(|v| ce::resync_after_pass(v).is_some());
+    others_left || remembered || more_resyncs
 }
 
 /// azurerator's events for what the pass did.

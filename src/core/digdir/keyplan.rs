@@ -13,9 +13,14 @@
 //!   critical path: a next-key Secret whose key an app Secret already holds (the first key) counts as
 //!   "no next key yet", and for [`super::Config::next_key_delay`] after that key was registered the
 //!   pass makes none and asks to be run again when the delay is over ([`KeyActions::next_due_in`]).
-//!   A burst of new resources thus spends its CPU on first keys; their next keys follow. A rotation
-//!   asked for meanwhile makes the next key at once and waits for it to age like any other. With a
-//!   zero delay the first sync makes both keys in one pass (current and next, one JWKS POST).
+//!   The delay is a lower bound, not the scheduler: the plan says why it asks for each new key
+//!   ([`KeyActions::new_keys`]: [`NewKey::First`], [`NewKey::Rotation`], [`NewKey::Next`]), and the
+//!   caller generates first keys and asked-for rotations before any deferred next key, which is made
+//!   on idle CPU; while it is being made the plan keeps deferring it ([`KeyInputs::next_key_waits`],
+//!   [`KeyActions::next_waits`]). A burst of new resources thus spends its CPU on first keys; their
+//!   next keys follow. A rotation asked for meanwhile makes the next key at once and waits for it to
+//!   age like any other. With a zero delay the first sync makes both keys in one pass (current and
+//!   next, one JWKS POST).
 //! - **Rotation** (`digdir.nais.io/rotate`, or `spec.secretName` changed): the next key is promoted to
 //!   current once it has been registered for [`super::Config::key_propagation`]; a fresh next key is
 //!   made and registered in the same POST. If the next key is younger, nothing is handed out and the
@@ -103,6 +108,28 @@ pub struct KeyInputs<'a> {
     pub refs: Option<&'a References>,
     /// Keys replaced in place by earlier rotations (bookkeeping).
     pub replaced: &'a [ReplacedKey],
+    /// A deferred next key is being made off the critical path (on idle CPU) and is not at hand yet:
+    /// the plan keeps deferring it ([`KeyActions::next_waits`]) instead of asking for one.
+    pub next_key_waits: bool,
+}
+
+/// Why a plan asks for a new key; the caller generates the keys someone waits for first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewKey {
+    /// The app's first key (or, with a zero delay, the next key made with it): the resource is not
+    /// Ready without it.
+    First,
+    /// The next key of a rotation that was asked for (`rotate`, a changed `spec.secretName`).
+    Rotation,
+    /// A deferred next key, only needed by a later rotation: made when no other key waits.
+    Next,
+}
+
+impl NewKey {
+    /// Whether someone waits for this key (a resource to become Ready, a rotation to happen).
+    pub fn waited_for(self) -> bool {
+        !matches!(self, NewKey::Next)
+    }
 }
 
 /// Where the app's key comes from.
@@ -135,6 +162,11 @@ pub struct KeyActions {
     pub wait: Option<Duration>,
     /// The next key is deferred; make it in a pass after this long.
     pub next_due_in: Option<Duration>,
+    /// The next key is deferred until the one being made off the critical path is at hand
+    /// ([`KeyInputs::next_key_waits`]); its maker asks for the pass.
+    pub next_waits: bool,
+    /// Why each new key is asked for, in the order of the stand-ins ([`placeholders`]).
+    pub new_keys: Vec<NewKey>,
     /// The app gets a new key in this pass.
     pub rotated: bool,
     /// Why a POST happens (for events and `--observe`).
@@ -317,15 +349,19 @@ pub fn plan(
     };
     let next_in: Option<&Key> = inp.next.filter(|n| !handed_out(n));
     let delay = SignedDuration::try_from(cfg.next_key_delay).unwrap_or(SignedDuration::ZERO);
-    // How long the next key may still wait (the first key registered less than the delay ago).
-    let deferred_for = match (inp.next, inp.next_registered_at) {
-        (Some(n), Some(at))
-            if next_in.is_none()
-                && !delay.is_zero()
-                && is_registered(&n.kid)
-                && at + delay > inp.now =>
-        {
-            Some(to_std((at + delay).duration_since(inp.now)).max(Duration::from_secs(1)))
+    // Whether the next key may still wait, and how long: the first key was registered less than the
+    // delay ago (`Some(Some(left))`), or the next key is being made on idle CPU (`Some(None)`).
+    let deferred_for: Option<Option<Duration>> = match (inp.next, inp.next_registered_at) {
+        (Some(n), Some(at)) if next_in.is_none() && is_registered(&n.kid) => {
+            if !delay.is_zero() && at + delay > inp.now {
+                Some(Some(
+                    to_std((at + delay).duration_since(inp.now)).max(Duration::from_secs(1)),
+                ))
+            } else if inp.next_key_waits {
+                Some(None)
+            } else {
+                None
+            }
         }
         _ => None,
     };
@@ -368,10 +404,11 @@ pub fn plan(
     let deferring = matches!(cur, Cur::Reuse(_)) && deferred_for.is_some();
     let keep_next = if deferring { inp.next } else { next_in };
     let first_stored = matches!(cur, Cur::First(_));
+    let next_waits = deferring && deferred_for == Some(None);
     let next_due_in = if first_key_alone {
         Some(cfg.next_key_delay)
     } else if deferring {
-        deferred_for
+        deferred_for.flatten()
     } else if first_stored {
         // The stored key stays the next-key Secret's key until the next key is made.
         Some(match inp.next_registered_at {
@@ -464,6 +501,8 @@ pub fn plan(
                 register: None,
                 wait: None,
                 next_due_in,
+                next_waits,
+                new_keys: Vec::new(),
                 rotated: false,
                 post_reasons,
                 dropped: Vec::new(),
@@ -473,19 +512,32 @@ pub fn plan(
         }
     };
 
-    // Final: make the keys needed.
+    // Final: make the keys needed, saying why each is asked for.
+    let mut new_keys = Vec::new();
     let (current, source, wait) = match cur {
         Cur::Reuse(m) => (m.key.clone(), CurrentSource::Existing(m.name.clone()), None),
         Cur::Promote => (next_in.cloned(), CurrentSource::PromotedNext, None),
         Cur::First(k) => (Some(k.clone()), CurrentSource::Stored, None),
-        Cur::Generate => (Some(generate()?), CurrentSource::Generated, None),
+        Cur::Generate => {
+            new_keys.push(NewKey::First);
+            (Some(generate()?), CurrentSource::Generated, None)
+        }
         Cur::Wait(d) => (None, CurrentSource::Existing(String::new()), Some(d)),
     };
     let (next, next_is_new) = match (&current, keep_next) {
         // The first key is stored (as the next-key Secret's key) before it is registered.
         (Some(k), _) if first_key_alone => (k.clone(), true),
         (_, Some(n)) if !promote => (n.clone(), false),
-        _ => (generate()?, true),
+        _ => {
+            new_keys.push(if wants_rotation {
+                NewKey::Rotation
+            } else if source == CurrentSource::Generated {
+                NewKey::First
+            } else {
+                NewKey::Next
+            });
+            (generate()?, true)
+        }
     };
 
     // The registered set, by priority.
@@ -592,6 +644,8 @@ pub fn plan(
         register: (!post_reasons.is_empty()).then_some(set),
         wait,
         next_due_in,
+        next_waits,
+        new_keys,
         post_reasons,
         dropped,
         delete,
@@ -638,6 +692,7 @@ mod tests {
             registered: None,
             refs: None,
             replaced: &[],
+            next_key_waits: false,
         }
     }
 
@@ -729,6 +784,70 @@ mod tests {
         assert_eq!(a.post_reasons, ["next key not registered"]);
         assert_eq!(a.source, CurrentSource::Existing("s1".into()));
         assert!(a.next_due_in.is_none() && !a.rotated);
+        assert_eq!(a.new_keys, [NewKey::Next], "made when no first key waits");
+        // While that key is being made on idle CPU, the plan keeps deferring it: nothing is
+        // generated, registered or written, and no pass is scheduled for it (its maker asks).
+        inp.next_key_waits = true;
+        let before = g.0;
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert_eq!(g.0, before, "no key asked for");
+        assert!(a.new_keys.is_empty() && a.register.is_none() && !a.next_is_new);
+        assert!(a.next_waits && a.next_due_in.is_none());
+        assert_eq!(a.next.kid, "k1", "the next-key Secret keeps the first key");
+        // Within the delay the delay still rules (the key is not being made yet).
+        inp.now = ts("2025-06-01T12:00:00Z");
+        let a = act(plan(&cfg, &inp, &mut g.f()).unwrap());
+        assert!(!a.next_waits);
+        assert_eq!(a.next_due_in, Some(Duration::from_secs(180)));
+    }
+
+    /// The plan says why it asks for each key, so the caller can make the keys someone waits for
+    /// (first keys, asked-for rotations) before deferred next keys.
+    #[test]
+    fn the_plan_says_why_it_asks_for_each_key() {
+        let why = |cfg: &Config, inp: &KeyInputs<'_>| {
+            act(plan(cfg, inp, &mut Gen(0).f()).unwrap()).new_keys
+        };
+        let none = Registered::default();
+        let refs = References::default();
+        // First sync: the first key alone, or with a zero delay both keys, all waited for.
+        let mut inp = base(&[]);
+        inp.synced_secret_name = None;
+        inp.registered = Some(&none);
+        assert_eq!(why(&Config::default(), &inp), [NewKey::First]);
+        let zero = Config {
+            next_key_delay: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(why(&zero, &inp), [NewKey::First, NewKey::First]);
+        assert!(NewKey::First.waited_for() && NewKey::Rotation.waited_for());
+        assert!(!NewKey::Next.waited_for());
+        // A rotation promoting an aged next key: its fresh next key is part of the rotation.
+        let managed = [ms("s1", "cur", "2025-05-01T00:00:00Z")];
+        let next = Key::placeholder("nxt");
+        let r = reg(&["cur", "nxt"], "2026-05-01T00:00:00Z");
+        let mut inp = base(&managed);
+        inp.rotate = true;
+        inp.next = Some(&next);
+        inp.next_registered_at = Some(ts("2025-06-01T11:00:00Z"));
+        inp.registered = Some(&r);
+        inp.refs = Some(&refs);
+        assert_eq!(why(&Config::default(), &inp), [NewKey::Rotation]);
+        // A rotation with no next key yet: one is made (and waited for).
+        let r = reg(&["cur"], "2026-05-01T00:00:00Z");
+        inp.next = None;
+        inp.next_registered_at = None;
+        inp.registered = Some(&r);
+        assert_eq!(why(&Config::default(), &inp), [NewKey::Rotation]);
+        // No rotation, no next key (a switch-over from digdirator): a deferred next key.
+        inp.rotate = false;
+        assert_eq!(why(&Config::default(), &inp), [NewKey::Next]);
+        // Nothing to make: nothing asked for.
+        inp.next = Some(&next);
+        inp.next_registered_at = Some(ts("2025-01-01T00:00:00Z"));
+        let r = reg(&["cur", "nxt"], "2026-05-01T00:00:00Z");
+        inp.registered = Some(&r);
+        assert!(why(&Config::default(), &inp).is_empty());
     }
 
     #[test]

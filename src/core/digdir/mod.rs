@@ -10,12 +10,14 @@
 //! - [`status`]: status and conditions after success or failure.
 //! - [`observe`]: the per-resource report of `--observe`.
 //! - [`drift`]: the periodic steady-state pass: which registrations drifted, whose JWKS is due.
+//! - [`due`]: when an unchanged resource's next pass is due (nothing due: no pass).
 //! - [`scopes`]: the exposed scopes of API providers and their consumers (the plan), and which
 //!   consumed scopes a client may use.
 //! - [`wire`]: Digdir's wire types (plain data; the client in `crate::digdir` sends and reads them).
 
 pub mod app_secret;
 pub mod drift;
+pub mod due;
 pub mod keyplan;
 pub mod observe;
 pub mod registration;

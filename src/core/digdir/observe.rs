@@ -115,6 +115,8 @@ mod tests {
             register: register.then(Vec::new),
             wait: None,
             next_due_in: None,
+            next_waits: false,
+            new_keys: vec![],
             rotated,
             post_reasons: if register {
                 vec!["next key not registered"]

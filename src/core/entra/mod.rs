@@ -12,6 +12,7 @@
 //! - [`certificate`]: the self-signed certificate and the private JWK azurerator hands out.
 //! - [`secret`]: the Secret with azurerator's 16 keys, prefix, labels, annotation and owner.
 //! - [`status`]: status after a pass, and whether a pass may leave Entra alone.
+//! - [`due`]: when the next pass is due if nothing changes (no blanket resync).
 //! - [`observe`]: the `--observe` report of one resource.
 //! - [`drift`]: what the periodic pass compares (hand-made changes in Entra).
 
@@ -19,6 +20,7 @@ pub mod application;
 pub mod certificate;
 pub mod credentials;
 pub mod drift;
+pub mod due;
 pub mod observe;
 pub mod preauth;
 pub mod secret;
