@@ -1207,6 +1207,48 @@ async fn a_steady_application_gets_a_pass_only_when_something_is_due() {
     );
 }
 
+/// The daily full synchronisation of an unchanged application changes nothing and so writes no
+/// status; it still counts as the day's, so the next one is a day later, not every resync period.
+#[tokio::test]
+async fn the_daily_full_synchronisation_comes_once_a_day() {
+    let mut env = entra_env().await;
+    let cfg = env.core_config();
+    let op = env.run_with(cfg, Duration::from_millis(300));
+    env.create_aad(NS, "app", json!({"secretName": "app-azure"}))
+        .await;
+    env.wait_aad_ready(NS, "app").await;
+    env.pass(&env.aad(NS), &op, "app").await;
+    let status_writes = Counters::get(&op.counters.status_writes);
+
+    // A day and an hour later: one full pass (Graph is read), nothing written.
+    let reconciles = Counters::get(&op.counters.reconciles);
+    let mark = graph_mark(env.graph_sim());
+    env.clock.advance(Duration::from_secs(25 * 3600));
+    wait_until("the daily full synchronisation", async || {
+        Counters::get(&op.counters.reconciles) > reconciles
+            && !graph_calls_since(env.graph_sim(), mark).is_empty()
+    })
+    .await;
+    wait_passes(&op, 2).await;
+    assert_eq!(
+        graph_writes_since(env.graph_sim(), mark),
+        Vec::<String>::new()
+    );
+    assert_eq!(Counters::get(&op.counters.status_writes), status_writes);
+
+    // Then nothing until the next day, however many resync periods go by.
+    let reconciles = Counters::get(&op.counters.reconciles);
+    let mark = graph_mark(env.graph_sim());
+    env.clock.advance(Duration::from_secs(3 * 3600));
+    wait_passes(&op, 4).await;
+    assert_eq!(
+        Counters::get(&op.counters.reconciles),
+        reconciles,
+        "a full pass every resync period: {:#?}",
+        graph_calls_since(env.graph_sim(), mark)
+    );
+}
+
 #[tokio::test]
 async fn secret_key_prefix_replaces_azure_in_every_key() {
     let mut env = entra_env().await;

@@ -49,6 +49,10 @@ pub struct EntraProvider {
     pub(crate) drift: Mutex<periodic::DriftState>,
     /// Resources another instance owns (another tenant), by object key: logged once, counted.
     other_tenant: Mutex<HashSet<String>>,
+    /// When each resource's last full synchronisation found nothing to change, by object key. Such
+    /// a pass writes no status (so `status.synchronizationTime` stays older), yet the daily full
+    /// synchronisation is done: remembered here (lost on restart, which costs one full pass).
+    pub(crate) full_syncs: Mutex<HashMap<String, Timestamp>>,
     pub(crate) counters: EntraCounters,
 }
 
@@ -80,6 +84,7 @@ impl EntraProvider {
             store: Mutex::new(None),
             drift: Mutex::new(periodic::DriftState::default()),
             other_tenant: Mutex::new(HashSet::new()),
+            full_syncs: Mutex::new(HashMap::new()),
             counters: EntraCounters::default(),
         }
     }

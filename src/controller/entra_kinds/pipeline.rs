@@ -240,6 +240,7 @@ pub(super) async fn apply(
         .synchronization_secret_rotation_time
         .as_ref()
         .map(|t| t.0);
+    let full_sync_at = lock_full_syncs(p).get(&pass.key).copied();
     let fresh = cstatus::is_up_to_date(&Freshness {
         generation: pass.generation(),
         status: obj.status.as_ref(),
@@ -249,6 +250,7 @@ pub(super) async fn apply(
         tenant_id: &cfg.tenant_id,
         now,
         full_sync_every: cfg.full_sync_every,
+        full_sync_at,
         max_age: cfg.max_age,
         secret_valid: secret_intact(&view, obj.status.as_ref()),
         cleanup_pending: cleanup_pending(&view, obj.status.as_ref(), &obj.spec.secret_name),
@@ -256,7 +258,7 @@ pub(super) async fn apply(
     if fresh {
         return Ok(Applied {
             status: None,
-            requeue: next_pass_in(pass, &status, rotation_time, None, false),
+            requeue: next_pass_in(pass, &status, full_sync_at, rotation_time, None, false),
             changes: vec![],
             complete: true,
         });
@@ -312,7 +314,16 @@ pub(super) async fn apply(
     let rotation_time = creds.rotated_at.or(rotation_time);
     let revisit = leaves_revisit(pass, &view, &status, &creds);
     let after = new_status.as_ref().unwrap_or(&status);
-    let requeue = next_pass_in(pass, after, rotation_time, creds.requeue, revisit);
+    // This full pass is the daily one too, whether or not it wrote a status.
+    lock_full_syncs(p).insert(pass.key.clone(), now);
+    let requeue = next_pass_in(
+        pass,
+        after,
+        Some(now),
+        rotation_time,
+        creds.requeue,
+        revisit,
+    );
     Ok(Applied {
         status: new_status,
         requeue,
@@ -321,10 +332,17 @@ pub(super) async fn apply(
     })
 }
 
+fn lock_full_syncs(
+    p: &EntraProvider,
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, jiff::Timestamp>> {
+    p.full_syncs.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Step: when the next pass is due if nothing changes ([`cdue`]), from the status the pass leaves.
 fn next_pass_in(
     pass: &Pass<'_, AzureAdApplication>,
     status: &AzureAdApplicationStatus,
+    full_sync_at: Option<jiff::Timestamp>,
     rotation_time: Option<jiff::Timestamp>,
     grace_ends_in: Option<std::time::Duration>,
     revisit: bool,
@@ -332,7 +350,11 @@ fn next_pass_in(
     let cfg = &pass.provider.config;
     cdue::next_pass_in(&cdue::DueInputs {
         now: pass.shared.clock.now(),
-        synchronized_at: status.synchronization_time.as_ref().map(|t| t.0),
+        synchronized_at: status
+            .synchronization_time
+            .as_ref()
+            .map(|t| t.0)
+            .max(full_sync_at),
         full_sync_every: cfg.full_sync_every,
         rotation_at: cc::rotation_due(rotation_time, cfg.max_age),
         grace_ends_in,
@@ -500,6 +522,7 @@ pub(crate) async fn find_app(
 /// credentials portvakt (or azurerator) made are revoked.
 pub(super) async fn cleanup(pass: &Pass<'_, AzureAdApplication>) -> Result<(), Error> {
     let p = pass.provider;
+    lock_full_syncs(p).remove(&pass.key);
     let app = find_app(pass).await?;
     if ce::preserve(pass.obj.metadata.annotations.as_ref()) {
         if let Some(app) = &app {

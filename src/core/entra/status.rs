@@ -165,6 +165,9 @@ pub struct Freshness<'a> {
     pub tenant_id: &'a str,
     pub now: Timestamp,
     pub full_sync_every: Duration,
+    /// The last full synchronisation that changed nothing (and so wrote no status), if newer than
+    /// `status.synchronizationTime`.
+    pub full_sync_at: Option<Timestamp>,
     pub max_age: Duration,
     /// The Secret holds a readable set whose key ids are the ones last recorded.
     pub secret_valid: bool,
@@ -180,8 +183,13 @@ pub struct Freshness<'a> {
 pub fn is_up_to_date(f: &Freshness<'_>) -> bool {
     let Some(st) = f.status else { return false };
     let conds = st.conditions.as_deref().unwrap_or(&[]);
-    let fresh = st.synchronization_time.as_ref().is_some_and(|t| {
-        let age = f.now.duration_since(t.0);
+    let synced = st
+        .synchronization_time
+        .as_ref()
+        .map(|t| t.0)
+        .max(f.full_sync_at);
+    let fresh = synced.is_some_and(|t| {
+        let age = f.now.duration_since(t);
         age.as_secs() >= 0 && age.unsigned_abs() < f.full_sync_every
     });
     let rotation = st
@@ -257,6 +265,7 @@ mod tests {
             tenant_id: "tid",
             now: now() + jiff::SignedDuration::from_secs(60),
             full_sync_every: Duration::from_secs(86400),
+            full_sync_at: None,
             max_age: Duration::from_secs(168 * 3600),
             secret_valid: true,
             cleanup_pending: false,
@@ -294,6 +303,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.status, "False");
+    }
+
+    /// A full pass that changed nothing writes no status; the time it was made counts as the last
+    /// full synchronisation all the same, or every later pass would be a full one.
+    #[test]
+    fn a_full_pass_without_a_status_write_counts_as_the_daily_synchronisation() {
+        let st = success(None, Some(2), now(), &ok());
+        let mut f = freshness(&st);
+        f.now = now() + jiff::SignedDuration::from_hours(25);
+        assert!(!is_up_to_date(&f), "a day old: a full pass is due");
+        f.full_sync_at = Some(now() + jiff::SignedDuration::from_hours(24));
+        assert!(is_up_to_date(&f), "the full pass an hour ago counts");
+        f.full_sync_at = Some(now() - jiff::SignedDuration::from_hours(1));
+        assert!(!is_up_to_date(&f), "an older one does not");
     }
 
     #[test]
