@@ -748,3 +748,138 @@ async fn switching_from_liberators_crds_upgrades_them_and_uninstall_keeps_them()
         assert!(cluster.crd(name).is_some(), "helm uninstall deleted {name}");
     }
 }
+
+/// `kubectl --kubeconfig K ARGS` against the real control plane: its stdout, or a panic with both
+/// streams.
+fn kubectl_real(kubeconfig: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("running kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed:\n{}",
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The same install, upgrade and uninstall against a real kube-apiserver (real validation of every
+/// rendered object, Helm's release Secrets in protobuf), with resources of the CRDs present: after
+/// `helm uninstall` the CRDs and the resources are still there, so nothing is deleted at Digdir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_upgrade_and_uninstall_in_a_real_api_server_keep_the_resources() {
+    let Some(mut helm) = Helm::find() else { return };
+    let Some(cluster) = crate::real_cluster::RealCluster::start(Default::default()) else {
+        return;
+    };
+    let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+    helm.use_kubeconfig(&kubeconfig);
+    let chart = chart_dir().display().to_string();
+    let default_values = ci_values("default-values.yaml");
+    let out = helm
+        .ok(&[
+            "install",
+            "r1",
+            &chart,
+            "-n",
+            "portvakt",
+            "--create-namespace",
+            "-f",
+            &default_values,
+        ])
+        .await;
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    let r1 = release_objects(
+        &helm
+            .template("r1", &["-f", &default_values])
+            .await
+            .expect("render r1"),
+    );
+    for (_, kind, ns, name) in &r1 {
+        let mut args = vec!["get", kind.as_str(), name.as_str(), "-o", "name"];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns.as_str()]);
+        }
+        assert!(
+            !kubectl_real(&kubeconfig, &args).trim().is_empty(),
+            "{kind} {name}"
+        );
+    }
+    let fs_group = kubectl_real(
+        &kubeconfig,
+        &[
+            "get",
+            "deployment",
+            "r1-portvakt",
+            "-n",
+            "portvakt",
+            "-o",
+            "jsonpath={.spec.template.spec.securityContext.fsGroup}",
+        ],
+    );
+    assert_eq!(fs_group, "65532");
+
+    // A resource of each kind, as a team would have them when the operator is uninstalled.
+    let examples = repo().join("examples");
+    for ns in ["team-a", "tilgangsstyring-main"] {
+        kubectl_real(&kubeconfig, &["create", "namespace", ns]);
+    }
+    kubectl_real(
+        &kubeconfig,
+        &["apply", "-f", &examples.display().to_string()],
+    );
+
+    helm.ok(&[
+        "upgrade",
+        "r1",
+        &chart,
+        "-n",
+        "portvakt",
+        "-f",
+        &default_values,
+        "--set",
+        "replicas=3",
+    ])
+    .await;
+    let replicas = kubectl_real(
+        &kubeconfig,
+        &[
+            "get",
+            "deployment",
+            "r1-portvakt",
+            "-n",
+            "portvakt",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+    );
+    assert_eq!(replicas, "3");
+
+    helm.ok(&["uninstall", "r1", "-n", "portvakt"]).await;
+    let left = kubectl_real(
+        &kubeconfig,
+        &["get", "deployments", "-n", "portvakt", "-o", "name"],
+    );
+    assert!(left.trim().is_empty(), "{left}");
+    // The CRDs stay, and so does every resource: the registrations behind them are not touched.
+    let resources = kubectl_real(
+        &kubeconfig,
+        &[
+            "get",
+            "idportenclients,maskinportenclients,azureadapplications",
+            "-A",
+            "-o",
+            "name",
+        ],
+    );
+    for expected in [
+        "idportenclient.nais.io/test-client",
+        "maskinportenclient.nais.io/krr-lookup",
+        "azureadapplication.nais.io/test-app",
+    ] {
+        assert!(resources.contains(expected), "{expected}: {resources}");
+    }
+}
