@@ -141,13 +141,21 @@ pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
             Ok(r) => r?,
             Err(_) => bail!("--timeout {} reached before the benchmark finished", args.timeout),
         },
-        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        _ = stop_asked()? => bail!("interrupted"),
     };
     print!("{}", outcome.render(&args, &settings));
     if args.check && !outcome.all_pass(&settings) {
         bail!("--check: at least one target was missed (see FAIL above)");
     }
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM. Returning through the error path drops the child guards, so
+/// `kill` of the bench stops its simulator and operator too instead of orphaning them.
+pub(super) fn stop_asked() -> anyhow::Result<tokio_util::sync::WaitForCancellationFutureOwned> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    super::run::install_signal_handlers(stop.clone())?;
+    Ok(stop.cancelled_owned())
 }
 
 struct Settings {

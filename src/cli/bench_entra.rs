@@ -373,7 +373,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             Ok(r) => r?,
             Err(_) => bail!("--timeout {} reached before the benchmark finished", args.timeout),
         },
-        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        _ = super::bench::stop_asked()? => bail!("interrupted"),
     };
     let (text, pass) = outcome.render();
     print!("{text}");
