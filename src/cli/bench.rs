@@ -313,7 +313,7 @@ fn acl_route(route: &str) -> bool {
     provider_route(route) && route.contains("/scopes/access")
 }
 
-impl Calls {
+impl CallCounts for Calls {
     fn from_json(v: &Value) -> anyhow::Result<Self> {
         let num = |k: &str| {
             v.get(k)
@@ -346,7 +346,9 @@ impl Calls {
             acl_reads,
         })
     }
+}
 
+impl Calls {
     /// `(self without the provider's calls, the provider's calls)`.
     fn split_provider(&self) -> (Calls, Calls) {
         let mut clients = self.clone();
@@ -421,14 +423,34 @@ impl Calls {
     }
 }
 
-struct Probe {
+/// A simulator's call counts, read from its `/_sim/<provider>/calls` route.
+pub(super) trait CallCounts: Sized {
+    fn from_json(v: &Value) -> anyhow::Result<Self>;
+}
+
+/// Reads the simulator's call counts and the operator's metrics.
+pub(super) struct Probe<C> {
     http: reqwest::Client,
     calls_url: String,
     metrics_url: String,
+    counts: std::marker::PhantomData<C>,
 }
 
-impl Probe {
-    async fn calls(&self) -> anyhow::Result<Calls> {
+impl<C: CallCounts> Probe<C> {
+    pub(super) fn new(calls_url: String, metrics_port: u16) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .context("building the HTTP client")?,
+            calls_url,
+            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+            counts: std::marker::PhantomData,
+        })
+    }
+
+    pub(super) async fn calls(&self) -> anyhow::Result<C> {
         let v: Value = self
             .http
             .get(&self.calls_url)
@@ -439,10 +461,10 @@ impl Probe {
             .json()
             .await
             .with_context(|| format!("reading {}", self.calls_url))?;
-        Calls::from_json(&v)
+        C::from_json(&v)
     }
 
-    async fn metrics(&self) -> anyhow::Result<HashMap<String, f64>> {
+    pub(super) async fn metrics(&self) -> anyhow::Result<HashMap<String, f64>> {
         let text = self
             .http
             .get(&self.metrics_url)
@@ -1277,15 +1299,7 @@ async fn bench(args: &BenchArgs, s: &Settings) -> anyhow::Result<Outcome> {
         .and_then(|u| u.join("/_sim/digdir/calls"))
         .with_context(|| format!("run.env: PORTVAKT_DIGDIR_BASE_URL {base:?} is not a URL"))?;
     let metrics_port = free_port()?;
-    let probe = Probe {
-        http: reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("building the HTTP client")?,
-        calls_url: calls_url.to_string(),
-        metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
-    };
+    let probe = Probe::<Calls>::new(calls_url.to_string(), metrics_port)?;
 
     let kc = kube::config::Kubeconfig::read_from(&kubeconfig)
         .with_context(|| format!("reading {}", kubeconfig.display()))?;

@@ -12,7 +12,7 @@
 //!    (the operator's resync period, so the periodic comparison runs; an unchanged resource is not
 //!    reconciled at all): reconciles, Graph calls and writes (target: 0 writes), Kubernetes writes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use portvakt::crd::AzureAdApplication;
 use serde_json::{Value, json};
 
 use super::bench::{
-    BenchArgs, ChildGuard, TempDir, changed, free_port, metric, parse_env_file, parse_metrics,
+    BenchArgs, CallCounts, ChildGuard, Probe, TempDir, changed, free_port, metric, parse_env_file,
     proc_usage, progress, versions,
 };
 use super::run::parse_duration;
@@ -46,7 +46,7 @@ struct GraphCalls {
     by_route: BTreeMap<String, u64>,
 }
 
-impl GraphCalls {
+impl CallCounts for GraphCalls {
     fn from_json(v: &Value) -> anyhow::Result<Self> {
         let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
         let by_route = v
@@ -65,7 +65,9 @@ impl GraphCalls {
             by_route,
         })
     }
+}
 
+impl GraphCalls {
     fn minus(&self, e: &GraphCalls) -> GraphCalls {
         GraphCalls {
             graph: self.graph - e.graph.min(self.graph),
@@ -85,42 +87,6 @@ impl GraphCalls {
                 .filter(|(_, v)| *v > 0)
                 .collect(),
         }
-    }
-}
-
-struct Probe {
-    http: reqwest::Client,
-    calls_url: String,
-    metrics_url: String,
-}
-
-impl Probe {
-    async fn calls(&self) -> anyhow::Result<GraphCalls> {
-        let v: Value = self
-            .http
-            .get(&self.calls_url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .with_context(|| format!("reading {}", self.calls_url))?
-            .json()
-            .await
-            .with_context(|| format!("reading {}", self.calls_url))?;
-        GraphCalls::from_json(&v)
-    }
-
-    async fn metrics(&self) -> anyhow::Result<HashMap<String, f64>> {
-        let text = self
-            .http
-            .get(&self.metrics_url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .with_context(|| format!("reading {}", self.metrics_url))?
-            .text()
-            .await
-            .with_context(|| format!("reading {}", self.metrics_url))?;
-        Ok(parse_metrics(&text))
     }
 }
 
@@ -469,15 +435,7 @@ async fn bench(
         .and_then(|u| u.join("/_sim/graph/calls"))
         .with_context(|| format!("run.env: {graph_url:?} is not a URL"))?;
     let metrics_port = free_port()?;
-    let probe = Probe {
-        http: reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("HTTP client")?,
-        calls_url: calls_url.to_string(),
-        metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
-    };
+    let probe = Probe::<GraphCalls>::new(calls_url.to_string(), metrics_port)?;
     let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
     let client = kube::Client::try_from(config)?;
@@ -635,6 +593,7 @@ async fn bench(
     let managed = ListParams::default().labels("type=azurerator.nais.io");
     let m0 = probe.metrics().await?;
     let s0 = probe.calls().await?;
+    let apps0 = all.list(&ListParams::default()).await?.items;
     let v0 = versions(&all, &ListParams::default()).await?;
     let k0 = versions(&secrets, &managed).await?;
     let w0 = Instant::now();
@@ -646,6 +605,31 @@ async fn bench(
     let m1 = probe.metrics().await?;
     let v1 = versions(&all, &ListParams::default()).await?;
     let k1 = versions(&secrets, &managed).await?;
+    // What changed in the window, so a steady-state miss can be read from the output.
+    for app in all.list(&ListParams::default()).await?.items {
+        let key = format!(
+            "{}/{}",
+            app.metadata.namespace.as_deref().unwrap_or(""),
+            app.metadata.name.as_deref().unwrap_or("")
+        );
+        if v0.get(&key) != v1.get(&key) {
+            let before = apps0.iter().find(|a| {
+                a.metadata.name == app.metadata.name
+                    && a.metadata.namespace == app.metadata.namespace
+            });
+            progress(format_args!(
+                "written in the steady window: {key}: conditions before {}, after {}",
+                conditions_summary(before),
+                conditions_summary(Some(&app)),
+            ));
+        }
+    }
+    if changed(&v0, &v1) > 0 {
+        progress(format_args!(
+            "the operator's last log lines:\n{}",
+            op.log_tail(20)
+        ));
+    }
     let (operator_cpu, peak_rss) = proc_usage(op.pid())?;
     drop(op);
     drop(sim);
@@ -668,4 +652,24 @@ async fn bench(
         operator_cpu,
         peak_rss,
     })
+}
+
+/// `type=status(reason)` for each condition, for the steady window's report.
+fn conditions_summary(app: Option<&AzureAdApplication>) -> String {
+    let Some(conditions) = app
+        .and_then(|a| a.status.as_ref())
+        .and_then(|s| s.conditions.as_ref())
+    else {
+        return "none".into();
+    };
+    conditions
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={}({}, generation {:?})",
+                c.type_, c.status, c.reason, c.observed_generation
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

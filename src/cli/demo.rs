@@ -499,19 +499,12 @@ async fn prove(client: &kube::Client, r: &ReadyResource, clock: &Clock) -> anyho
             )
             .await
             .map_err(|e| anyhow::anyhow!("Maskinporten refused the grant: {e}"))?;
+            let (token_type, expires_in) = token_type_and_expiry(&token);
             Ok(format!(
-                "{} {}/{}: Maskinporten issued a {} token (expires_in {}) for scope {:?}{note}",
+                "{} {}/{}: Maskinporten issued a {token_type} token (expires_in {expires_in}) for scope {:?}{note}",
                 r.kind,
                 r.namespace,
                 r.name,
-                token
-                    .get("token_type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?"),
-                token
-                    .get("expires_in")
-                    .map(Value::to_string)
-                    .unwrap_or_default(),
                 token.get("scope").and_then(Value::as_str).unwrap_or("")
             ))
         }
@@ -574,19 +567,12 @@ async fn prove(client: &kube::Client, r: &ReadyResource, clock: &Clock) -> anyho
                     .unwrap_or(""),
             )
             .map_err(|e| anyhow::anyhow!("the access token: {e}"))?;
+            let (token_type, expires_in) = token_type_and_expiry(&token);
             Ok(format!(
-                "{} {}/{}: Entra issued a {} token (expires_in {}) for its own API with the certificate in AZURE_APP_JWK (roles {})",
+                "{} {}/{}: Entra issued a {token_type} token (expires_in {expires_in}) for its own API with the certificate in AZURE_APP_JWK (roles {})",
                 r.kind,
                 r.namespace,
                 r.name,
-                token
-                    .get("token_type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?"),
-                token
-                    .get("expires_in")
-                    .map(Value::to_string)
-                    .unwrap_or_default(),
                 claims
                     .get("roles")
                     .map(Value::to_string)
@@ -820,4 +806,18 @@ pub async fn get_table(client: &kube::Client, path: &str) -> anyhow::Result<Valu
         .await
         .with_context(|| format!("GET {path}"))?;
     Ok(table)
+}
+
+/// A token answer's `token_type` and `expires_in`, as the demo prints them.
+fn token_type_and_expiry(token: &Value) -> (&str, String) {
+    (
+        token
+            .get("token_type")
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
+        token
+            .get("expires_in")
+            .map(Value::to_string)
+            .unwrap_or_default(),
+    )
 }

@@ -16,6 +16,7 @@
 //! - [`Key`], [`ProviderMetadata`]: shared by the kinds.
 
 pub mod digdir;
+pub mod due;
 pub mod entra;
 pub mod hash;
 pub mod observe;

@@ -15,7 +15,9 @@
 
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
+
+use crate::core::due::{full_sync_in, signed, soonest, until};
 
 /// What the due time of a pass is made of.
 #[derive(Clone, Debug)]
@@ -37,36 +39,26 @@ pub struct DueInputs {
     pub resync: Duration,
 }
 
-fn until(now: Timestamp, at: Timestamp, resync: Duration) -> Duration {
-    Duration::try_from(at.duration_since(now))
-        .ok()
-        .filter(|d| !d.is_zero())
-        .unwrap_or(resync)
-}
-
 /// How long from `now` the next pass is due (at least one second), or `None` when nothing will
 /// be due until something changes.
 pub fn next_pass_in(inp: &DueInputs) -> Option<Duration> {
-    let since = |d: Duration| SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
-    let full_sync = inp
-        .synchronized_at
-        .and_then(|t| t.checked_add(since(inp.full_sync_every)).ok())
-        .map(|at| until(inp.now, at, inp.resync));
+    let full_sync = full_sync_in(
+        inp.now,
+        inp.synchronized_at,
+        inp.full_sync_every,
+        inp.resync,
+    );
     let renewal = inp
         .keys_expire_at
-        .and_then(|t| t.checked_sub(since(inp.renew_before)).ok())
+        .and_then(|t| t.checked_sub(signed(inp.renew_before)).ok())
         .map(|at| until(inp.now, at, inp.resync));
-    [
+    soonest([
         full_sync,
         renewal,
         inp.next_key_in,
         inp.rotation_wait,
         inp.revisit.then_some(inp.resync),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-    .map(|d| d.max(Duration::from_secs(1)))
+    ])
 }
 
 #[cfg(test)]

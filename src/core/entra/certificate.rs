@@ -19,22 +19,12 @@ use sha1::Digest as _;
 use crate::core::Key;
 use crate::keys::PrivateJwk;
 
-/// The JWK in the Secret (`AZURE_APP_JWK`), go-jose's field order.
+/// The JWK in the Secret (`AZURE_APP_JWK`), go-jose's field order: the private key's fields
+/// (the same as Digdir's JWK), then the certificate's.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntraJwk {
-    #[serde(rename = "use")]
-    pub use_: String,
-    pub kty: String,
-    pub kid: String,
-    pub alg: String,
-    pub n: String,
-    pub e: String,
-    pub d: String,
-    pub p: String,
-    pub q: String,
-    pub dp: String,
-    pub dq: String,
-    pub qi: String,
+    #[serde(flatten)]
+    pub key: PrivateJwk,
     pub x5c: Vec<String>,
     pub x5t: String,
     #[serde(rename = "x5t#S256")]
@@ -44,7 +34,7 @@ pub struct EntraJwk {
 impl std::fmt::Debug for EntraJwk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EntraJwk")
-            .field("kid", &self.kid)
+            .field("kid", &self.key.kid)
             .finish_non_exhaustive()
     }
 }
@@ -112,18 +102,13 @@ pub fn certificate_key(
     let der = cert.der().to_vec();
     let thumb = x5t(&der);
     let out = EntraJwk {
-        use_: "sig".into(),
-        kty: "RSA".into(),
-        kid: thumb.clone(),
-        alg: "RS256".into(),
-        n: jwk.n,
-        e: jwk.e,
-        d: jwk.d,
-        p: jwk.p,
-        q: jwk.q,
-        dp: jwk.dp,
-        dq: jwk.dq,
-        qi: jwk.qi,
+        key: PrivateJwk {
+            use_: "sig".into(),
+            kty: "RSA".into(),
+            kid: thumb.clone(),
+            alg: "RS256".into(),
+            ..jwk
+        },
         x5c: vec![STANDARD.encode(&der)],
         x5t: thumb,
         x5t_s256: x5t_s256(&der),
@@ -200,6 +185,6 @@ mod tests {
         mixed.x5c = other.jwk.x5c.clone();
         let err = parse_jwk(&serde_json::to_string(&mixed).unwrap()).unwrap_err();
         assert!(err.contains("not the key's"), "{err}");
-        assert!(!format!("{c:?}").contains(&c.jwk.d));
+        assert!(!format!("{c:?}").contains(&c.jwk.key.d));
     }
 }

@@ -412,7 +412,7 @@ mod tests {
         let jwks: serde_json::Value = serde_json::from_str(&data(&s, "AZURE_APP_JWKS")).unwrap();
         assert_eq!(
             jwks["keys"][0]["kid"],
-            c.current.certificate.jwk.kid.as_str()
+            c.current.certificate.jwk.key.kid.as_str()
         );
         assert_eq!(data(&s, "AZURE_APP_TENANT_ID"), "tid");
         assert_eq!(
