@@ -556,6 +556,34 @@ fn in_cluster(helm: &mut Helm, cluster: &Cluster) {
 }
 
 /// The objects of a release, as (apiVersion, kind, namespace, name).
+/// `helm install r1` of the chart with `values` into namespace `portvakt` (created): the objects
+/// the release renders, as (apiVersion, kind, namespace, name).
+async fn install_r1(
+    helm: &Helm,
+    chart: &str,
+    values: &str,
+) -> Vec<(String, String, Option<String>, String)> {
+    let out = helm
+        .ok(&[
+            "install",
+            "r1",
+            chart,
+            "-n",
+            "portvakt",
+            "--create-namespace",
+            "-f",
+            values,
+        ])
+        .await;
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    release_objects(
+        &helm
+            .template("r1", &["-f", values])
+            .await
+            .expect("render r1"),
+    )
+}
+
 fn release_objects(objects: &[Value]) -> Vec<(String, String, Option<String>, String)> {
     objects
         .iter()
@@ -582,25 +610,7 @@ async fn install_upgrade_a_second_release_and_uninstall_in_the_embedded_server()
     let default_values = ci_values("default-values.yaml");
     let kid_values = ci_values("kid-values.yaml");
 
-    let out = helm
-        .ok(&[
-            "install",
-            "r1",
-            &chart,
-            "-n",
-            "portvakt",
-            "--create-namespace",
-            "-f",
-            &default_values,
-        ])
-        .await;
-    assert!(out.contains("STATUS: deployed"), "{out}");
-    let r1 = release_objects(
-        &helm
-            .template("r1", &["-f", &default_values])
-            .await
-            .expect("render r1"),
-    );
+    let r1 = install_r1(&helm, &chart, &default_values).await;
     for (api_version, kind, ns, name) in &r1 {
         let stored = cluster
             .get(api_version, kind, ns.as_deref(), name)
@@ -779,25 +789,7 @@ async fn install_upgrade_and_uninstall_in_a_real_api_server_keep_the_resources()
     helm.use_kubeconfig(&kubeconfig);
     let chart = chart_dir().display().to_string();
     let default_values = ci_values("default-values.yaml");
-    let out = helm
-        .ok(&[
-            "install",
-            "r1",
-            &chart,
-            "-n",
-            "portvakt",
-            "--create-namespace",
-            "-f",
-            &default_values,
-        ])
-        .await;
-    assert!(out.contains("STATUS: deployed"), "{out}");
-    let r1 = release_objects(
-        &helm
-            .template("r1", &["-f", &default_values])
-            .await
-            .expect("render r1"),
-    );
+    let r1 = install_r1(&helm, &chart, &default_values).await;
     for (_, kind, ns, name) in &r1 {
         let mut args = vec!["get", kind.as_str(), name.as_str(), "-o", "name"];
         if let Some(ns) = ns {
