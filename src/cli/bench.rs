@@ -774,21 +774,30 @@ where
         .list(lp)
         .await
         .context("listing for the steady-state comparison")?;
-    Ok(list
-        .items
+    Ok(resource_versions(&list.items))
+}
+
+/// `namespace/name` of an object.
+pub(super) fn object_key(m: &ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        m.namespace.as_deref().unwrap_or(""),
+        m.name.as_deref().unwrap_or("")
+    )
+}
+
+/// Each object's resourceVersion by `namespace/name`.
+pub(super) fn resource_versions<K: kube::Resource>(items: &[K]) -> HashMap<String, String> {
+    items
         .iter()
         .map(|o| {
             let m = o.meta();
             (
-                format!(
-                    "{}/{}",
-                    m.namespace.as_deref().unwrap_or(""),
-                    m.name.as_deref().unwrap_or("")
-                ),
+                object_key(m),
                 m.resource_version.clone().unwrap_or_default(),
             )
         })
-        .collect())
+        .collect()
 }
 
 pub(super) fn changed(before: &HashMap<String, String>, after: &HashMap<String, String>) -> usize {
@@ -1405,19 +1414,11 @@ async fn bench(args: &BenchArgs, s: &Settings) -> anyhow::Result<Outcome> {
             Ok(Err(e)) => progress(format_args!("watching MaskinportenClients: {e}")),
             Ok(Ok(Some(event))) => match event {
                 watcher::Event::Apply(mc) | watcher::Event::InitApply(mc) => {
-                    let key = format!(
-                        "{}/{}",
-                        mc.metadata.namespace.as_deref().unwrap_or(""),
-                        mc.metadata.name.as_deref().unwrap_or("")
-                    );
+                    let key = object_key(&mc.metadata);
                     ready.insert(key, ready_at_generation(&mc));
                 }
                 watcher::Event::Delete(mc) => {
-                    let key = format!(
-                        "{}/{}",
-                        mc.metadata.namespace.as_deref().unwrap_or(""),
-                        mc.metadata.name.as_deref().unwrap_or("")
-                    );
+                    let key = object_key(&mc.metadata);
                     ready.remove(&key);
                 }
                 watcher::Event::Init | watcher::Event::InitDone => {}

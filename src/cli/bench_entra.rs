@@ -25,8 +25,8 @@ use portvakt::crd::AzureAdApplication;
 use serde_json::{Value, json};
 
 use super::bench::{
-    BenchArgs, CallCounts, ChildGuard, Probe, TempDir, changed, free_port, metric, parse_env_file,
-    proc_usage, progress, versions,
+    BenchArgs, CallCounts, ChildGuard, Probe, TempDir, changed, free_port, metric, object_key,
+    parse_env_file, proc_usage, progress, resource_versions, versions,
 };
 use super::run::parse_duration;
 
@@ -594,7 +594,7 @@ async fn bench(
     let m0 = probe.metrics().await?;
     let s0 = probe.calls().await?;
     let apps0 = all.list(&ListParams::default()).await?.items;
-    let v0 = versions(&all, &ListParams::default()).await?;
+    let v0 = resource_versions(&apps0);
     let k0 = versions(&secrets, &managed).await?;
     let w0 = Instant::now();
     while w0.elapsed() < window {
@@ -603,24 +603,18 @@ async fn bench(
     }
     let s1 = probe.calls().await?;
     let m1 = probe.metrics().await?;
-    let v1 = versions(&all, &ListParams::default()).await?;
+    let apps1 = all.list(&ListParams::default()).await?.items;
+    let v1 = resource_versions(&apps1);
     let k1 = versions(&secrets, &managed).await?;
     // What changed in the window, so a steady-state miss can be read from the output.
-    for app in all.list(&ListParams::default()).await?.items {
-        let key = format!(
-            "{}/{}",
-            app.metadata.namespace.as_deref().unwrap_or(""),
-            app.metadata.name.as_deref().unwrap_or("")
-        );
+    for app in &apps1 {
+        let key = object_key(&app.metadata);
         if v0.get(&key) != v1.get(&key) {
-            let before = apps0.iter().find(|a| {
-                a.metadata.name == app.metadata.name
-                    && a.metadata.namespace == app.metadata.namespace
-            });
+            let before = apps0.iter().find(|a| object_key(&a.metadata) == key);
             progress(format_args!(
                 "written in the steady window: {key}: conditions before {}, after {}",
                 conditions_summary(before),
-                conditions_summary(Some(&app)),
+                conditions_summary(Some(app)),
             ));
         }
     }

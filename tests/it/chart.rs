@@ -584,6 +584,15 @@ async fn install_r1(
     )
 }
 
+/// `helm upgrade r1` of the chart with `values` and each of `sets` as `--set`.
+async fn upgrade_r1(helm: &Helm, chart: &str, values: &str, sets: &[&str]) -> String {
+    let mut args = vec!["upgrade", "r1", chart, "-n", "portvakt", "-f", values];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    helm.ok(&args).await
+}
+
 fn release_objects(objects: &[Value]) -> Vec<(String, String, Option<String>, String)> {
     objects
         .iter()
@@ -636,19 +645,12 @@ async fn install_upgrade_a_second_release_and_uninstall_in_the_embedded_server()
     );
 
     // Upgrade: the new values reach the objects.
-    helm.ok(&[
-        "upgrade",
-        "r1",
+    upgrade_r1(
+        &helm,
         &chart,
-        "-n",
-        "portvakt",
-        "-f",
         &default_values,
-        "--set",
-        "replicas=3",
-        "--set",
-        "logLevel=debug",
-    ])
+        &["replicas=3", "logLevel=debug"],
+    )
     .await;
     let deployment = cluster
         .get("apps/v1", "Deployment", Some("portvakt"), "r1-portvakt")
@@ -776,6 +778,22 @@ fn kubectl_real(kubeconfig: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A field of the r1 Deployment in the real control plane, by kubectl's jsonpath.
+fn deployment_field(kubeconfig: &std::path::Path, jsonpath: &str) -> String {
+    kubectl_real(
+        kubeconfig,
+        &[
+            "get",
+            "deployment",
+            "r1-portvakt",
+            "-n",
+            "portvakt",
+            "-o",
+            &format!("jsonpath={jsonpath}"),
+        ],
+    )
+}
+
 /// The same install, upgrade and uninstall against a real kube-apiserver (real validation of every
 /// rendered object, Helm's release Secrets in protobuf), with resources of the CRDs present: after
 /// `helm uninstall` the CRDs and the resources are still there, so nothing is deleted at Digdir.
@@ -800,18 +818,7 @@ async fn install_upgrade_and_uninstall_in_a_real_api_server_keep_the_resources()
             "{kind} {name}"
         );
     }
-    let fs_group = kubectl_real(
-        &kubeconfig,
-        &[
-            "get",
-            "deployment",
-            "r1-portvakt",
-            "-n",
-            "portvakt",
-            "-o",
-            "jsonpath={.spec.template.spec.securityContext.fsGroup}",
-        ],
-    );
+    let fs_group = deployment_field(&kubeconfig, "{.spec.template.spec.securityContext.fsGroup}");
     assert_eq!(fs_group, "65532");
 
     // A resource of each kind, as a team would have them when the operator is uninstalled.
@@ -824,30 +831,8 @@ async fn install_upgrade_and_uninstall_in_a_real_api_server_keep_the_resources()
         &["apply", "-f", &examples.display().to_string()],
     );
 
-    helm.ok(&[
-        "upgrade",
-        "r1",
-        &chart,
-        "-n",
-        "portvakt",
-        "-f",
-        &default_values,
-        "--set",
-        "replicas=3",
-    ])
-    .await;
-    let replicas = kubectl_real(
-        &kubeconfig,
-        &[
-            "get",
-            "deployment",
-            "r1-portvakt",
-            "-n",
-            "portvakt",
-            "-o",
-            "jsonpath={.spec.replicas}",
-        ],
-    );
+    upgrade_r1(&helm, &chart, &default_values, &["replicas=3"]).await;
+    let replicas = deployment_field(&kubeconfig, "{.spec.replicas}");
     assert_eq!(replicas, "3");
 
     helm.ok(&["uninstall", "r1", "-n", "portvakt"]).await;
