@@ -14,7 +14,7 @@
 //! - Only resources in a settled state are checked: Ready for their generation, not being deleted,
 //!   no `resync`/`rotate` pending (their own reconcile is about to look at Digdir anyway).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -94,26 +94,6 @@ pub fn registration_drift(desired: &Payload, observed: Option<&Value>) -> Option
     };
     let fields = registration::differing_fields(desired, observed);
     (!fields.is_empty()).then_some(Drift::Fields(fields))
-}
-
-/// A resource the pass compares.
-#[derive(Clone, Debug)]
-pub struct Tracked {
-    /// `Kind/namespace/name`.
-    pub object: String,
-    pub client_id: String,
-    pub desired: Payload,
-}
-
-/// The registration drift of every tracked resource, given the active registrations by client ID.
-pub fn find_drift<'a>(
-    tracked: &'a [Tracked],
-    active: &HashMap<String, Value>,
-) -> Vec<(&'a Tracked, Drift)> {
-    tracked
-        .iter()
-        .filter_map(|t| registration_drift(&t.desired, active.get(&t.client_id)).map(|d| (t, d)))
-        .collect()
 }
 
 /// Key drift: `expected` are the kids portvakt registered last (`status.keyIDs`), `registered` the
@@ -229,48 +209,6 @@ mod tests {
     #[test]
     fn absent_registration_is_missing() {
         assert_eq!(registration_drift(&payload(), None), Some(Drift::Missing));
-    }
-
-    #[test]
-    fn find_drift_reports_only_drifted_resources() {
-        let p = payload();
-        let tracked = vec![
-            Tracked {
-                object: "IDPortenClient/ns/a".into(),
-                client_id: "id-a".into(),
-                desired: p.clone(),
-            },
-            Tracked {
-                object: "IDPortenClient/ns/b".into(),
-                client_id: "id-b".into(),
-                desired: p.clone(),
-            },
-            Tracked {
-                object: "IDPortenClient/ns/c".into(),
-                client_id: "id-c".into(),
-                desired: p.clone(),
-            },
-        ];
-        let mut changed = p.to_json();
-        changed["scopes"] = json!(["openid"]);
-        let active: HashMap<String, Value> = [
-            ("id-a".to_string(), p.to_json()),
-            ("id-b".to_string(), changed),
-            ("id-other".to_string(), p.to_json()),
-        ]
-        .into_iter()
-        .collect();
-        let found: Vec<(&str, Drift)> = find_drift(&tracked, &active)
-            .into_iter()
-            .map(|(t, d)| (t.object.as_str(), d))
-            .collect();
-        assert_eq!(
-            found,
-            vec![
-                ("IDPortenClient/ns/b", Drift::Fields(vec!["scopes"])),
-                ("IDPortenClient/ns/c", Drift::Missing),
-            ]
-        );
     }
 
     #[test]
