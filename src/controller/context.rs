@@ -1,5 +1,5 @@
 //! What every pass of every kind shares ([`Shared`]: the Kubernetes client, the clock, the event
-//! recorder, counters and metrics, liveness, portvakt's own writes, backoff, key generation) and the operator's
+//! event writer, counters and metrics, liveness, portvakt's own writes, backoff, key generation) and the operator's
 //! [`Context`]: the shared part plus one part per configured provider (Digdir, Entra, …).
 
 use std::any::{Any, TypeId};
@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::events::{Recorder, Reporter};
 
+use super::events::EventWriter;
 use super::keygen::KeyGenerator;
 use super::kind::Provider;
 use super::liveness::Liveness;
+use super::secret_index::SecretIndex;
 use crate::clock::Clock;
 use crate::metrics::{KeyGenStats, Metrics};
 
@@ -63,12 +64,88 @@ impl Counters {
 /// A reconcile that writes its resource (finalizer, status, consumed annotations) or one of its
 /// Secrets has already done everything that write calls for; the watch event echoing it back would
 /// only run the same pass again. Each write's answer carries the object's new resourceVersion; a watch
-/// event carrying exactly that version is the echo and triggers nothing. Any other change — someone
-/// else's write, a deletion, a re-created object — carries another version and still triggers.
-#[derive(Debug, Default)]
-pub(crate) struct OwnWrites(Mutex<HashMap<String, String>>);
+/// event carrying one of those versions is an echo and triggers nothing. A pass often writes an object
+/// more than once (a finalizer, then its status; a Secret created, then its bookkeeping): the echo of
+/// the first write arrives after the second, so the last few versions count, not only the latest.
+/// Any other change — someone else's write, a deletion, a re-created object — carries another
+/// version and still triggers.
+///
+/// The echo can arrive before the write's answer does (the API server sends both at once): a watch
+/// asks [`OwnWrites::is_own_settled`], which waits for a write of that object still in flight
+/// ([`OwnWrites::begin`]) to be answered, at most [`IN_FLIGHT_WAIT`].
+#[derive(Debug)]
+pub(crate) struct OwnWrites {
+    versions: Mutex<HashMap<String, Vec<String>>>,
+    in_flight: Mutex<HashMap<String, usize>>,
+    /// Bumped when a write is answered (wakes the watches waiting for it).
+    answered: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for OwnWrites {
+    fn default() -> Self {
+        Self {
+            versions: Mutex::default(),
+            in_flight: Mutex::default(),
+            answered: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+/// Versions of one object remembered as portvakt's own (the latest last).
+const OWN_VERSIONS: usize = 4;
+
+/// How long a watch event waits for portvakt's write of the same object to be answered.
+pub(crate) const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
+
+/// A write of one object in flight ([`OwnWrites::begin`]); record its answer before dropping this.
+pub(crate) struct InFlight<'a> {
+    own: &'a OwnWrites,
+    key: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        {
+            let mut m = self.own.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = m.get_mut(&self.key) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.key);
+                }
+            }
+        }
+        self.own.answered.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
 
 impl OwnWrites {
+    /// A write of `kind` `namespace/name` starts; it is answered when the guard drops.
+    pub(crate) fn begin(&self, kind: &str, namespace: &str, name: &str) -> InFlight<'_> {
+        let key = format!("{kind}/{namespace}/{name}");
+        let mut m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(key.clone()).or_insert(0) += 1;
+        InFlight { own: self, key }
+    }
+
+    fn writing(&self, key: &str) -> bool {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(key)
+    }
+
+    /// [`OwnWrites::is_own`], once no write of the object is in flight (or after [`IN_FLIGHT_WAIT`]).
+    pub(crate) async fn is_own_settled(&self, kind: &str, meta: &ObjectMeta) -> bool {
+        if let Some(key) = Self::key(kind, meta)
+            && self.writing(&key)
+        {
+            let mut rx = self.answered.subscribe();
+            let _ =
+                tokio::time::timeout(IN_FLIGHT_WAIT, rx.wait_for(|_| !self.writing(&key))).await;
+        }
+        self.is_own(kind, meta)
+    }
+
     fn key(kind: &str, meta: &ObjectMeta) -> Option<String> {
         Some(format!(
             "{kind}/{}/{}",
@@ -82,13 +159,17 @@ impl OwnWrites {
         let (Some(key), Some(rv)) = (Self::key(kind, meta), meta.resource_version.as_ref()) else {
             return;
         };
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.insert(key, rv.clone());
+        let mut m = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        let versions = m.entry(key).or_default();
+        if versions.len() >= OWN_VERSIONS {
+            versions.remove(0);
+        }
+        versions.push(rv.clone());
     }
 
     /// Forgets an object portvakt deleted (or whose owner is gone).
     pub(crate) fn forget(&self, kind: &str, namespace: &str, name: &str) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         m.remove(&format!("{kind}/{namespace}/{name}"));
     }
 
@@ -99,18 +180,19 @@ impl OwnWrites {
         let Some(key) = Self::key(kind, meta) else {
             return false;
         };
-        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let m = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         m.get(&key)
+            .and_then(|v| v.last())
             .is_some_and(|rv| meta.resource_version.as_ref() != Some(rv))
     }
 
-    /// Whether this version of the object is portvakt's own last write of it.
+    /// Whether this version of the object is one of portvakt's recent writes of it.
     pub(crate) fn is_own(&self, kind: &str, meta: &ObjectMeta) -> bool {
         let (Some(key), Some(rv)) = (Self::key(kind, meta), meta.resource_version.as_ref()) else {
             return false;
         };
-        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(&key) == Some(rv)
+        let m = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&key).is_some_and(|v| v.contains(rv))
     }
 }
 
@@ -146,7 +228,7 @@ impl Backoff {
 pub struct Shared {
     pub client: kube::Client,
     pub clock: Clock,
-    pub recorder: Recorder,
+    pub events: EventWriter,
     pub counters: Arc<Counters>,
     /// The Prometheus metrics (`/metrics`), fed by the shared pass flow.
     pub metrics: Arc<Metrics>,
@@ -155,6 +237,8 @@ pub struct Shared {
     /// Registrations are identified as `<cluster>:<namespace>:<name>` at every provider.
     pub cluster_name: String,
     pub(crate) own_writes: OwnWrites,
+    /// The app Secrets of every resource, by name (fed by each kind's Secret watch).
+    pub secret_index: SecretIndex,
     pub(crate) backoff: Backoff,
     /// Key generation off the async threads, one per core at a time, first keys first.
     pub keygen: KeyGenerator,
@@ -162,13 +246,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(client: kube::Client, clock: Clock, cluster_name: &str) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "portvakt".into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        );
+        let events = EventWriter::new(client.clone(), "portvakt", std::env::var("POD_NAME").ok());
         let counters = Arc::new(Counters::default());
         let keygen = KeyGenerator::default();
         let metrics = Arc::new(Metrics::new(counters.clone()));
@@ -176,12 +254,13 @@ impl Shared {
         Self {
             client,
             clock,
-            recorder,
+            events,
             metrics,
             counters,
             liveness: Liveness::default(),
             cluster_name: cluster_name.to_string(),
             own_writes: OwnWrites::default(),
+            secret_index: SecretIndex::default(),
             backoff: Backoff::default(),
             keygen,
         }
@@ -233,5 +312,70 @@ impl Context {
     /// Every configured provider (for the periodic pass).
     pub(crate) fn providers(&self) -> &[Arc<dyn Provider>] {
         &self.periodic
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(rv: &str) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some("ns".into()),
+            name: Some("app".into()),
+            resource_version: Some(rv.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_echo_of_an_earlier_write_in_the_same_pass_is_own() {
+        let own = OwnWrites::default();
+        own.record("Secret", &meta("10"));
+        own.record("Secret", &meta("11"));
+        // The echo of "10" arrives after "11" was written.
+        assert!(own.is_own("Secret", &meta("10")));
+        assert!(own.is_own("Secret", &meta("11")));
+        // Someone else's version, or another kind's object of the same name, is not.
+        assert!(!own.is_own("Secret", &meta("12")));
+        assert!(!own.is_own("MaskinportenClient", &meta("11")));
+        // Behind unless it is the latest write.
+        assert!(own.is_behind("Secret", &meta("10")));
+        assert!(!own.is_behind("Secret", &meta("11")));
+    }
+
+    #[tokio::test]
+    async fn an_echo_that_arrives_before_the_answer_waits_for_it() {
+        let own = std::sync::Arc::new(OwnWrites::default());
+        let guard = own.begin("Secret", "ns", "app");
+        let check = {
+            let own = own.clone();
+            tokio::spawn(async move { own.is_own_settled("Secret", &meta("7")).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !check.is_finished(),
+            "it waits while the write is in flight"
+        );
+        own.record("Secret", &meta("7"));
+        drop(guard);
+        assert!(
+            check.await.unwrap(),
+            "the echo of the answered write is own"
+        );
+        // Nothing in flight: answered at once.
+        assert!(!own.is_own_settled("Secret", &meta("8")).await);
+    }
+
+    #[test]
+    fn only_the_last_few_versions_are_remembered() {
+        let own = OwnWrites::default();
+        for rv in 1..=OWN_VERSIONS + 1 {
+            own.record("Secret", &meta(&rv.to_string()));
+        }
+        assert!(!own.is_own("Secret", &meta("1")));
+        assert!(own.is_own("Secret", &meta("2")));
+        own.forget("Secret", "ns", "app");
+        assert!(!own.is_own("Secret", &meta("2")));
     }
 }

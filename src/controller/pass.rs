@@ -23,7 +23,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -143,6 +143,7 @@ impl<'a, K: Kind> Pass<'a, K> {
         let mut st = status.clone();
         st.set_observed_generation(self.generation());
         st.set_progress(self.generation(), self.shared.clock.now());
+        let _in_flight = self.begin_write();
         let written = self
             .api
             .patch_status(
@@ -157,6 +158,13 @@ impl<'a, K: Kind> Pass<'a, K> {
         Ok(())
     }
 
+    /// Marks a write of the resource in flight until the guard drops (after [`Self::record_own`]).
+    fn begin_write(&self) -> super::context::InFlight<'_> {
+        self.shared
+            .own_writes
+            .begin(kind_name::<K>(), &self.namespace, &self.name)
+    }
+
     fn record_own(&self, written: &K) {
         self.shared
             .own_writes
@@ -164,8 +172,8 @@ impl<'a, K: Kind> Pass<'a, K> {
     }
 
     /// Publishes an event on the resource. Repeats of the same note fold into one series; a
-    /// different note is its own event (kube's recorder would otherwise keep the first note). A
-    /// provider action's event (`CreatedInDigDir`, …) is counted in the replaced operator's metrics.
+    /// different note is its own event (the note is part of the action). A provider action's event
+    /// (`CreatedInDigDir`, …) is counted in the replaced operator's metrics.
     pub async fn publish(&self, type_: EventType, reason: &str, note: String) {
         if self.read_only {
             return;
@@ -173,16 +181,16 @@ impl<'a, K: Kind> Pass<'a, K> {
         self.shared
             .metrics
             .event_published(kind_name::<K>(), &self.namespace, reason);
-        let ev = Event {
+        let action = format!("{reason}-{:016x}", note_hash(&note));
+        let ev = super::events::Event {
             type_,
-            reason: reason.into(),
-            action: format!("{reason}-{:016x}", note_hash(&note)),
-            note: Some(super::error::cut(&note, 1024)),
-            secondary: None,
+            reason,
+            action: &action,
+            note: super::error::cut(&note, 1024),
         };
         if let Err(e) = self
             .shared
-            .recorder
+            .events
             .publish(&ev, &self.obj.object_ref(&()))
             .await
         {
@@ -222,9 +230,53 @@ impl<'a, K: Kind> Pass<'a, K> {
         Ok(s)
     }
 
-    /// Secrets in the namespace matching a label selector.
-    pub async fn list_secrets(&self, selector: &str) -> Result<Vec<Secret>, Error> {
-        Ok(secret_store::list_labelled(&self.secrets(), &self.namespace, selector).await?)
+    /// The resource's app Secrets (labelled `app=<name>` and `type=<the kind's label>`), read by name
+    /// from [`super::secret_index`] rather than by a label-selected list; `known` are Secrets this
+    /// pass read already (not read again). Each is read, so its content is current; one deleted
+    /// meanwhile is left out.
+    ///
+    /// A read-only pass (`--observe`, which runs without the watches) lists them by label instead.
+    pub async fn app_secrets(&self, known: &[&Secret]) -> Result<Vec<Secret>, Error> {
+        if self.read_only {
+            let selector = format!(
+                "{}={},{}={}",
+                super::secret_index::LABEL_APP,
+                self.name,
+                super::secret_index::LABEL_TYPE,
+                K::NAMES.secret_type_label
+            );
+            return Ok(
+                secret_store::list_labelled(&self.secrets(), &self.namespace, &selector).await?,
+            );
+        }
+        let names = self
+            .shared
+            .secret_index
+            .names(
+                K::NAMES.secret_type_label,
+                &self.namespace,
+                &self.name,
+                super::secret_index::READY_WAIT,
+            )
+            .await
+            .ok_or_else(|| Error::Wait {
+                message: format!(
+                    "waiting for the first list of the Secrets labelled type={} (the operator needs list and watch on secrets)",
+                    K::NAMES.secret_type_label
+                ),
+                retry_in: Duration::from_secs(5),
+            })?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            match known
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(name.as_str()))
+            {
+                Some(s) => out.push((*s).clone()),
+                None => out.extend(self.get_secret(&name).await?),
+            }
+        }
+        Ok(out)
     }
 
     /// Creates `desired`, or updates `existing` (which must be this resource's) to it. Only call it
@@ -236,6 +288,11 @@ impl<'a, K: Kind> Pass<'a, K> {
         annotations: AnnotationMode,
     ) -> Result<Secret, Error> {
         self.guard("a Secret write")?;
+        let _in_flight = self.shared.own_writes.begin(
+            "Secret",
+            &self.namespace,
+            desired.metadata.name.as_deref().unwrap_or_default(),
+        );
         let written = secret_store::write(
             &self.secrets(),
             self.owner(),
@@ -245,6 +302,7 @@ impl<'a, K: Kind> Pass<'a, K> {
         )
         .await?;
         self.shared.own_writes.record("Secret", &written.metadata);
+        self.shared.secret_index.written(&written.metadata);
         Counters::inc(&self.shared.counters.secret_writes);
         tracing::info!(
             secret = written.metadata.name.as_deref().unwrap_or_default(),
@@ -262,6 +320,7 @@ impl<'a, K: Kind> Pass<'a, K> {
     pub async fn delete_secret(&self, secret: &Secret) -> Result<(), Error> {
         self.guard("a Secret deletion")?;
         secret_store::delete(&self.secrets(), self.owner(), secret).await?;
+        self.shared.secret_index.deleted(&secret.metadata);
         let name = secret.metadata.name.as_deref().unwrap_or_default();
         self.shared
             .own_writes
@@ -373,6 +432,7 @@ async fn ensure_finalizer<K: Kind>(pass: &Pass<'_, K>) -> Result<(), Error> {
     list.push(K::NAMES.finalizer.into());
     let patch =
         json!({"metadata": {"finalizers": list, "resourceVersion": obj.meta().resource_version}});
+    let _in_flight = pass.begin_write();
     let o = pass
         .api
         .patch(&pass.name, &PatchParams::default(), &Patch::Merge(patch))
@@ -458,6 +518,7 @@ async fn consume_annotations<K: Kind>(pass: &Pass<'_, K>) -> Result<(), Error> {
             return Ok(());
         }
         let patch = json!({"metadata": {"annotations": ann, "resourceVersion": obj.meta().resource_version}});
+        let _in_flight = pass.begin_write();
         match pass
             .api
             .patch(&pass.name, &PatchParams::default(), &Patch::Merge(patch))

@@ -1,7 +1,8 @@
 //! kube-runtime wiring of one kind, shared by every kind: the watch of the resources (every change
 //! reaches the reflector store; a reconcile only for a change that calls for one and that is not
 //! portvakt's own write echoed back), the metadata-only watch of the Secrets portvakt wrote for the
-//! kind (selected by their `type` label, so no other Secret is watched or cached), and the resources
+//! kind (selected by their `type` label, so no other Secret is watched; their names feed
+//! [`super::secret_index`]), and the resources
 //! whose next pass falls due ([`super::schedule`]). Nothing else starts a pass: an unchanged resource
 //! with nothing due is not reconciled at all.
 
@@ -71,21 +72,28 @@ pub fn controller_for<K: Kind>(
         .applied_objects()
         .predicate_filter(trigger_hash::<K>, PredicateConfig::default())
         .try_filter(move |obj| {
-            let own_write = own.own_writes.is_own(kind_name::<K>(), obj.meta());
-            std::future::ready(!own_write)
+            let (own, meta) = (own.clone(), obj.meta().clone());
+            async move { !own.own_writes.is_own_settled(kind_name::<K>(), &meta).await }
         });
     // A change or deletion of an owned Secret by anyone else triggers its owner's reconcile;
     // portvakt's own writes echoed back do not. Deletions always trigger.
     let own = kc.shared.clone();
+    let index = kc.shared.clone();
     let owned_secrets = watcher(secrets, watcher::Config::default().labels(&selector))
+        // The index first, so the pass an event triggers already finds the Secret there.
+        .inspect_ok(move |ev| index.secret_index.observe(K::NAMES.secret_type_label, ev))
         .try_filter(move |ev| {
-            let own_write = match ev {
-                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
-                    own.own_writes.is_own("Secret", &s.metadata)
-                }
-                _ => false,
+            let own = own.clone();
+            let written = match ev {
+                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => Some(s.metadata.clone()),
+                _ => None,
             };
-            std::future::ready(!own_write)
+            async move {
+                match written {
+                    Some(meta) => !own.own_writes.is_own_settled("Secret", &meta).await,
+                    None => true,
+                }
+            }
         })
         .touched_objects();
     let controller = Controller::for_stream(resources, reader)

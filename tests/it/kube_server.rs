@@ -1135,6 +1135,58 @@ async fn events_are_served_as_core_v1_with_involved_object_selectors() {
     );
 }
 
+/// portvakt's own event writer: a repeat within the window patches the first event's series
+/// (count 2, then 3); another action is an event of its own; a repeat whose event is gone (deleted,
+/// as the API server's TTL does) is written anew.
+#[tokio::test]
+async fn the_event_writer_folds_repeats_into_a_series() {
+    use portvakt::controller::events::{Event as PvEvent, EventWriter};
+    let (_server, client) = server();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let target = cms
+        .create(&PostParams::default(), &cm("target", &[], &[]))
+        .await
+        .unwrap();
+    let writer = EventWriter::new(client.clone(), "portvakt", Some("pod-1".into()));
+    let reference = target.object_ref(&());
+    let ev = |action: &'static str| PvEvent {
+        type_: EventType::Normal,
+        reason: "Synchronized",
+        action,
+        note: format!("note of {action}"),
+    };
+    for _ in 0..3 {
+        writer.publish(&ev("a"), &reference).await.unwrap();
+    }
+    writer.publish(&ev("b"), &reference).await.unwrap();
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::default_namespaced(client);
+    let mut evs = api.list(&ListParams::default()).await.unwrap().items;
+    evs.sort_by_key(|e| e.action.clone());
+    assert_eq!(evs.len(), 2, "one event per action");
+    assert_eq!(evs[0].action.as_deref(), Some("a"));
+    assert_eq!(evs[0].series.as_ref().map(|s| s.count), Some(3));
+    assert_eq!(evs[0].reporting_controller.as_deref(), Some("portvakt"));
+    assert_eq!(evs[0].reporting_instance.as_deref(), Some("pod-1"));
+    assert_eq!(evs[0].note.as_deref(), Some("note of a"));
+    assert_eq!(evs[1].series, None);
+    assert_eq!(writer.remembered(), 2);
+
+    api.delete(
+        evs[0].metadata.name.as_deref().unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    writer.publish(&ev("a"), &reference).await.unwrap();
+    let evs = api.list(&ListParams::default()).await.unwrap().items;
+    let a: Vec<_> = evs
+        .iter()
+        .filter(|e| e.action.as_deref() == Some("a"))
+        .collect();
+    assert_eq!(a.len(), 1, "written anew");
+    assert_eq!(a[0].series, None);
+}
+
 #[tokio::test]
 async fn fault_injection_and_journal() {
     let (server, client) = server();

@@ -143,7 +143,7 @@ const OPERATOR_CALLS: &[(&str, &str, &[&str], Scope, &str)] = &[
         "events",
         &["create", "patch"],
         Scope::AnyNamespace,
-        "kube-runtime's Recorder (controller/context.rs): create, then patch for a series",
+        "controller/events.rs: create, then patch for a series",
     ),
     (
         "",

@@ -56,9 +56,8 @@ pub(crate) struct SecretsView {
 /// Step: the resource's Secrets. A Secret of either name owned by anyone else stops the pass.
 pub(crate) async fn load<K: DigdirResource>(pass: &Pass<'_, K>) -> Result<SecretsView, Error> {
     let app = pass.get_owned_secret(pass.obj.secret_name()).await?;
-    let selector = format!("app={},type={}", pass.name, K::KIND.secret_type_label());
     let managed = pass
-        .list_secrets(&selector)
+        .app_secrets(&app.iter().collect::<Vec<_>>())
         .await?
         .into_iter()
         .filter(|s| csecret::is_managed_app_secret(&s.metadata, K::KIND, &pass.name))

@@ -158,7 +158,7 @@ pub(crate) struct SecretsView {
 pub(crate) async fn load(pass: &Pass<'_, AzureAdApplication>) -> Result<SecretsView, Error> {
     let app = pass.get_owned_secret(&pass.obj.spec.secret_name).await?;
     let managed: Vec<Secret> = pass
-        .list_secrets(&csecret::selector(&pass.name))
+        .app_secrets(&app.iter().collect::<Vec<_>>())
         .await?
         .into_iter()
         .filter(|s| csecret::is_managed(&s.metadata, &pass.name))

@@ -91,14 +91,6 @@ pub fn labels(name: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// `app=<name>,type=azurerator.nais.io`.
-pub fn selector(name: &str) -> String {
-    format!(
-        "{LABEL_APP}={name},{LABEL_TYPE}={}",
-        super::SECRET_TYPE_LABEL
-    )
-}
-
 /// Whether a Secret is a managed Secret of this resource: both labels, owned by it.
 pub fn is_managed(meta: &ObjectMeta, name: &str) -> bool {
     let l = meta.labels.as_ref();
