@@ -196,7 +196,9 @@ impl Drop for TempDir {
     }
 }
 
-/// A child process that is killed (and reaped) when dropped.
+/// A child process in a process group of its own, stopped (and reaped) when dropped: SIGTERM to the
+/// group, SIGKILL after 5 s. The group takes along whatever the child started (a profiler given in
+/// PORTVAKT_BENCH_WRAP runs the operator as its own child).
 pub(super) struct ChildGuard {
     name: &'static str,
     child: Child,
@@ -214,6 +216,11 @@ impl ChildGuard {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(file))
             .stderr(Stdio::from(err));
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("starting `portvakt {name}`"))?;
@@ -248,8 +255,29 @@ impl ChildGuard {
     }
 }
 
+impl ChildGuard {
+    #[cfg(unix)]
+    fn signal_group(&self, signal: libc::c_int) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) takes plain integers; a negative pid names the child's process group.
+            unsafe {
+                libc::kill(-pid, signal);
+            }
+        }
+    }
+}
+
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        #[cfg(unix)]
+        {
+            self.signal_group(libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            self.signal_group(libc::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -1333,8 +1361,20 @@ async fn bench(args: &BenchArgs, s: &Settings) -> anyhow::Result<Outcome> {
     progress(format_args!("seeded in {:.1} s", seed_time.as_secs_f64()));
     let calls_before = probe.calls().await?;
 
-    // The operator.
-    let mut cmd = Command::new(&exe);
+    // The operator, run under PORTVAKT_BENCH_WRAP if set (a profiler's command line, say
+    // `heaptrack -o /tmp/operator`; its CPU and RSS figures are then the wrapper's, not the operator's).
+    let mut cmd = match std::env::var("PORTVAKT_BENCH_WRAP") {
+        Ok(wrap) if !wrap.trim().is_empty() => {
+            let mut words = wrap.split_whitespace();
+            let mut cmd = Command::new(words.next().unwrap_or_default());
+            cmd.args(words).arg(&exe);
+            progress(format_args!(
+                "the operator runs under PORTVAKT_BENCH_WRAP={wrap}"
+            ));
+            cmd
+        }
+        _ => Command::new(&exe),
+    };
     cmd.arg("run")
         .arg("--concurrency")
         .arg(args.concurrency.to_string())
@@ -1365,11 +1405,9 @@ async fn bench(args: &BenchArgs, s: &Settings) -> anyhow::Result<Outcome> {
     let provider_key = (args.provider_scopes > 0).then(|| format!("{}/{PROVIDER}", ns_name(0)));
     let mut clients_ready_at = None;
     let mut provider_ready_at = None;
+    // Ready clients (the provider apart), kept as events arrive rather than counted over all N each time.
+    let mut count = 0usize;
     let time_to_ready = loop {
-        let count = ready
-            .iter()
-            .filter(|(k, r)| **r && Some(*k) != provider_key.as_ref())
-            .count();
         if count >= args.n && clients_ready_at.is_none() {
             clients_ready_at = Some(op_start.elapsed());
         }
@@ -1415,11 +1453,19 @@ async fn bench(args: &BenchArgs, s: &Settings) -> anyhow::Result<Outcome> {
             Ok(Ok(Some(event))) => match event {
                 watcher::Event::Apply(mc) | watcher::Event::InitApply(mc) => {
                     let key = object_key(&mc.metadata);
-                    ready.insert(key, ready_at_generation(&mc));
+                    let counted = Some(&key) != provider_key.as_ref();
+                    let now = ready_at_generation(&mc);
+                    if ready.insert(key, now) == Some(true) {
+                        count -= usize::from(counted);
+                    }
+                    count += usize::from(counted && now);
                 }
                 watcher::Event::Delete(mc) => {
                     let key = object_key(&mc.metadata);
-                    ready.remove(&key);
+                    let counted = Some(&key) != provider_key.as_ref();
+                    if ready.remove(&key) == Some(true) {
+                        count -= usize::from(counted);
+                    }
                 }
                 watcher::Event::Init | watcher::Event::InitDone => {}
             },
