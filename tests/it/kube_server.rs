@@ -1065,14 +1065,18 @@ async fn secrets_string_data_and_immutability() {
     .unwrap();
 }
 
+/// The ConfigMap `default/target` the event tests write events about.
+async fn event_target(client: &Client) -> ConfigMap {
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    cms.create(&PostParams::default(), &cm("target", &[], &[]))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn events_are_served_as_core_v1_with_involved_object_selectors() {
     let (_server, client) = server();
-    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    let target = cms
-        .create(&PostParams::default(), &cm("target", &[], &[]))
-        .await
-        .unwrap();
+    let target = event_target(&client).await;
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -1142,11 +1146,7 @@ async fn events_are_served_as_core_v1_with_involved_object_selectors() {
 async fn the_event_writer_folds_repeats_into_a_series() {
     use portvakt::controller::events::{Event as PvEvent, EventWriter};
     let (_server, client) = server();
-    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    let target = cms
-        .create(&PostParams::default(), &cm("target", &[], &[]))
-        .await
-        .unwrap();
+    let target = event_target(&client).await;
     let writer = EventWriter::new(client.clone(), "portvakt", Some("pod-1".into()));
     let reference = target.object_ref(&());
     let ev = |action: &'static str| PvEvent {
