@@ -97,6 +97,12 @@ const OWN_VERSIONS: usize = 4;
 /// How long a watch event waits for portvakt's write of the same object to be answered.
 pub(crate) const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
 
+/// A watch event's object key and version ([`OwnWrites::echo`]).
+pub(crate) struct Echo {
+    key: String,
+    rv: String,
+}
+
 /// A write of one object in flight ([`OwnWrites::begin`]); record its answer before dropping this.
 pub(crate) struct InFlight<'a> {
     own: &'a OwnWrites,
@@ -134,16 +140,32 @@ impl OwnWrites {
             .contains_key(key)
     }
 
-    /// [`OwnWrites::is_own`], once no write of the object is in flight (or after [`IN_FLIGHT_WAIT`]).
-    pub(crate) async fn is_own_settled(&self, kind: &str, meta: &ObjectMeta) -> bool {
-        if let Some(key) = Self::key(kind, meta)
-            && self.writing(&key)
-        {
+    /// What a watch event is judged by, taken from it at once (its key and version), so the check
+    /// can wait without holding on to the event's metadata. `None`: it carries no version.
+    pub(crate) fn echo(kind: &str, meta: &ObjectMeta) -> Option<Echo> {
+        Some(Echo {
+            key: Self::key(kind, meta)?,
+            rv: meta.resource_version.clone()?,
+        })
+    }
+
+    /// Whether `echo` is one of portvakt's recent writes, once no write of that object is in flight
+    /// (or after [`IN_FLIGHT_WAIT`]).
+    pub(crate) async fn is_own_settled(&self, echo: Option<Echo>) -> bool {
+        let Some(echo) = echo else {
+            return false;
+        };
+        if self.writing(&echo.key) {
             let mut rx = self.answered.subscribe();
-            let _ =
-                tokio::time::timeout(IN_FLIGHT_WAIT, rx.wait_for(|_| !self.writing(&key))).await;
+            let _ = tokio::time::timeout(IN_FLIGHT_WAIT, rx.wait_for(|_| !self.writing(&echo.key)))
+                .await;
         }
-        self.is_own(kind, meta)
+        self.recorded(&echo)
+    }
+
+    fn recorded(&self, echo: &Echo) -> bool {
+        let m = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&echo.key).is_some_and(|v| v.contains(&echo.rv))
     }
 
     fn key(kind: &str, meta: &ObjectMeta) -> Option<String> {
@@ -184,15 +206,6 @@ impl OwnWrites {
         m.get(&key)
             .and_then(|v| v.last())
             .is_some_and(|rv| meta.resource_version.as_ref() != Some(rv))
-    }
-
-    /// Whether this version of the object is one of portvakt's recent writes of it.
-    pub(crate) fn is_own(&self, kind: &str, meta: &ObjectMeta) -> bool {
-        let (Some(key), Some(rv)) = (Self::key(kind, meta), meta.resource_version.as_ref()) else {
-            return false;
-        };
-        let m = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(&key).is_some_and(|v| v.contains(rv))
     }
 }
 
@@ -319,6 +332,11 @@ impl Context {
 mod tests {
     use super::*;
 
+    /// Whether version `rv` of `kind` ns/app is recorded as portvakt's own.
+    fn is_own(own: &OwnWrites, kind: &str, rv: &str) -> bool {
+        OwnWrites::echo(kind, &meta(rv)).is_some_and(|e| own.recorded(&e))
+    }
+
     fn meta(rv: &str) -> ObjectMeta {
         ObjectMeta {
             namespace: Some("ns".into()),
@@ -334,11 +352,11 @@ mod tests {
         own.record("Secret", &meta("10"));
         own.record("Secret", &meta("11"));
         // The echo of "10" arrives after "11" was written.
-        assert!(own.is_own("Secret", &meta("10")));
-        assert!(own.is_own("Secret", &meta("11")));
+        assert!(is_own(&own, "Secret", "10"));
+        assert!(is_own(&own, "Secret", "11"));
         // Someone else's version, or another kind's object of the same name, is not.
-        assert!(!own.is_own("Secret", &meta("12")));
-        assert!(!own.is_own("MaskinportenClient", &meta("11")));
+        assert!(!is_own(&own, "Secret", "12"));
+        assert!(!is_own(&own, "MaskinportenClient", "11"));
         // Behind unless it is the latest write.
         assert!(own.is_behind("Secret", &meta("10")));
         assert!(!own.is_behind("Secret", &meta("11")));
@@ -350,7 +368,10 @@ mod tests {
         let guard = own.begin("Secret", "ns", "app");
         let check = {
             let own = own.clone();
-            tokio::spawn(async move { own.is_own_settled("Secret", &meta("7")).await })
+            tokio::spawn(async move {
+                let echo = OwnWrites::echo("Secret", &meta("7"));
+                own.is_own_settled(echo).await
+            })
         };
         tokio::task::yield_now().await;
         assert!(
@@ -364,7 +385,10 @@ mod tests {
             "the echo of the answered write is own"
         );
         // Nothing in flight: answered at once.
-        assert!(!own.is_own_settled("Secret", &meta("8")).await);
+        assert!(
+            !own.is_own_settled(OwnWrites::echo("Secret", &meta("8")))
+                .await
+        );
     }
 
     #[test]
@@ -373,9 +397,9 @@ mod tests {
         for rv in 1..=OWN_VERSIONS + 1 {
             own.record("Secret", &meta(&rv.to_string()));
         }
-        assert!(!own.is_own("Secret", &meta("1")));
-        assert!(own.is_own("Secret", &meta("2")));
+        assert!(!is_own(&own, "Secret", "1"));
+        assert!(is_own(&own, "Secret", "2"));
         own.forget("Secret", "ns", "app");
-        assert!(!own.is_own("Secret", &meta("2")));
+        assert!(!is_own(&own, "Secret", "2"));
     }
 }

@@ -7,7 +7,7 @@
 //! resources it was a quarter of the simulated API server's CPU and growing with N.
 //!
 //! An app Secret is one labelled `app=<resource>` and `type=<kind's label>` (both operators' rule); the
-//! index keeps `(type, namespace, app) → names`, about a hundred bytes a Secret. It may briefly lack a
+//! index keeps `(type, namespace, app) → names` and the reverse, a few hundred bytes a Secret. It may briefly lack a
 //! Secret someone else created (until its watch event arrives, which then triggers the owner's pass)
 //! and may name one already deleted (a read finds it gone): a pass reads each named Secret, so what it
 //! acts on is always the API server's current content. Until the watch has listed once, a pass waits
@@ -29,7 +29,47 @@ pub const LABEL_TYPE: &str = "type";
 /// How long a pass waits for the first list of the Secrets before it gives up (and is retried).
 pub const READY_WAIT: Duration = Duration::from_secs(30);
 
-type Names = HashMap<(String, String), BTreeSet<String>>;
+/// The app Secrets of one type, both ways round, so a Secret that was deleted or lost its labels is
+/// found by its name without a scan (every write of a next-key Secret, which has no `app` label,
+/// is such an event).
+#[derive(Default)]
+struct Names {
+    /// `(namespace, app)` → the Secrets' names.
+    by_app: HashMap<(String, String), BTreeSet<String>>,
+    /// `(namespace, name)` → the app it is indexed under.
+    app_of: HashMap<(String, String), String>,
+}
+
+impl Names {
+    fn insert(&mut self, ns: &str, app: &str, name: &str) {
+        let previous = self
+            .app_of
+            .insert((ns.to_string(), name.to_string()), app.to_string());
+        if let Some(old) = previous.filter(|old| old != app) {
+            self.unlink(ns, &old, name);
+        }
+        self.by_app
+            .entry((ns.to_string(), app.to_string()))
+            .or_default()
+            .insert(name.to_string());
+    }
+
+    fn remove(&mut self, ns: &str, name: &str) {
+        if let Some(app) = self.app_of.remove(&(ns.to_string(), name.to_string())) {
+            self.unlink(ns, &app, name);
+        }
+    }
+
+    fn unlink(&mut self, ns: &str, app: &str, name: &str) {
+        let key = (ns.to_string(), app.to_string());
+        if let Some(set) = self.by_app.get_mut(&key) {
+            set.remove(name);
+            if set.is_empty() {
+                self.by_app.remove(&key);
+            }
+        }
+    }
+}
 
 #[derive(Default)]
 struct Part {
@@ -67,23 +107,6 @@ fn identity(meta: &ObjectMeta) -> Option<(&str, &str, &str, &str)> {
     ))
 }
 
-fn insert(names: &mut Names, ns: &str, app: &str, name: &str) {
-    names
-        .entry((ns.to_string(), app.to_string()))
-        .or_default()
-        .insert(name.to_string());
-}
-
-fn remove(names: &mut Names, ns: &str, app: &str, name: &str) {
-    let key = (ns.to_string(), app.to_string());
-    if let Some(set) = names.get_mut(&key) {
-        set.remove(name);
-        if set.is_empty() {
-            names.remove(&key);
-        }
-    }
-}
-
 impl SecretIndex {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Part>> {
         self.parts.lock().unwrap_or_else(|p| p.into_inner())
@@ -94,12 +117,12 @@ impl SecretIndex {
         let mut parts = self.lock();
         let part = parts.entry(type_label.to_string()).or_default();
         match ev {
-            watcher::Event::Init => part.relisting = Some(Names::new()),
+            watcher::Event::Init => part.relisting = Some(Names::default()),
             watcher::Event::InitApply(s) => {
                 if let (Some(pending), Some((_, ns, app, name))) =
                     (part.relisting.as_mut(), identity(&s.metadata))
                 {
-                    insert(pending, ns, app, name);
+                    pending.insert(ns, app, name);
                 }
             }
             watcher::Event::InitDone => {
@@ -114,24 +137,18 @@ impl SecretIndex {
                 }
             }
             watcher::Event::Apply(s) => match identity(&s.metadata) {
-                Some((_, ns, app, name)) => insert(&mut part.names, ns, app, name),
-                // Its labels changed: it is no longer anyone's app Secret.
-                None => Self::remove_everywhere(part, &s.metadata),
+                Some((_, ns, app, name)) => part.names.insert(ns, app, name),
+                // Not (or no longer) anyone's app Secret.
+                None => Self::remove(part, &s.metadata),
             },
-            watcher::Event::Delete(s) => Self::remove_everywhere(part, &s.metadata),
+            watcher::Event::Delete(s) => Self::remove(part, &s.metadata),
         }
     }
 
-    fn remove_everywhere(part: &mut Part, meta: &ObjectMeta) {
-        let (Some(ns), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) else {
-            return;
-        };
-        part.names.retain(|(n, _), set| {
-            if n == ns {
-                set.remove(name);
-            }
-            !set.is_empty()
-        });
+    fn remove(part: &mut Part, meta: &ObjectMeta) {
+        if let (Some(ns), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) {
+            part.names.remove(ns, name);
+        }
     }
 
     /// A Secret portvakt wrote (entered at once, before its watch event).
@@ -139,21 +156,21 @@ impl SecretIndex {
         if let Some((type_label, ns, app, name)) = identity(meta) {
             let mut parts = self.lock();
             let part = parts.entry(type_label.to_string()).or_default();
-            insert(&mut part.names, ns, app, name);
+            part.names.insert(ns, app, name);
             if let Some(pending) = part.relisting.as_mut() {
-                insert(pending, ns, app, name);
+                pending.insert(ns, app, name);
             }
         }
     }
 
     /// A Secret portvakt deleted.
     pub fn deleted(&self, meta: &ObjectMeta) {
-        if let Some((type_label, ns, app, name)) = identity(meta) {
+        if let Some((type_label, ns, _, name)) = identity(meta) {
             let mut parts = self.lock();
             if let Some(part) = parts.get_mut(type_label) {
-                remove(&mut part.names, ns, app, name);
+                part.names.remove(ns, name);
                 if let Some(pending) = part.relisting.as_mut() {
-                    remove(pending, ns, app, name);
+                    pending.remove(ns, name);
                 }
             }
         }
@@ -182,7 +199,11 @@ impl SecretIndex {
         let parts = self.lock();
         let names = parts
             .get(type_label)
-            .and_then(|p| p.names.get(&(namespace.to_string(), app.to_string())))
+            .and_then(|p| {
+                p.names
+                    .by_app
+                    .get(&(namespace.to_string(), app.to_string()))
+            })
             .cloned()
             .unwrap_or_default();
         Some(names)
@@ -190,10 +211,7 @@ impl SecretIndex {
 
     /// Secrets indexed, over all types (for tests and the benchmark's memory account).
     pub fn len(&self) -> usize {
-        self.lock()
-            .values()
-            .map(|p| p.names.values().map(BTreeSet::len).sum::<usize>())
-            .sum()
+        self.lock().values().map(|p| p.names.app_of.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -281,12 +299,16 @@ mod tests {
         ix.deleted(&app("ns", "a-2", "a").metadata);
         ix.observe(T, &watcher::Event::Delete(app("ns", "a-1", "a")));
         assert_eq!(names_of(&ix, "ns", "a").await, Some(vec![]));
-        // Relabelled away from its app: gone from it.
+        // Relabelled to another app: moved there.
+        ix.observe(T, &watcher::Event::Apply(app("ns", "b-1", "c")));
+        assert_eq!(names_of(&ix, "ns", "b").await, Some(vec![]));
+        assert_eq!(names_of(&ix, "ns", "c").await, Some(vec!["b-1".into()]));
+        // Relabelled away from any app: gone.
         ix.observe(
             T,
             &watcher::Event::Apply(secret("ns", "b-1", &[(LABEL_TYPE, T)])),
         );
-        assert_eq!(names_of(&ix, "ns", "b").await, Some(vec![]));
+        assert_eq!(names_of(&ix, "ns", "c").await, Some(vec![]));
         assert!(ix.is_empty());
     }
 

@@ -18,6 +18,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 
+use super::context::OwnWrites;
 use super::kind::Kind;
 use super::pass::{self, KindContext, kind_name};
 use super::schedule;
@@ -72,8 +73,8 @@ pub fn controller_for<K: Kind>(
         .applied_objects()
         .predicate_filter(trigger_hash::<K>, PredicateConfig::default())
         .try_filter(move |obj| {
-            let (own, meta) = (own.clone(), obj.meta().clone());
-            async move { !own.own_writes.is_own_settled(kind_name::<K>(), &meta).await }
+            let (own, echo) = (own.clone(), OwnWrites::echo(kind_name::<K>(), obj.meta()));
+            async move { !own.own_writes.is_own_settled(echo).await }
         });
     // A change or deletion of an owned Secret by anyone else triggers its owner's reconcile;
     // portvakt's own writes echoed back do not. Deletions always trigger.
@@ -84,16 +85,13 @@ pub fn controller_for<K: Kind>(
         .inspect_ok(move |ev| index.secret_index.observe(K::NAMES.secret_type_label, ev))
         .try_filter(move |ev| {
             let own = own.clone();
-            let written = match ev {
-                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => Some(s.metadata.clone()),
+            let echo = match ev {
+                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+                    OwnWrites::echo("Secret", &s.metadata)
+                }
                 _ => None,
             };
-            async move {
-                match written {
-                    Some(meta) => !own.own_writes.is_own_settled("Secret", &meta).await,
-                    None => true,
-                }
-            }
+            async move { !own.own_writes.is_own_settled(echo).await }
         })
         .touched_objects();
     let controller = Controller::for_stream(resources, reader)
