@@ -261,7 +261,7 @@ impl Shared {
     pub fn new(client: kube::Client, clock: Clock, cluster_name: &str) -> Self {
         let events = EventWriter::new(client.clone(), "portvakt", std::env::var("POD_NAME").ok());
         let counters = Arc::new(Counters::default());
-        let keygen = KeyGenerator::default();
+        let keygen = KeyGenerator::default().with_clock(clock.clone());
         let metrics = Arc::new(Metrics::new(counters.clone()));
         metrics.add_collector(Arc::new(KeyGenStats(keygen.clone())));
         Self {

@@ -11,12 +11,21 @@
 //!   and gets the call-back when it is at hand; the resource's next pass [`KeyGenerator::take`]s it.
 //!   A key waiting to be taken is held only in memory (never logged); one never taken is forgotten
 //!   with its resource ([`KeyGenerator::forget`]), and a lost one costs only a new request.
+//! - A request may name a time before which the key is not wanted ([`KeyGenerator::request_after`],
+//!   by the shared clock): the first pass of a new resource asks for its deferred next key at once,
+//!   so no pass runs only to ask for it when the delay is over. One timer task releases the due
+//!   requests into the idle queue. A request forgotten meanwhile (the resource is gone, or a
+//!   rotation made its key at once) makes no key.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
+use jiff::{SignedDuration, Timestamp};
 use tokio::sync::oneshot;
+
+use crate::clock::Clock;
 
 use super::context::Counters;
 use super::error::Error;
@@ -51,6 +60,8 @@ pub struct KeyGenerator {
 
 struct Inner {
     cores: usize,
+    /// The clock a request's not-before time goes by (the one the key plan reads).
+    clock: Clock,
     queue: Mutex<Queue>,
     /// The work of one key: returns the key, or a message.
     work: fn() -> Result<Key, String>,
@@ -66,10 +77,21 @@ struct Queue {
     busy: usize,
     urgent: VecDeque<oneshot::Sender<Slot>>,
     idle: VecDeque<oneshot::Sender<Slot>>,
-    /// Owners whose requested key is queued or being made.
-    requested: HashSet<String>,
+    /// Owners whose requested key is deferred, queued or being made, with the request's ticket (a
+    /// request forgotten and made again gets a new one, so the old one's work is not done twice).
+    requested: HashMap<String, u64>,
+    tickets: u64,
+    /// Requests not wanted before their time, by (time, ticket).
+    deferred: BTreeMap<(Timestamp, u64), Deferred>,
+    /// Whether the task releasing deferred requests runs.
+    releasing: bool,
     /// Requested keys at hand, with their CPU time (counted when taken).
     ready: HashMap<String, (Key, u64)>,
+}
+
+struct Deferred {
+    owner: String,
+    ready: Ready,
 }
 
 /// The right to make one key on one core; handed to the next waiter when dropped.
@@ -125,6 +147,21 @@ impl Default for KeyGenerator {
     }
 }
 
+/// How often the releasing task looks at the clock at most (a deferred request is released within
+/// this of its time; the key plan defers by the same clock, so a pass never finds it early).
+const RELEASE_TICK: Duration = Duration::from_secs(1);
+
+/// Clears [`Queue::releasing`] when the releasing task ends, however it ends (its runtime may stop).
+struct Releasing(Option<Weak<Inner>>);
+
+impl Drop for Releasing {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.as_ref().and_then(Weak::upgrade) {
+            inner.lock().releasing = false;
+        }
+    }
+}
+
 /// This thread's CPU time in nanoseconds (`/proc/thread-self/schedstat`), if the kernel reports it.
 fn thread_cpu_nanos() -> Option<u64> {
     std::fs::read_to_string("/proc/thread-self/schedstat")
@@ -141,10 +178,28 @@ impl KeyGenerator {
         Self::with_work(cores, default_work)
     }
 
+    /// The same, with requests' not-before times going by `clock`.
+    pub fn with_clock(self, clock: Clock) -> Self {
+        let i = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                cores: i.cores,
+                clock,
+                queue: Mutex::new(Queue::default()),
+                work: i.work,
+                urgent_keys: AtomicU64::new(0),
+                urgent_cpu_micros: AtomicU64::new(0),
+                idle_keys: AtomicU64::new(0),
+                idle_cpu_micros: AtomicU64::new(0),
+            }),
+        }
+    }
+
     fn with_work(cores: usize, work: fn() -> Result<Key, String>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 cores: cores.max(1),
+                clock: Clock::system(),
                 queue: Mutex::new(Queue::default()),
                 work,
                 urgent_keys: AtomicU64::new(0),
@@ -174,6 +229,11 @@ impl KeyGenerator {
     /// Makes one key on a free core; returns it with its CPU time in microseconds.
     async fn make(&self, priority: Priority) -> Result<(Key, u64), Error> {
         let slot = self.acquire(priority).await?;
+        self.make_on(slot, priority).await
+    }
+
+    /// Makes one key on the core `slot` holds.
+    async fn make_on(&self, slot: Slot, priority: Priority) -> Result<(Key, u64), Error> {
         let work = self.inner.work;
         let (key, micros) = tokio::task::spawn_blocking(move || {
             // The slot is held until the CPU work is over, even if the caller went away.
@@ -212,21 +272,57 @@ impl KeyGenerator {
     /// `ready` is called once it is at hand, or once making it failed (the next pass asks again).
     /// Returns `false` (and drops `ready`) when one is already requested or at hand.
     pub fn request(&self, owner: &str, ready: Ready) -> bool {
-        {
+        self.request_after(owner, Duration::ZERO, ready)
+    }
+
+    /// [`KeyGenerator::request`], the key not made before `after` from now (by the shared clock).
+    pub fn request_after(&self, owner: &str, after: Duration, ready: Ready) -> bool {
+        let now = self.inner.clock.now();
+        let at = now
+            .checked_add(SignedDuration::try_from(after).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(Timestamp::MAX);
+        let ticket = {
             let mut q = self.inner.lock();
-            if q.ready.contains_key(owner) || !q.requested.insert(owner.to_string()) {
+            if q.ready.contains_key(owner) || q.requested.contains_key(owner) {
                 return false;
             }
-        }
+            q.tickets += 1;
+            let ticket = q.tickets;
+            q.requested.insert(owner.to_string(), ticket);
+            if at > now {
+                let owner = owner.to_string();
+                q.deferred.insert((at, ticket), Deferred { owner, ready });
+                if !q.releasing {
+                    q.releasing = true;
+                    tokio::spawn(release(Releasing(Some(Arc::downgrade(&self.inner)))));
+                }
+                return true;
+            }
+            ticket
+        };
+        self.spawn_request(owner.to_string(), ticket, ready);
+        true
+    }
+
+    /// Makes the requested key in the background (unless the request is forgotten before it gets
+    /// its core), keeps it for its owner and calls `ready`.
+    fn spawn_request(&self, owner: String, ticket: u64, ready: Ready) {
         let this = self.clone();
-        let owner = owner.to_string();
         tokio::spawn(async move {
-            let made = this.make(Priority::Idle).await;
+            let made = match this.acquire(Priority::Idle).await {
+                Ok(slot) if this.wanted(&owner, ticket) => this.make_on(slot, Priority::Idle).await,
+                // Forgotten while it queued: the core goes to the next waiter.
+                Ok(_) => return,
+                Err(e) => Err(e),
+            };
             let wanted = {
                 let mut q = this.inner.lock();
-                let wanted = q.requested.remove(&owner);
-                if wanted && let Ok(km) = made.as_ref() {
-                    q.ready.insert(owner.clone(), km.clone());
+                let wanted = q.requested.get(&owner) == Some(&ticket);
+                if wanted {
+                    q.requested.remove(&owner);
+                    if let Ok(km) = made.as_ref() {
+                        q.ready.insert(owner.clone(), km.clone());
+                    }
                 }
                 wanted
             };
@@ -237,12 +333,16 @@ impl KeyGenerator {
                 ready();
             }
         });
-        true
+    }
+
+    /// Whether request `ticket` of `owner` still stands.
+    fn wanted(&self, owner: &str, ticket: u64) -> bool {
+        self.inner.lock().requested.get(owner) == Some(&ticket)
     }
 
     /// Whether a key requested for `owner` is queued or being made (not yet at hand).
     pub fn is_requested(&self, owner: &str) -> bool {
-        self.inner.lock().requested.contains(owner)
+        self.inner.lock().requested.contains_key(owner)
     }
 
     /// The key made for `owner` by an earlier [`KeyGenerator::request`], if it is at hand (its CPU
@@ -270,6 +370,52 @@ impl KeyGenerator {
             idle_keys: i.idle_keys.load(Ordering::Relaxed),
             idle_cpu_micros: i.idle_cpu_micros.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Releases deferred requests into the idle queue as they fall due; ends when none is left (the
+/// next deferred request starts it again) or the generator is gone.
+async fn release(mut guard: Releasing) {
+    loop {
+        let Some(inner) = guard.0.as_ref().and_then(Weak::upgrade) else {
+            return;
+        };
+        let now = inner.clock.now();
+        let (due, wait) = {
+            let mut q = inner.lock();
+            let mut due = Vec::new();
+            while let Some(e) = q.deferred.first_entry() {
+                if e.key().0 > now {
+                    break;
+                }
+                let ((_, ticket), d) = e.remove_entry();
+                // A forgotten request is dropped here, its call-back with it.
+                if q.requested.get(&d.owner) == Some(&ticket) {
+                    due.push((ticket, d));
+                }
+            }
+            let wait = match q.deferred.first_key_value() {
+                Some(((next, _), _)) => Some(
+                    Duration::try_from(next.duration_since(now))
+                        .map_or(RELEASE_TICK, |d| d.min(RELEASE_TICK)),
+                ),
+                None => {
+                    // Cleared under the lock that saw the map empty: a request after this starts
+                    // a new task.
+                    q.releasing = false;
+                    guard.0 = None;
+                    None
+                }
+            };
+            (due, wait)
+        };
+        let this = KeyGenerator { inner };
+        for (ticket, d) in due {
+            this.spawn_request(d.owner, ticket, d.ready);
+        }
+        drop(this);
+        let Some(wait) = wait else { return };
+        tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
     }
 }
 
@@ -428,23 +574,115 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let first = waiter(&g, Priority::Urgent, "first", &order).await;
-        // Requested and forgotten before it is made: made, then dropped, nobody called back.
+        // Requested and forgotten before it gets its core: never made, nobody called back.
         let forgotten = Arc::new(Mutex::new(false));
         let f = forgotten.clone();
         assert!(g.request("Kind/ns/gone", Box::new(move || *f.lock().unwrap() = true)));
+        while g.inner.lock().idle.len() < 2 {
+            tokio::task::yield_now().await;
+        }
         g.forget("Kind/ns/gone");
         drop(busy);
         first.await.expect("urgent waiter");
         tokio::time::timeout(Duration::from_secs(5), async {
-            while g.stats().idle_keys < 2 {
+            loop {
+                let settled = {
+                    let q = g.inner.lock();
+                    q.idle.is_empty() && q.busy == 0
+                };
+                if settled && g.stats().idle_keys == 1 {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await
-        .expect("both background keys made");
+        .expect("the one wanted background key made");
         assert_eq!(*order.lock().unwrap(), ["first", "next-a"]);
+        assert_eq!(g.stats().idle_keys, 1, "the forgotten one was not made");
         assert!(g.take("Kind/ns/gone", &counters).is_none());
         assert!(!*forgotten.lock().unwrap());
+        assert!(g.take("Kind/ns/a", &counters).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_deferred_request_is_made_only_once_its_time_has_come_by_the_shared_clock() {
+        let clock = Clock::system();
+        let g = KeyGenerator::with_work(1, quick).with_clock(clock.clone());
+        let counters = Counters::default();
+        let (tx, mut rx) = oneshot::channel();
+        assert!(g.request_after(
+            "Kind/ns/a",
+            Duration::from_secs(600),
+            Box::new(move || {
+                let _ = tx.send(());
+            })
+        ));
+        assert!(g.is_requested("Kind/ns/a"), "a deferred request stands");
+        assert!(
+            !g.request_after("Kind/ns/a", Duration::ZERO, Box::new(|| unreachable!())),
+            "one request per owner, deferred or not"
+        );
+        // Several release ticks go by on the real clock; the shared clock says it is not yet due.
+        tokio::time::sleep(RELEASE_TICK * 2 + Duration::from_millis(200)).await;
+        assert!(rx.try_recv().is_err(), "not called back before its time");
+        assert_eq!(g.stats().idle_keys, 0, "not made before its time");
+        clock.advance(Duration::from_secs(601));
+        tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .expect("called back once due")
+            .expect("sender");
+        assert!(!g.is_requested("Kind/ns/a"));
+        assert!(g.take("Kind/ns/a", &counters).is_some());
+        assert_eq!(g.stats().idle_keys, 1);
+        // Nothing deferred is left: the releasing task has ended (a later request starts another).
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while g.inner.lock().releasing {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the releasing task ends");
+    }
+
+    #[tokio::test]
+    async fn a_deferred_request_forgotten_and_asked_again_makes_one_key_for_the_new_one() {
+        let clock = Clock::system();
+        let g = KeyGenerator::with_work(1, quick).with_clock(clock.clone());
+        let counters = Counters::default();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let c = calls.clone();
+        assert!(g.request_after(
+            "Kind/ns/a",
+            Duration::from_secs(60),
+            Box::new(move || c.lock().unwrap().push("old"))
+        ));
+        g.forget("Kind/ns/a");
+        assert!(!g.is_requested("Kind/ns/a"));
+        let c = calls.clone();
+        assert!(g.request_after(
+            "Kind/ns/a",
+            Duration::from_secs(120),
+            Box::new(move || c.lock().unwrap().push("new"))
+        ));
+        clock.advance(Duration::from_secs(121));
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while g.stats().idle_keys < 1 || g.is_requested("Kind/ns/a") {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the standing request is served");
+        // Let any stray work of the forgotten request show itself.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while g.inner.lock().releasing || g.inner.lock().busy > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("settled");
+        assert_eq!(*calls.lock().unwrap(), ["new"]);
+        assert_eq!(g.stats().idle_keys, 1, "the forgotten request made no key");
         assert!(g.take("Kind/ns/a", &counters).is_some());
     }
 

@@ -363,6 +363,19 @@ impl<'a, K: Kind> Pass<'a, K> {
         None
     }
 
+    /// Asks for this resource's deferred next key, made on idle CPU once `after` has passed (by the
+    /// shared clock); the resource gets a pass when it is at hand. Returns whether that pass will
+    /// come (asked for now or earlier), so nothing else need be scheduled for it; `false` for a
+    /// read-only pass, or when the key is already at hand (the caller schedules a pass as before).
+    pub fn defer_idle_key(&self, after: std::time::Duration) -> bool {
+        let keygen = &self.shared.keygen;
+        let Some(wake) = self.wake.clone() else {
+            return false;
+        };
+        keygen.request_after(&self.key, after, Box::new(move || wake()))
+            || keygen.is_requested(&self.key)
+    }
+
     /// Forgets the own writes of a resource that is gone (its Secrets' are forgotten by name).
     pub fn forget_own(&self, secrets: &[String]) {
         let own = &self.shared.own_writes;

@@ -166,7 +166,7 @@ pub(crate) async fn plan<K: DigdirResource>(
             KeyPlan::NeedScan => refs = Some(pass.scan_workloads().await?),
             KeyPlan::Act(a) if !real_keys => return Ok(*a),
             KeyPlan::Act(a) if wanted == 0 => {
-                if !a.next_waits {
+                if !a.next_waits && a.next_due_in.is_none() {
                     // Nobody waits for a key made in the background any more.
                     pass.shared.keygen.forget(&pass.key);
                 }

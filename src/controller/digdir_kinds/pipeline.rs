@@ -203,7 +203,9 @@ fn next_pass_in<K: DigdirResource>(
         full_sync_every: pass.provider.full_sync_every,
         keys_expire_at: keys.registered.expires_at,
         renew_before: pass.provider.config.renew_before,
-        next_key_in: a.next_due_in,
+        // The key generator wakes the resource when its deferred next key is at hand: no pass runs
+        // only to ask for it when the delay is over.
+        next_key_in: a.next_due_in.filter(|d| !pass.defer_idle_key(*d)),
         rotation_wait: a.wait,
         revisit: old_secrets || !a.replaced.is_empty() || !a.dropped.is_empty() || no_access,
         resync: pass.resync,
