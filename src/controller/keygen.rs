@@ -180,26 +180,18 @@ impl KeyGenerator {
 
     /// The same, with requests' not-before times going by `clock`.
     pub fn with_clock(self, clock: Clock) -> Self {
-        let i = &self.inner;
-        Self {
-            inner: Arc::new(Inner {
-                cores: i.cores,
-                clock,
-                queue: Mutex::new(Queue::default()),
-                work: i.work,
-                urgent_keys: AtomicU64::new(0),
-                urgent_cpu_micros: AtomicU64::new(0),
-                idle_keys: AtomicU64::new(0),
-                idle_cpu_micros: AtomicU64::new(0),
-            }),
-        }
+        Self::build(self.inner.cores, self.inner.work, clock)
     }
 
     fn with_work(cores: usize, work: fn() -> Result<Key, String>) -> Self {
+        Self::build(cores, work, Clock::system())
+    }
+
+    fn build(cores: usize, work: fn() -> Result<Key, String>, clock: Clock) -> Self {
         Self {
             inner: Arc::new(Inner {
                 cores: cores.max(1),
-                clock: Clock::system(),
+                clock,
                 queue: Mutex::new(Queue::default()),
                 work,
                 urgent_keys: AtomicU64::new(0),
