@@ -22,10 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
+use crate::core::due::signed;
 
 use super::context::Counters;
 use super::error::Error;
@@ -87,6 +88,13 @@ struct Queue {
     releasing: bool,
     /// Requested keys at hand, with their CPU time (counted when taken).
     ready: HashMap<String, (Key, u64)>,
+}
+
+impl Queue {
+    /// Whether request `ticket` of `owner` still stands (not forgotten, nor replaced by a new one).
+    fn stands(&self, owner: &str, ticket: u64) -> bool {
+        self.requested.get(owner) == Some(&ticket)
+    }
 }
 
 struct Deferred {
@@ -270,9 +278,7 @@ impl KeyGenerator {
     /// [`KeyGenerator::request`], the key not made before `after` from now (by the shared clock).
     pub fn request_after(&self, owner: &str, after: Duration, ready: Ready) -> bool {
         let now = self.inner.clock.now();
-        let at = now
-            .checked_add(SignedDuration::try_from(after).unwrap_or(SignedDuration::MAX))
-            .unwrap_or(Timestamp::MAX);
+        let at = now.checked_add(signed(after)).unwrap_or(Timestamp::MAX);
         let ticket = {
             let mut q = self.inner.lock();
             if q.ready.contains_key(owner) || q.requested.contains_key(owner) {
@@ -309,7 +315,7 @@ impl KeyGenerator {
             };
             let wanted = {
                 let mut q = this.inner.lock();
-                let wanted = q.requested.get(&owner) == Some(&ticket);
+                let wanted = q.stands(&owner, ticket);
                 if wanted {
                     q.requested.remove(&owner);
                     if let Ok(km) = made.as_ref() {
@@ -329,7 +335,7 @@ impl KeyGenerator {
 
     /// Whether request `ticket` of `owner` still stands.
     fn wanted(&self, owner: &str, ticket: u64) -> bool {
-        self.inner.lock().requested.get(owner) == Some(&ticket)
+        self.inner.lock().stands(owner, ticket)
     }
 
     /// Whether a key requested for `owner` is queued or being made (not yet at hand).
@@ -382,7 +388,7 @@ async fn release(mut guard: Releasing) {
                 }
                 let ((_, ticket), d) = e.remove_entry();
                 // A forgotten request is dropped here, its call-back with it.
-                if q.requested.get(&d.owner) == Some(&ticket) {
+                if q.stands(&d.owner, ticket) {
                     due.push((ticket, d));
                 }
             }
